@@ -1,0 +1,1 @@
+"""smithers-dashboard: Panel views and the param store that feeds them."""

@@ -1,0 +1,38 @@
+"""smithers-dashboard's inspector: everything about talking to a Smithers Gateway.
+
+No Panel here. :mod:`inspector.protocol` (wire types) and :mod:`inspector.tree` (the
+DevTools tree model) are pure; :mod:`inspector.client` is the only module that opens
+sockets.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    DevToolsError,
+    ErrorCode,
+    FrameDecodeError,
+    GatewayError,
+    GatewayRpcError,
+    GatewayUnavailable,
+    InvalidDelta,
+    InvalidSnapshot,
+    ProtocolError,
+    SeqGap,
+)
+from .tree import DevToolsTree, TreeChange, TreeNode
+
+__all__ = [
+    "DevToolsError",
+    "DevToolsTree",
+    "ErrorCode",
+    "FrameDecodeError",
+    "GatewayError",
+    "GatewayRpcError",
+    "GatewayUnavailable",
+    "InvalidDelta",
+    "InvalidSnapshot",
+    "ProtocolError",
+    "SeqGap",
+    "TreeChange",
+    "TreeNode",
+]

@@ -1,0 +1,197 @@
+"""Typed errors for everything that can go wrong between us and a Smithers Gateway.
+
+The hierarchy mirrors the layers:
+
+- :class:`ProtocolError`: a frame or payload that does not match the wire contract
+  (:class:`FrameDecodeError` carries the JSON path of the first problem).
+- :class:`DevToolsError`: a DevTools event that cannot be applied to the tree
+  (:class:`SeqGap` when deltas are missing, :class:`InvalidDelta` for a malformed or
+  inapplicable op, :class:`InvalidSnapshot` for a snapshot that cannot be a tree).
+- :class:`GatewayError`: talking to the Gateway failed: :class:`GatewayRpcError` for an
+  error answer (with the Gateway's code in both spellings normalised),
+  :class:`GatewayUnavailable` when no answer could be had at all.
+
+Every error a caller may want to branch on is a class, never a string to parse.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+__all__ = [
+    "DevToolsError",
+    "ErrorCode",
+    "FrameDecodeError",
+    "GatewayError",
+    "GatewayRpcError",
+    "GatewayUnavailable",
+    "InvalidDelta",
+    "InvalidSnapshot",
+    "ProtocolError",
+    "SeqGap",
+    "normalize_error_code",
+]
+
+
+class ProtocolError(ValueError):
+    """A frame or payload does not follow the Gateway's wire contract."""
+
+
+class FrameDecodeError(ProtocolError):
+    """Decoding failed; ``path`` says where (``$.payload.event.delta.ops[2].id``)."""
+
+    def __init__(self, message: str, path: str = "$") -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.reason = message
+
+
+class DevToolsError(Exception):
+    """A DevTools event could not be applied; the tree is left exactly as it was."""
+
+
+class SeqGap(DevToolsError):
+    """A delta's ``baseSeq`` is not the tree's current ``seq``: frames were missed."""
+
+    def __init__(self, expected: int | None, base_seq: int, seq: int) -> None:
+        super().__init__(f"delta {base_seq}->{seq} does not follow the tree's seq {expected}")
+        self.expected = expected
+        self.base_seq = base_seq
+        self.seq = seq
+
+
+class InvalidDelta(DevToolsError):
+    """A delta is malformed or names a node the tree does not have."""
+
+    def __init__(self, message: str, *, op_index: int | None = None) -> None:
+        where = f"op {op_index}: " if op_index is not None else ""
+        super().__init__(f"{where}{message}")
+        self.op_index = op_index
+        self.reason = message
+
+
+class InvalidSnapshot(DevToolsError):
+    """A snapshot cannot be a tree (malformed node, duplicate ids)."""
+
+
+class ErrorCode(enum.StrEnum):
+    """The Gateway's error codes, one member per meaning.
+
+    The Gateway answers with two vocabularies (``UNAUTHORIZED`` at the auth gate,
+    ``Unauthorized`` from DevTools; ``NOT_FOUND`` next to ``RunNotFound``).
+    :func:`normalize_error_code` maps both spellings onto these members; codes we do not
+    know stay as plain strings so nothing the Gateway says is lost.
+    """
+
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    NOT_FOUND = "NOT_FOUND"
+    RUN_NOT_FOUND = "RunNotFound"
+    NODE_NOT_FOUND = "NodeNotFound"
+    ITERATION_NOT_FOUND = "IterationNotFound"
+    NODE_HAS_NO_OUTPUT = "NodeHasNoOutput"
+    INVALID_RUN_ID = "InvalidRunId"
+    INVALID_NODE_ID = "InvalidNodeId"
+    INVALID_ITERATION = "InvalidIteration"
+    SEQ_OUT_OF_RANGE = "SeqOutOfRange"
+    FRAME_OUT_OF_RANGE = "FrameOutOfRange"
+    BACKPRESSURE_DISCONNECT = "BackpressureDisconnect"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    BUSY = "Busy"
+    RATE_LIMITED = "RateLimited"
+    ATTEMPT_NOT_FINISHED = "AttemptNotFinished"
+    VCS_ERROR = "VcsError"
+    RUN_OWNER_ALIVE = "RunOwnerAlive"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+def _fold(code: str) -> str:
+    return code.replace("_", "").replace("-", "").lower()
+
+
+_BY_FOLDED: dict[str, ErrorCode] = {_fold(c.value): c for c in ErrorCode}
+_BY_FOLDED.update(
+    {
+        "internalerror": ErrorCode.INTERNAL,
+        "servererror": ErrorCode.INTERNAL,
+        "ratelimit": ErrorCode.RATE_LIMITED,
+        "toomanyrequests": ErrorCode.RATE_LIMITED,
+        "serviceunavailable": ErrorCode.UNAVAILABLE,
+    }
+)
+
+#: Codes that say "try again later"; everything else is final for that request.
+TRANSIENT_CODES = frozenset(
+    {ErrorCode.BUSY, ErrorCode.RATE_LIMITED, ErrorCode.BACKPRESSURE_DISCONNECT, ErrorCode.UNAVAILABLE}
+)
+
+
+def normalize_error_code(code: object) -> ErrorCode | str:
+    """Map either spelling of a Gateway error code to an :class:`ErrorCode`.
+
+    >>> normalize_error_code("Unauthorized") is ErrorCode.UNAUTHORIZED
+    True
+    >>> normalize_error_code("SomethingNew")
+    'SomethingNew'
+    """
+    if isinstance(code, ErrorCode):
+        return code
+    text = str(code)
+    return _BY_FOLDED.get(_fold(text), text)
+
+
+class GatewayError(Exception):
+    """Talking to the Gateway failed."""
+
+
+class GatewayUnavailable(GatewayError):
+    """No usable answer: connection refused or cut, timeout, or an HTTP 5xx without a frame."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GatewayRpcError(GatewayError):
+    """The Gateway answered a request with an error.
+
+    ``code`` is normalised (see :func:`normalize_error_code`); ``raw_code`` keeps the
+    spelling the Gateway used. ``required_scope`` is set on ``FORBIDDEN`` answers so a
+    view can say which scope the token lacks instead of failing silently.
+    """
+
+    def __init__(
+        self,
+        code: object,
+        message: str,
+        *,
+        status: int | None = None,
+        required_scope: str | None = None,
+        details: Any = None,
+        method: str | None = None,
+    ) -> None:
+        self.code = normalize_error_code(code)
+        self.raw_code = str(code)
+        self.message = message
+        self.status = status
+        self.required_scope = required_scope
+        self.details = details
+        self.method = method
+        where = f"{method}: " if method else ""
+        super().__init__(f"{where}{self.raw_code}: {message}")
+
+    @property
+    def transient(self) -> bool:
+        """True when the same request may succeed later (``Busy``, ``RateLimited``, 429/502/503/504)."""
+        if self.code in TRANSIENT_CODES:
+            return True
+        return self.status in (429, 502, 503, 504)
+
+    @property
+    def unauthorized(self) -> bool:
+        """True when the token itself was rejected (not merely lacking a scope)."""
+        return self.code is ErrorCode.UNAUTHORIZED

@@ -147,6 +147,9 @@ def normalize_error_code(code: object) -> ErrorCode | str:
 class GatewayError(Exception):
     """Talking to the Gateway failed."""
 
+    #: Seconds the Gateway asked us to wait (HTTP ``Retry-After``), when it said.
+    retry_after: float | None = None
+
 
 class GatewayUnavailable(GatewayError):
     """No usable answer: connection refused or cut, timeout, or an HTTP 5xx without a frame."""

@@ -1,0 +1,580 @@
+"""The async Gateway client: HTTP RPC over httpx, the WebSocket protocol over websockets.
+
+This is the only module of the project that talks to the network. Both transports are
+injectable: pass ``transport=httpx.MockTransport(handler)`` (or any
+``httpx.AsyncBaseTransport``) for HTTP, and ``connect=`` a coroutine function returning a
+websocket-like object for the socket, so tests can run against in-process servers.
+
+- :class:`GatewayClient` holds the base URL and token and answers typed reads
+  (``get_run``, ``list_runs``, ...) over ``POST /v1/rpc/<method>``; failures raise
+  :class:`~inspector.errors.GatewayRpcError` or :class:`~inspector.errors.GatewayUnavailable`.
+  Reads are retried with backoff when the Gateway says "later" (429, 502-504, ``Busy``,
+  ``RateLimited``); writes never are.
+- :class:`GatewayConnection` is one authenticated socket: challenge, ``connect``, hello,
+  requests correlated by id, a queue of event frames, ``tick`` heartbeats.
+- :meth:`GatewayClient.devtools` returns the resilient DevTools subscription
+  (:class:`inspector.stream.DevToolsSubscription`).
+
+The token is sent only in the ``Authorization`` header and the ``connect`` frame; it is
+never logged, never part of a ``repr`` and replaced by ``"<redacted>"`` in recordings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import platform
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from . import __name__ as _pkg
+from .errors import (
+    ErrorCode,
+    FrameDecodeError,
+    GatewayRpcError,
+    GatewayUnavailable,
+)
+from .protocol import (
+    EventFrame,
+    RequestFrame,
+    ResponseFrame,
+    UnknownFrame,
+    decode_frame,
+    decode_json,
+)
+from .status import Backoff
+
+if TYPE_CHECKING:
+    from .stream import DevToolsSubscription
+    from .tree import DevToolsTree
+
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_VERSION",
+    "DEFAULT_GATEWAY_URL",
+    "FrameRecorder",
+    "GatewayClient",
+    "GatewayConnection",
+    "WebSocketLike",
+]
+
+log = logging.getLogger(_pkg + ".client")
+
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
+CLIENT_ID = "smithers-dashboard"
+CLIENT_VERSION = "0.1.0"
+#: The largest frame we accept. A 10,000-node snapshot is a few MB; outputs are capped
+#: by the Gateway at 100 MiB but travel over HTTP, not the socket.
+DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024
+#: Methods that change something: never retried automatically.
+MUTATING_METHODS = frozenset(
+    {"launchRun", "rewindRun", "jumpToFrame", "submitApproval", "cancelRun", "resumeRun", "pauseRun"}
+)
+REDACTED = "<redacted>"
+
+
+class WebSocketLike(Protocol):
+    """What we need of a websocket connection (``websockets.asyncio.client.ClientConnection``)."""
+
+    async def send(self, message: str) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+ConnectFactory = Callable[[str, Mapping[str, str]], Awaitable[WebSocketLike]]
+
+
+class FrameRecorder(Protocol):
+    """Receives every frame of a session, e.g. :class:`inspector.transcript.TranscriptWriter`."""
+
+    def new_session(self) -> None: ...
+
+    def sent(self, frame: Mapping[str, Any]) -> None: ...
+
+    def received(self, frame: Mapping[str, Any]) -> None: ...
+
+
+def websocket_url(base_url: str) -> str:
+    """``http://h:p/x`` -> ``ws://h:p/x/``; ``https`` -> ``wss``. Same origin as the RPC."""
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None:
+        raise ValueError(f"gateway URL must be http(s) or ws(s), got {parts.scheme!r}")
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def _http_base(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https"):
+        raise ValueError(f"gateway URL must be http(s) or ws(s), got {parts.scheme!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _redact_connect(frame: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = frame.get("params")
+    if frame.get("method") != "connect" or not isinstance(params, Mapping) or "auth" not in params:
+        return frame
+    return {**frame, "params": {**params, "auth": {"token": REDACTED}}}
+
+
+async def _default_connect(url: str, headers: Mapping[str, str], *, max_size: int) -> WebSocketLike:
+    return await ws_connect(
+        url,
+        additional_headers=dict(headers),
+        max_size=max_size,
+        open_timeout=10,
+        ping_interval=10,
+        ping_timeout=20,
+        close_timeout=2,
+        user_agent_header=f"{CLIENT_ID}/{CLIENT_VERSION}",
+    )
+
+
+_CLOSED = object()
+
+
+class GatewayConnection:
+    """One authenticated Gateway socket.
+
+    Created by :meth:`GatewayClient.open`. A background reader routes response frames to
+    the request that is waiting for them and event frames to :meth:`next_event`. A frame
+    that cannot be decoded is handed to the event consumer as a
+    :class:`~inspector.errors.FrameDecodeError`, so it can decide to rebaseline.
+    """
+
+    def __init__(self, ws: WebSocketLike, *, recorder: FrameRecorder | None = None, queue_size: int = 10_000):
+        self._ws = ws
+        self._recorder = recorder
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[ResponseFrame]] = {}
+        self._events: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
+        self._reader: asyncio.Task[None] | None = None
+        self._closed_reason: BaseException | None = None
+        self.hello: dict[str, Any] = {}
+        self.last_tick: float | None = None
+        self.last_frame: float = time.monotonic()
+        self.close_code: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def heartbeat_ms(self) -> int:
+        policy = self.hello.get("policy")
+        value = policy.get("heartbeatMs") if isinstance(policy, Mapping) else None
+        return value if isinstance(value, int) and value > 0 else 15_000
+
+    @property
+    def scopes(self) -> list[str]:
+        auth = self.hello.get("auth")
+        value = auth.get("scopes") if isinstance(auth, Mapping) else None
+        return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
+
+    async def handshake(self, params: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        """Wait for the challenge, send ``connect``, return the hello payload."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self._recv_frame()
+                if isinstance(frame, EventFrame) and frame.event == "connect.challenge":
+                    break
+        req = RequestFrame(id=f"req-{next(self._ids)}", method="connect", params=dict(params))
+        await self._send(req.to_wire())
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self._recv_frame()
+                if isinstance(frame, ResponseFrame) and frame.id == req.id:
+                    break
+                if isinstance(frame, EventFrame):
+                    self._events.put_nowait(frame)
+        if not frame.ok:
+            assert frame.error is not None
+            raise frame.error.to_exception(method="connect")
+        self.hello = frame.payload if isinstance(frame.payload, dict) else {}
+        self._reader = asyncio.create_task(self._read_loop(), name="gateway-reader")
+        return self.hello
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self._ws.close()
+        self._fail_pending(GatewayUnavailable("connection closed"))
+
+    async def __aenter__(self) -> GatewayConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- frames ------------------------------------------------------------
+
+    async def _send(self, wire: Mapping[str, Any]) -> None:
+        if self._recorder is not None:
+            self._recorder.sent(_redact_connect(wire))
+        try:
+            await self._ws.send(json.dumps(wire, separators=(",", ":")))
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    async def _recv_frame(self) -> EventFrame | ResponseFrame | RequestFrame | UnknownFrame:
+        try:
+            text = await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        self.last_frame = time.monotonic()
+        data = decode_json(text)
+        if self._recorder is not None and isinstance(data, Mapping):
+            self._recorder.received(data)
+        return decode_frame(data)
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    frame = await self._recv_frame()
+                except FrameDecodeError as exc:
+                    log.warning("undecodable frame from gateway: %s", exc)
+                    await self._events.put(exc)
+                    continue
+                if isinstance(frame, ResponseFrame):
+                    future = self._pending.pop(frame.id, None)
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+                elif isinstance(frame, EventFrame):
+                    if frame.event == "tick":
+                        self.last_tick = time.time()
+                    await self._events.put(frame)
+                else:
+                    log.debug("ignoring frame of unknown type %s", getattr(frame, "type", "?"))
+        except GatewayUnavailable as exc:
+            self._closed_reason = exc
+        except asyncio.CancelledError:
+            self._closed_reason = GatewayUnavailable("connection closed")
+            raise
+        except Exception as exc:  # a bug or a transport error: the socket is unusable
+            self._closed_reason = GatewayUnavailable(f"connection failed: {exc}")
+        finally:
+            reason = self._closed_reason or GatewayUnavailable("connection closed")
+            self._fail_pending(reason)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._events.put_nowait(_CLOSED)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._pending.clear()
+
+    async def send_request(self, method: str, params: Mapping[str, Any] | None = None) -> asyncio.Future[ResponseFrame]:
+        """Send a request; the returned future resolves to its response frame.
+
+        Lets a caller go on reading events while the answer is on its way (DevTools
+        frames may arrive before the ``streamDevTools`` response).
+        """
+        if self._closed_reason is not None:
+            raise self._closed_reason
+        req = RequestFrame(id=f"req-{next(self._ids)}", method=method, params=dict(params or {}))
+        future: asyncio.Future[ResponseFrame] = asyncio.get_running_loop().create_future()
+        # Nobody may ever read a request's failure after the socket dies; mark it retrieved.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._pending[req.id] = future
+        try:
+            await self._send(req.to_wire())
+        except BaseException:
+            self._pending.pop(req.id, None)
+            raise
+        return future
+
+    async def request(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
+        """Send a request and return its payload; an error answer raises ``GatewayRpcError``."""
+        future = await self.send_request(method, params)
+        try:
+            async with asyncio.timeout(timeout):
+                frame = await future
+        except TimeoutError:
+            raise GatewayUnavailable(f"{method}: no answer within {timeout:g} s") from None
+        return _payload_or_raise(frame, method, None)
+
+    async def next_event(self, timeout: float | None = None) -> EventFrame | FrameDecodeError:
+        """The next event frame (or an undecodable frame's error).
+
+        Raises :class:`GatewayUnavailable` once the socket is closed, and on ``timeout``
+        (a silent socket is as good as a dead one).
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                item = await self._events.get()
+        except TimeoutError:
+            raise GatewayUnavailable(f"no frame from the gateway for {timeout:g} s") from None
+        if item is _CLOSED:
+            self._events.put_nowait(_CLOSED)  # stay closed for later callers
+            raise self._closed_reason or GatewayUnavailable("connection closed")
+        assert isinstance(item, EventFrame | FrameDecodeError)
+        return item
+
+
+def _closed_error(exc: ConnectionClosed) -> GatewayUnavailable | GatewayRpcError:
+    rcvd = exc.rcvd
+    code = rcvd.code if rcvd is not None else None
+    reason = rcvd.reason if rcvd is not None else ""
+    if code == 1008:
+        return GatewayRpcError(ErrorCode.UNAUTHORIZED, reason or "authentication failed (close 1008)")
+    if code == 1013:
+        return GatewayUnavailable(f"gateway asked us to back off (close 1013: {reason or 'try again later'})")
+    if code == 1009:
+        return GatewayUnavailable("a frame was larger than the configured maximum (close 1009)")
+    text = f"close {code}" + (f": {reason}" if reason else "") if code is not None else "connection lost"
+    return GatewayUnavailable(text)
+
+
+def _payload_or_raise(frame: ResponseFrame, method: str, status: int | None) -> Any:
+    if frame.ok:
+        return frame.payload
+    assert frame.error is not None
+    raise frame.error.to_exception(method=method, status=status)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class GatewayClient:
+    """A Smithers Gateway, addressed by its base URL (``http://127.0.0.1:7331``).
+
+    ``token`` is a bearer token (``SMITHERS_TOKEN``); keep it out of command lines.
+    ``transport`` and ``connect`` replace the network for tests. ``recorder`` receives
+    every WebSocket frame (the ``record`` command writes them as a transcript).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_GATEWAY_URL,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connect: ConnectFactory | None = None,
+        timeout: float = 30.0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        rpc_retries: int = 4,
+        recorder: FrameRecorder | None = None,
+        client_id: str = CLIENT_ID,
+    ) -> None:
+        self.base_url = _http_base(base_url)
+        self.ws_url = websocket_url(self.base_url)
+        self._token = token or None
+        self.timeout = timeout
+        self.max_frame_bytes = max_frame_bytes
+        self.rpc_retries = rpc_retries
+        self.recorder = recorder
+        self.client_id = client_id
+        self._connect = connect
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            headers={"user-agent": f"{CLIENT_ID}/{CLIENT_VERSION}"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        auth = "token" if self._token else "no token"
+        return f"GatewayClient({self.base_url!r}, {auth})"
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self._token}"} if self._token else {}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- HTTP RPC -----------------------------------------------------------
+
+    async def rpc(self, method: str, params: Mapping[str, Any] | None = None, *, retries: int | None = None) -> Any:
+        """Call ``POST /v1/rpc/<method>`` and return the payload.
+
+        Transient failures (connection refused, 429, 502-504, ``Busy``, ``RateLimited``)
+        are retried with exponential backoff and full jitter (honouring ``Retry-After``)
+        for reads; methods that change something are tried once.
+        """
+        attempts = 1 + (0 if method in MUTATING_METHODS else (self.rpc_retries if retries is None else retries))
+        backoff = Backoff(base=0.2, cap=5.0)
+        for attempt in range(attempts):
+            try:
+                return await self._rpc_once(method, params)
+            except (GatewayRpcError, GatewayUnavailable) as exc:
+                transient = isinstance(exc, GatewayUnavailable) or exc.transient
+                if not transient or attempt == attempts - 1:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else backoff.delay()
+                log.info("%s failed (%s); retrying in %.2f s", method, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _rpc_once(self, method: str, params: Mapping[str, Any] | None) -> Any:
+        try:
+            response = await self._http.post(f"/v1/rpc/{method}", json=dict(params or {}), headers=self._auth_headers())
+        except httpx.TimeoutException:
+            raise GatewayUnavailable(f"{method}: the gateway did not answer within {self.timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"{method}: cannot reach the gateway at {self.base_url} ({exc})") from None
+        frame: ResponseFrame | None = None
+        try:
+            decoded = decode_frame(response.content)
+            if isinstance(decoded, ResponseFrame):
+                frame = decoded
+        except FrameDecodeError:
+            frame = None
+        if frame is None:
+            status = response.status_code
+            if status == 401:
+                raise GatewayRpcError(ErrorCode.UNAUTHORIZED, "the gateway rejected the token", status=status, method=method)
+            err: GatewayRpcError | GatewayUnavailable
+            if status in (429, 502, 503, 504) or status >= 500:
+                err = GatewayUnavailable(f"{method}: HTTP {status} from the gateway", status=status)
+            else:
+                err = GatewayRpcError(f"HTTP_{status}", f"unexpected answer (HTTP {status})", status=status, method=method)
+            err.retry_after = _retry_after(response)
+            raise err
+        try:
+            return _payload_or_raise(frame, method, response.status_code)
+        except GatewayRpcError as exc:
+            exc.retry_after = _retry_after(response)
+            raise
+
+    # -- typed reads ----------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        result = await self.rpc("getRun", {"runId": run_id})
+        return result if isinstance(result, dict) else {}
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        flt: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            flt["status"] = status
+        if workflow:
+            flt["workflow"] = workflow
+        result = await self.rpc("listRuns", {"filter": flt})
+        return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
+    async def list_workflows(self) -> list[Any]:
+        result = await self.rpc("listWorkflows", {})
+        if isinstance(result, dict):
+            result = result.get("workflows", [])
+        return list(result) if isinstance(result, list) else []
+
+    async def get_node_output(self, run_id: str, node_id: str, iteration: int = 0) -> dict[str, Any]:
+        result = await self.rpc("getNodeOutput", {"runId": run_id, "nodeId": node_id, "iteration": iteration})
+        return result if isinstance(result, dict) else {}
+
+    async def get_node_diff(self, run_id: str, node_id: str, iteration: int = 0) -> dict[str, Any]:
+        result = await self.rpc("getNodeDiff", {"runId": run_id, "nodeId": node_id, "iteration": iteration})
+        return result if isinstance(result, dict) else {}
+
+    async def list_scores(self, run_id: str, node_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"runId": run_id}
+        if node_id is not None:
+            params["nodeId"] = node_id
+        result = await self.rpc("listScores", params)
+        return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
+    async def list_approvals(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        result = await self.rpc("listApprovals", {"runId": run_id} if run_id else {})
+        if isinstance(result, dict):
+            result = result.get("approvals", [])
+        return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
+    async def get_devtools_snapshot(self, run_id: str, frame_no: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"runId": run_id}
+        if frame_no is not None:
+            params["frameNo"] = frame_no
+        result = await self.rpc("getDevToolsSnapshot", params)
+        if not isinstance(result, dict):
+            raise GatewayRpcError("INVALID_RESPONSE", "getDevToolsSnapshot did not return a snapshot", method="getDevToolsSnapshot")
+        return result
+
+    # -- WebSocket ------------------------------------------------------------
+
+    async def open(self, subscribe: list[str] | None = None, *, timeout: float = 10.0) -> GatewayConnection:
+        """Open an authenticated socket (challenge, ``connect``, hello).
+
+        A rejected token raises ``GatewayRpcError`` with code ``UNAUTHORIZED`` (whether
+        the Gateway answered with an error frame or closed with 1008); an unreachable
+        Gateway raises :class:`GatewayUnavailable`.
+        """
+        headers = self._auth_headers()
+        try:
+            if self._connect is not None:
+                ws = await self._connect(self.ws_url, headers)
+            else:
+                ws = await _default_connect(self.ws_url, headers, max_size=self.max_frame_bytes)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise GatewayRpcError(ErrorCode.UNAUTHORIZED, f"websocket upgrade refused (HTTP {status})", status=status) from None
+            raise GatewayUnavailable(f"websocket upgrade refused (HTTP {status})", status=status) from None
+        except (OSError, TimeoutError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
+            raise GatewayUnavailable(f"cannot reach the gateway at {self.ws_url} ({exc or type(exc).__name__})") from None
+        if self.recorder is not None:
+            self.recorder.new_session()
+        conn = GatewayConnection(ws, recorder=self.recorder)
+        params: dict[str, Any] = {
+            "minProtocol": 1,
+            "maxProtocol": 1,
+            "client": {"id": self.client_id, "version": CLIENT_VERSION, "platform": f"python-{platform.python_version()}"},
+        }
+        if self._token:
+            params["auth"] = {"token": self._token}
+        if subscribe:
+            params["subscribe"] = list(subscribe)
+        try:
+            await conn.handshake(params, timeout)
+        except TimeoutError:
+            await conn.close()
+            raise GatewayUnavailable(f"the gateway did not complete the handshake within {timeout:g} s") from None
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    def devtools(
+        self,
+        run_id: str,
+        *,
+        tree: DevToolsTree | None = None,
+        backoff: Backoff | None = None,
+        stop_when_settled: bool = False,
+    ) -> DevToolsSubscription:
+        """A resilient DevTools subscription to one run (see :mod:`inspector.stream`)."""
+        from .stream import DevToolsSubscription
+
+        return DevToolsSubscription(self, run_id, tree=tree, backoff=backoff, stop_when_settled=stop_when_settled)

@@ -1,0 +1,485 @@
+"""The resilient DevTools subscription: one run's tree, kept right through any network weather.
+
+``async for item in client.devtools(run_id): ...`` yields, in order:
+
+- :class:`StatusChanged` whenever the connection status changes (``connecting``,
+  ``online``, ``offline`` with the retry delay and when the outage began,
+  ``unauthorized``);
+- :class:`TreeUpdated` after every applied DevTools event (the tree is
+  ``subscription.tree``; the change says what moved);
+- :class:`Resynced` when the subscription threw its stream away and rebaselined, and why
+  (a gap, a malformed frame, ``BackpressureDisconnect``, a rewind, a lost connection);
+- :class:`TimeTravelled` on ``run.time_travel_jumped`` (bare or inside ``run.event``);
+- :class:`RunEvent` for the run's other events (``node.started``, ``run.completed``, ...);
+- :class:`Heartbeat` on each ``tick``;
+- :class:`Settled` once the run is terminal and the tree has been reconciled with
+  ``getDevToolsSnapshot`` (the stream can end without a delta for the last task-state
+  change; the snapshot is the truth).
+
+Reconnects use exponential backoff with full jitter (250 ms base, 10 s cap), reset only
+once a connection has proved healthy (a live delta, a heartbeat, or five quiet seconds),
+so a Gateway that accepts and drops us at once is not hammered. Each (re)subscription
+opens a fresh socket: the Gateway has no unsubscribe, and frames of an abandoned stream
+must not reach the new tree. A rejected token moves to ``unauthorized`` and retries
+only slowly. Cancelling the consuming task, or :meth:`DevToolsSubscription.stop`, ends
+everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .errors import DevToolsError, ErrorCode, FrameDecodeError, GatewayRpcError, GatewayUnavailable
+from .protocol import (
+    DevToolsDelta,
+    DevToolsSnapshot,
+    EventFrame,
+    ResponseFrame,
+    TimeTravelJump,
+    decode_devtools_payload,
+    is_terminal_run_status,
+    time_travel_jump,
+    unwrap_run_event,
+)
+from .status import Backoff, ConnectionState, ConnectionStatus
+from .tree import DevToolsTree, TreeChange
+
+if TYPE_CHECKING:
+    from .client import GatewayClient, GatewayConnection
+
+__all__ = [
+    "DevToolsSubscription",
+    "Heartbeat",
+    "Resynced",
+    "RunEvent",
+    "Settled",
+    "StatusChanged",
+    "SubscriptionItem",
+    "SubscriptionStats",
+    "TimeTravelled",
+    "TreeUpdated",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    state: ConnectionState
+
+
+@dataclass(frozen=True, slots=True)
+class TreeUpdated:
+    change: TreeChange
+    tree: DevToolsTree
+
+
+@dataclass(frozen=True, slots=True)
+class Resynced:
+    """The stream was abandoned and a fresh one requested; ``reason`` is for humans."""
+
+    reason: str
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTravelled:
+    jump: TimeTravelJump
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    frame: EventFrame
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The run is terminal and the tree equals the Gateway's last snapshot."""
+
+    run_status: str
+    seq: int | None
+
+
+SubscriptionItem: TypeAlias = StatusChanged | TreeUpdated | Resynced | TimeTravelled | RunEvent | Heartbeat | Settled
+
+
+@dataclass(slots=True)
+class SubscriptionStats:
+    """Counters for reliability reports: what went wrong and how often we recovered."""
+
+    connects: int = 0
+    connect_failures: int = 0
+    resyncs: int = 0
+    frames: int = 0
+    deltas_applied: int = 0
+    snapshots_applied: int = 0
+    stale_deltas_skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+class _Resubscribe(Exception):
+    def __init__(self, reason: str, *, fresh: bool = True, error: BaseException | None = None, kind: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fresh = fresh
+        self.error = error
+        self.kind = kind or type(error).__name__ if error else kind or "resync"
+
+
+class _Done(Exception):
+    """The run settled and the caller asked to stop there."""
+
+
+class DevToolsSubscription:
+    """A resilient ``streamDevTools`` subscription to one run. Iterate it (once)."""
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        run_id: str,
+        *,
+        tree: DevToolsTree | None = None,
+        backoff: Backoff | None = None,
+        stop_when_settled: bool = False,
+        stall_timeout: float | None = None,
+        unauthorized_retry: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.tree = tree if tree is not None else DevToolsTree()
+        self.backoff = backoff or Backoff()
+        self.stop_when_settled = stop_when_settled
+        self.stall_timeout = stall_timeout
+        self.unauthorized_retry = unauthorized_retry
+        self.state = ConnectionState()
+        self.stats = SubscriptionStats()
+        self.run_status: str | None = None
+        self.settled = False
+        self._stop = asyncio.Event()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"DevToolsSubscription({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
+
+    def stop(self) -> None:
+        """End the iteration at the next opportunity (also interrupts a backoff wait)."""
+        self._stop.set()
+
+    def __aiter__(self) -> AsyncIterator[SubscriptionItem]:
+        if self._started:
+            raise RuntimeError("a DevToolsSubscription can be iterated only once")
+        self._started = True
+        return self._run()
+
+    # ------------------------------------------------------------------ status
+
+    def _status(self, status: ConnectionStatus, **changes: Any) -> StatusChanged | None:
+        now = time.time()
+        if status is ConnectionStatus.ONLINE:
+            changes.setdefault("outage_since", None)
+            changes.setdefault("error", None)
+            changes.setdefault("retry_in", None)
+            changes.setdefault("required_scope", None)
+        elif status in (ConnectionStatus.OFFLINE, ConnectionStatus.UNAUTHORIZED):
+            changes.setdefault("outage_since", self.state.outage_since or now)
+        new = self.state.moved(status, now, attempt=self.backoff.attempt, **changes)
+        if new == self.state:
+            return None
+        self.state = new
+        return StatusChanged(new)
+
+    async def _pause(self, delay: float) -> bool:
+        """Wait ``delay`` seconds unless stopped first; True when we should go on."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        return not self._stop.is_set()
+
+    # ------------------------------------------------------------------ main loop
+
+    async def _run(self) -> AsyncIterator[SubscriptionItem]:
+        fresh = self.tree.empty
+        try:
+            while not self._stop.is_set():
+                item = self._status(ConnectionStatus.CONNECTING)
+                if item:
+                    yield item
+                try:
+                    conn = await self.client.open(subscribe=[self.run_id])
+                except GatewayRpcError as exc:
+                    self.stats.connect_failures += 1
+                    if exc.unauthorized:
+                        item = self._status(ConnectionStatus.UNAUTHORIZED, error=str(exc.message), retry_in=self.unauthorized_retry)
+                        if item:
+                            yield item
+                        if not await self._pause(self.unauthorized_retry):
+                            return
+                        continue
+                    delay = self.backoff.delay()
+                    item = self._status(ConnectionStatus.OFFLINE, error=str(exc), retry_in=delay)
+                    if item:
+                        yield item
+                    if not await self._pause(delay):
+                        return
+                    continue
+                except GatewayUnavailable as exc:
+                    self.stats.connect_failures += 1
+                    delay = self.backoff.delay()
+                    item = self._status(ConnectionStatus.OFFLINE, error=str(exc), retry_in=delay)
+                    if item:
+                        yield item
+                    if not await self._pause(delay):
+                        return
+                    continue
+
+                self.stats.connects += 1
+                delay = 0.0
+                try:
+                    async for out in self._session(conn, fresh):
+                        yield out
+                    return  # the session ends by itself only when told to stop
+                except _Done:
+                    return
+                except _Resubscribe as exc:
+                    self.stats.resyncs += 1
+                    self.stats.reasons[exc.kind] += 1
+                    fresh = exc.fresh
+                    log.info("devtools %s: resubscribing (%s)", self.run_id, exc.reason)
+                    yield Resynced(exc.reason, exc.error)
+                    if self._healthy:
+                        self.backoff.reset()
+                    else:
+                        delay = self.backoff.delay()
+                except GatewayRpcError as exc:
+                    if exc.unauthorized:
+                        item = self._status(ConnectionStatus.UNAUTHORIZED, error=str(exc.message), retry_in=self.unauthorized_retry)
+                        if item:
+                            yield item
+                        delay = self.unauthorized_retry
+                    else:
+                        delay = self.backoff.delay()
+                        item = self._status(
+                            ConnectionStatus.OFFLINE, error=str(exc), retry_in=delay, required_scope=exc.required_scope
+                        )
+                        if item:
+                            yield item
+                    fresh = True
+                except GatewayUnavailable as exc:
+                    self.stats.reasons["connection lost"] += 1
+                    delay = 0.0 if self._healthy else self.backoff.delay()
+                    if self._healthy:
+                        self.backoff.reset()
+                    item = self._status(ConnectionStatus.OFFLINE, error=str(exc), retry_in=delay)
+                    if item:
+                        yield item
+                    yield Resynced(f"connection lost: {exc}", exc)
+                    fresh = self.tree.empty
+                finally:
+                    await conn.close()
+                if delay and not await self._pause(delay):
+                    return
+        finally:
+            self.state = self.state.moved(ConnectionStatus.IDLE, time.time(), retry_in=None)
+
+    # ------------------------------------------------------------------ one socket
+
+    async def _session(self, conn: GatewayConnection, fresh: bool) -> AsyncIterator[SubscriptionItem]:
+        tree = self.tree
+        connected_at = time.monotonic()
+        self._healthy = False
+        params: dict[str, Any] = {"runId": self.run_id}
+        if not fresh and tree.seq is not None:
+            params["afterSeq"] = tree.seq
+        stream_req = await conn.send_request("streamDevTools", params)
+        run_req = await conn.send_request("getRun", {"runId": self.run_id})
+        stream_id: str | None = None
+        stream_answered = False
+        online = False
+        got_snapshot = False
+        reconcile = False
+        stall = self.stall_timeout or max(45.0, 3 * conn.heartbeat_ms / 1000)
+
+        def healthy() -> None:
+            if not self._healthy:
+                self._healthy = True
+                self.backoff.reset()
+
+        while not self._stop.is_set():
+            if not stream_answered and stream_req.done():
+                stream_answered = True
+                stream_id = self._subscribed(stream_req.result())
+                if not online:
+                    online = True
+                    item = self._status(ConnectionStatus.ONLINE)
+                    if item:
+                        yield item
+            if run_req is not None and run_req.done():
+                status = self._run_status(run_req.result())
+                run_req = None
+                if is_terminal_run_status(status):
+                    self.run_status = status
+                    reconcile = not self.settled
+            if reconcile and got_snapshot:
+                reconcile = False
+                async for out in self._reconcile(conn):
+                    yield out
+                healthy()
+                if self.stop_when_settled:
+                    raise _Done
+            if time.monotonic() - connected_at >= self.backoff.healthy_after:
+                healthy()
+
+            waiting = [f for f in (None if stream_answered else stream_req, run_req) if f is not None]
+            if waiting:
+                getter = asyncio.ensure_future(conn.next_event(stall))
+                done, _ = await asyncio.wait([getter, *waiting], return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    with contextlib.suppress(BaseException):
+                        await getter
+                    continue
+                item_or_error = getter.result()
+            else:
+                item_or_error = await conn.next_event(stall)
+            self.stats.frames += 1
+            if isinstance(item_or_error, FrameDecodeError):
+                raise _Resubscribe(f"the gateway sent an undecodable frame ({item_or_error})", error=item_or_error)
+            frame = unwrap_run_event(item_or_error)
+            name = frame.event
+            if name == "tick":
+                healthy()
+                yield Heartbeat(time.time())
+                continue
+            if name == "devtools.event":
+                out = self._devtools_event(frame, stream_id)
+                if out is None:
+                    continue
+                if not online:
+                    online = True
+                    item = self._status(ConnectionStatus.ONLINE)
+                    if item:
+                        yield item
+                if out.change.kind == "snapshot":
+                    got_snapshot = True
+                elif got_snapshot:
+                    healthy()
+                yield out
+                continue
+            if name == "devtools.error":
+                self._devtools_error(frame, stream_id)
+                continue
+            jump = time_travel_jump(frame)
+            if jump is not None and (not jump.run_id or jump.run_id == self.run_id):
+                self.settled = False
+                self.run_status = None
+                yield TimeTravelled(jump)
+                raise _Resubscribe(
+                    f"run rewound from frame {jump.from_frame_no} to frame {jump.to_frame_no}", kind="time travel"
+                )
+            payload = frame.payload if isinstance(frame.payload, Mapping) else {}
+            if payload.get("runId") != self.run_id:
+                continue
+            if name == "run.completed":
+                status = payload.get("status")
+                self.run_status = status if isinstance(status, str) else "finished"
+                if not self.settled:
+                    reconcile = True
+            elif name.startswith("run.") and name not in ("run.completed",) and self.settled:
+                # The run moved again (resumed, rewound by another path): expect changes.
+                if name in ("run.started", "run.resumed"):
+                    self.settled = False
+            yield RunEvent(frame)
+
+    # ------------------------------------------------------------------ frame handling
+
+    def _subscribed(self, frame: ResponseFrame) -> str | None:
+        if frame.ok:
+            payload = frame.payload if isinstance(frame.payload, Mapping) else {}
+            sid = payload.get("streamId")
+            return sid if isinstance(sid, str) else None
+        assert frame.error is not None
+        error = frame.error.to_exception(method="streamDevTools")
+        if error.code is ErrorCode.SEQ_OUT_OF_RANGE:
+            raise _Resubscribe("the gateway's history is shorter than ours (SeqOutOfRange)", error=error)
+        raise error
+
+    @staticmethod
+    def _run_status(frame: ResponseFrame) -> str | None:
+        if not frame.ok or not isinstance(frame.payload, Mapping):
+            return None
+        status = frame.payload.get("status")
+        return status if isinstance(status, str) else None
+
+    def _devtools_event(self, frame: EventFrame, stream_id: str | None) -> TreeUpdated | None:
+        try:
+            payload = decode_devtools_payload(frame.payload)
+        except (FrameDecodeError, DevToolsError) as exc:
+            raise _Resubscribe(f"malformed DevTools event: {exc}", error=exc) from None
+        if payload.run_id is not None and payload.run_id != self.run_id:
+            return None
+        if stream_id is not None and payload.stream_id is not None and payload.stream_id != stream_id:
+            return None
+        event = payload.event
+        tree = self.tree
+        if (
+            isinstance(event, DevToolsDelta)
+            and tree.seq is not None
+            and event.seq <= tree.seq
+            and event.base_seq < tree.seq
+        ):
+            # Already covered (a duplicate, or a trailing delta after a reconcile snapshot).
+            self.stats.stale_deltas_skipped += 1
+            return None
+        try:
+            change = tree.apply(event)
+        except DevToolsError as exc:
+            raise _Resubscribe(f"could not apply a DevTools event: {exc}", error=exc) from None
+        if isinstance(event, DevToolsSnapshot):
+            self.stats.snapshots_applied += 1
+        else:
+            self.stats.deltas_applied += 1
+        return TreeUpdated(change, tree)
+
+    def _devtools_error(self, frame: EventFrame, stream_id: str | None) -> None:
+        payload = frame.payload if isinstance(frame.payload, Mapping) else {}
+        if payload.get("runId") not in (None, self.run_id):
+            return
+        if stream_id is not None and payload.get("streamId") not in (None, stream_id):
+            return
+        error = payload.get("error") if isinstance(payload.get("error"), Mapping) else {}
+        code = str(error.get("code", "unknown"))
+        message = str(error.get("message", ""))
+        exc = GatewayRpcError(code, message, method="streamDevTools")
+        if exc.unauthorized:
+            raise exc
+        raise _Resubscribe(f"the gateway stopped the stream ({code}: {message})", error=exc, kind=code)
+
+    async def _reconcile(self, conn: GatewayConnection) -> AsyncIterator[SubscriptionItem]:
+        """Read the Gateway's final snapshot and make the tree equal to it."""
+        snapshot = await conn.request("getDevToolsSnapshot", {"runId": self.run_id})
+        tree = self.tree
+        event = {"version": 1, "kind": "snapshot", "snapshot": snapshot}
+        if not isinstance(snapshot, Mapping) or snapshot.get("root") != tree.snapshot()["root"] or snapshot.get(
+            "seq"
+        ) != tree.seq:
+            try:
+                change = tree.apply(event)
+            except DevToolsError as exc:
+                raise _Resubscribe(f"the gateway's final snapshot is malformed: {exc}", error=exc) from None
+            self.stats.snapshots_applied += 1
+            yield TreeUpdated(change, tree)
+        self.settled = True
+        yield Settled(self.run_status or "finished", tree.seq)
+
+    _healthy = False

@@ -145,6 +145,7 @@ async def _default_connect(url: str, headers: Mapping[str, str], *, max_size: in
 
 
 _CLOSED = object()
+_WAKE = object()
 
 
 class GatewayConnection:
@@ -310,8 +311,13 @@ class GatewayConnection:
             raise GatewayUnavailable(f"{method}: no answer within {timeout:g} s") from None
         return _payload_or_raise(frame, method, None)
 
-    async def next_event(self, timeout: float | None = None) -> EventFrame | FrameDecodeError:
-        """The next event frame (or an undecodable frame's error).
+    def interrupt(self) -> None:
+        """Make a pending :meth:`next_event` return ``None`` now (used to stop promptly)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(_WAKE)
+
+    async def next_event(self, timeout: float | None = None) -> EventFrame | FrameDecodeError | None:
+        """The next event frame (or an undecodable frame's error); ``None`` after :meth:`interrupt`.
 
         Raises :class:`GatewayUnavailable` once the socket is closed, and on ``timeout``
         (a silent socket is as good as a dead one).
@@ -324,6 +330,8 @@ class GatewayConnection:
         if item is _CLOSED:
             self._events.put_nowait(_CLOSED)  # stay closed for later callers
             raise self._closed_reason or GatewayUnavailable("connection closed")
+        if item is _WAKE:
+            return None
         assert isinstance(item, EventFrame | FrameDecodeError)
         return item
 
@@ -573,8 +581,18 @@ class GatewayClient:
         tree: DevToolsTree | None = None,
         backoff: Backoff | None = None,
         stop_when_settled: bool = False,
+        stall_timeout: float | None = None,
+        unauthorized_retry: float = 30.0,
     ) -> DevToolsSubscription:
         """A resilient DevTools subscription to one run (see :mod:`inspector.stream`)."""
         from .stream import DevToolsSubscription
 
-        return DevToolsSubscription(self, run_id, tree=tree, backoff=backoff, stop_when_settled=stop_when_settled)
+        return DevToolsSubscription(
+            self,
+            run_id,
+            tree=tree,
+            backoff=backoff,
+            stop_when_settled=stop_when_settled,
+            stall_timeout=stall_timeout,
+            unauthorized_retry=unauthorized_retry,
+        )

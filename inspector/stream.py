@@ -169,6 +169,7 @@ class DevToolsSubscription:
         self.settled = False
         self._stop = asyncio.Event()
         self._started = False
+        self._conn: GatewayConnection | None = None
 
     def __repr__(self) -> str:
         return f"DevToolsSubscription({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -176,6 +177,8 @@ class DevToolsSubscription:
     def stop(self) -> None:
         """End the iteration at the next opportunity (also interrupts a backoff wait)."""
         self._stop.set()
+        if self._conn is not None:
+            self._conn.interrupt()
 
     def __aiter__(self) -> AsyncIterator[SubscriptionItem]:
         if self._started:
@@ -245,6 +248,7 @@ class DevToolsSubscription:
 
                 self.stats.connects += 1
                 delay = 0.0
+                self._conn = conn
                 try:
                     async for out in self._session(conn, fresh):
                         yield out
@@ -286,6 +290,7 @@ class DevToolsSubscription:
                     yield Resynced(f"connection lost: {exc}", exc)
                     fresh = self.tree.empty
                 finally:
+                    self._conn = None
                     await conn.close()
                 if delay and not await self._pause(delay):
                     return
@@ -352,6 +357,8 @@ class DevToolsSubscription:
                 item_or_error = getter.result()
             else:
                 item_or_error = await conn.next_event(stall)
+            if item_or_error is None:
+                continue
             self.stats.frames += 1
             if isinstance(item_or_error, FrameDecodeError):
                 raise _Resubscribe(f"the gateway sent an undecodable frame ({item_or_error})", error=item_or_error)
@@ -422,14 +429,15 @@ class DevToolsSubscription:
         return status if isinstance(status, str) else None
 
     def _devtools_event(self, frame: EventFrame, stream_id: str | None) -> TreeUpdated | None:
+        raw = frame.payload if isinstance(frame.payload, Mapping) else {}
+        if raw.get("runId") not in (None, self.run_id):
+            return None  # another run's stream on a shared socket
+        if stream_id is not None and raw.get("streamId") not in (None, stream_id):
+            return None  # an abandoned or foreign stream
         try:
             payload = decode_devtools_payload(frame.payload)
         except (FrameDecodeError, DevToolsError) as exc:
             raise _Resubscribe(f"malformed DevTools event: {exc}", error=exc) from None
-        if payload.run_id is not None and payload.run_id != self.run_id:
-            return None
-        if stream_id is not None and payload.stream_id is not None and payload.stream_id != stream_id:
-            return None
         event = payload.event
         tree = self.tree
         if (

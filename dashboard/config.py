@@ -1,0 +1,83 @@
+"""Server-side configuration: which Gateway to watch and with which token.
+
+The Gateway URL and token come only from the server's environment, never from the page
+URL or the browser: a dashboard that accepted ``?gateway=`` would let any visitor point
+our token at a host of their choosing. The token is read once here and handed to the
+process-wide :class:`~dashboard.hub.GatewayHub`; no view ever sees it.
+
+Environment:
+
+- ``SMITHERS_GATEWAY_URL`` (default ``http://127.0.0.1:7331``)
+- ``SMITHERS_TOKEN``, or ``SMITHERS_TOKEN_FILE`` naming a file that holds it (so it stays
+  out of ``ps`` and shell history)
+- ``SMITHERS_DASHBOARD_ACTIONS=1`` enables write controls (off: the dashboard is read-only)
+- ``SMITHERS_MONITOR_ROTATE`` seconds between runs on the wall monitor (default 20)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["DEFAULT_GATEWAY_URL", "DashboardConfig", "load_config"]
+
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """What the server knows about its Gateway. ``repr`` never shows the token."""
+
+    gateway_url: str = DEFAULT_GATEWAY_URL
+    token: str | None = field(default=None, repr=False)
+    actions_enabled: bool = False
+    monitor_rotate_seconds: float = 20.0
+    event_log_size: int = 2000
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.token)
+
+
+def _read_token_file(path: str) -> str | None:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"SMITHERS_TOKEN_FILE {path!r} cannot be read: {exc.strerror or exc}") from None
+    return text or None
+
+
+def _float(env: Mapping[str, str], key: str, default: float, minimum: float) -> float:
+    raw = env.get(key)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return max(minimum, float(raw))
+    except ValueError:
+        raise ValueError(f"{key} must be a number, got {raw!r}") from None
+
+
+def load_config(env: Mapping[str, str] | None = None) -> DashboardConfig:
+    """Read the configuration from ``env`` (default: the process environment).
+
+    ``SMITHERS_TOKEN`` wins over ``SMITHERS_TOKEN_FILE`` when both are set. A token file
+    that cannot be read is an error, not a silent anonymous connection.
+    """
+    env = os.environ if env is None else env
+    url = (env.get("SMITHERS_GATEWAY_URL") or DEFAULT_GATEWAY_URL).strip().rstrip("/")
+    token = (env.get("SMITHERS_TOKEN") or "").strip() or None
+    if token is None and env.get("SMITHERS_TOKEN_FILE"):
+        token = _read_token_file(env["SMITHERS_TOKEN_FILE"])
+    return DashboardConfig(
+        gateway_url=url,
+        token=token,
+        actions_enabled=(env.get("SMITHERS_DASHBOARD_ACTIONS", "").strip().lower() in _TRUE),
+        monitor_rotate_seconds=_float(env, "SMITHERS_MONITOR_ROTATE", 20.0, 3.0),
+        event_log_size=int(_float(env, "SMITHERS_DASHBOARD_EVENTS", 2000, 100)),
+    )

@@ -1,0 +1,273 @@
+"""Pure display helpers shared by every view: durations, node icons, state colours and labels.
+
+Kept free of Panel so the rules (which colour "queued" gets, how an unknown
+``waiting-*`` state is shown) are unit-tested once and every view agrees. Peer UIs were
+criticised for drawing queued work success-green and for eternal spinners on states they
+did not know (smithersai/smithers#1424): every state here has a distinct colour, and any
+state we do not know is shown by its own name in a neutral colour, never hidden.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "NODE_ICONS",
+    "RUN_STATUS_COLOURS",
+    "STATE_COLOURS",
+    "STATE_LABELS",
+    "TaskSummary",
+    "format_ago",
+    "format_clock",
+    "format_duration",
+    "format_value",
+    "node_icon",
+    "run_elapsed",
+    "run_error_text",
+    "run_status_colour",
+    "state_colour",
+    "state_label",
+    "task_summary",
+]
+
+#: One glyph per DevTools node type: the same icons Smithers' own devtools prints.
+NODE_ICONS: Mapping[str, str] = {
+    "workflow": "📋",
+    "task": "⚡",
+    "sequence": "➡️",
+    "parallel": "🛤️",
+    "merge-queue": "🔀",
+    "branch": "🌿",
+    "loop": "🔁",
+    "worktree": "🌳",
+    "approval": "✋",
+    "timer": "⏱️",
+    "subflow": "🔗",
+    "wait-for-event": "📡",
+    "saga": "🔄",
+    "try-catch": "🛡️",
+    "fragment": "📦",
+    "unknown": "❓",
+}
+
+#: Task states (``task.state``) to colours. Queued is grey, never green.
+STATE_COLOURS: Mapping[str, str] = {
+    "pending": "#9aa0a6",
+    "in-progress": "#1a73e8",
+    "retrying": "#f29900",
+    "finished": "#188038",
+    "failed": "#d93025",
+    "cancelled": "#5f6368",
+    "skipped": "#bdc1c6",
+    "waiting-approval": "#a142f4",
+    "waiting-event": "#a142f4",
+    "waiting-timer": "#a142f4",
+    "waiting-quota": "#a142f4",
+    "blocked": "#e37400",
+    "unknown": "#80868b",
+}
+_SUSPENDED_COLOUR = "#a142f4"
+_NEUTRAL_COLOUR = "#80868b"
+
+STATE_LABELS: Mapping[str, str] = {
+    "pending": "queued",
+    "in-progress": "running",
+    "retrying": "retrying",
+    "finished": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "skipped": "skipped",
+    "waiting-approval": "waiting for approval",
+    "waiting-event": "waiting for event",
+    "waiting-timer": "waiting for timer",
+    "waiting-quota": "waiting for quota",
+    "blocked": "blocked",
+    "unknown": "no state",
+}
+
+#: Run statuses (``getRun.status`` / ``runState.state``) to colours.
+RUN_STATUS_COLOURS: Mapping[str, str] = {
+    "running": "#1a73e8",
+    "pending": "#9aa0a6",
+    "queued": "#9aa0a6",
+    "finished": "#188038",
+    "succeeded": "#188038",
+    "completed": "#188038",
+    "failed": "#d93025",
+    "cancelled": "#5f6368",
+    "paused": "#f29900",
+    "waiting-approval": "#a142f4",
+    "waiting-event": "#a142f4",
+    "waiting-timer": "#a142f4",
+}
+
+
+def node_icon(node_type: str | None) -> str:
+    """The glyph for a DevTools node type; unknown types get the ``unknown`` glyph."""
+    return NODE_ICONS.get(node_type or "unknown", NODE_ICONS["unknown"])
+
+
+def state_colour(state: str | None) -> str:
+    """Colour of a task state. ``None`` (not a task) and unknown states are neutral;
+    any ``waiting-*`` we have never heard of is drawn as suspended, like the known ones."""
+    if state is None:
+        return _NEUTRAL_COLOUR
+    if state in STATE_COLOURS:
+        return STATE_COLOURS[state]
+    if state.startswith("waiting"):
+        return _SUSPENDED_COLOUR
+    return _NEUTRAL_COLOUR
+
+
+def state_label(state: str | None) -> str:
+    """Human label of a task state; unknown states are shown by their own name."""
+    if state is None:
+        return ""
+    if state in STATE_LABELS:
+        return STATE_LABELS[state]
+    return state.replace("-", " ")
+
+
+def run_status_colour(status: str | None) -> str:
+    if not status:
+        return _NEUTRAL_COLOUR
+    if status in RUN_STATUS_COLOURS:
+        return RUN_STATUS_COLOURS[status]
+    return _SUSPENDED_COLOUR if status.startswith("waiting") else _NEUTRAL_COLOUR
+
+
+def format_duration(seconds: float | None) -> str:
+    """``0.4 s``, ``12 s``, ``3 min 05 s``, ``2 h 07 min``, ``3 d 4 h``; ``–`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def format_ago(at: float | None, now: float | None = None) -> str:
+    """``12 s ago`` for a wall-clock time (``time.time()``); ``never`` when unknown."""
+    if at is None:
+        return "never"
+    now = time.time() if now is None else now
+    return f"{format_duration(now - at)} ago"
+
+
+def format_clock(at: float | None) -> str:
+    """Local ``HH:MM:SS`` of a wall-clock time; empty when unknown."""
+    if at is None:
+        return ""
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def format_value(value: Any, limit: int = 400) -> str:
+    """A one-line text rendering of a JSON value for a table cell (never HTML)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+    else:
+        import json
+
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ms(value: object) -> float | None:
+    return float(value) / 1000.0 if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def run_elapsed(run: Mapping[str, Any], now: float | None = None) -> float | None:
+    """Seconds the run has been going (or went), from ``startedAtMs``/``finishedAtMs``."""
+    start = _ms(run.get("startedAtMs")) or _ms(run.get("createdAtMs"))
+    if start is None:
+        return None
+    end = _ms(run.get("finishedAtMs"))
+    if end is None:
+        end = time.time() if now is None else now
+    return max(0.0, end - start)
+
+
+def run_error_text(run: Mapping[str, Any]) -> str | None:
+    """The failure message of a run (``errorJson`` or ``error``), as plain text."""
+    raw: Any = run.get("error")
+    if raw is None:
+        raw = run.get("errorJson")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return str(raw)
+    if isinstance(raw, Mapping):
+        message = raw.get("message")
+        name = raw.get("code") or raw.get("name")
+        if isinstance(message, str) and message:
+            return f"{name}: {message}" if isinstance(name, str) and name else message
+    return format_value(raw, 2000)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """Counts of task nodes by what an operator cares about."""
+
+    total: int = 0
+    finished: int = 0
+    running: int = 0
+    failed: int = 0
+    pending: int = 0
+    waiting: int = 0
+    other: int = 0
+
+    @property
+    def fraction_done(self) -> float:
+        return self.finished / self.total if self.total else 0.0
+
+
+def task_summary(counts: Mapping[str, int]) -> TaskSummary:
+    """Fold ``DevToolsTree.state_counts()`` into total / finished / running / failed / ...
+
+    ``running`` is ``in-progress`` plus ``retrying``; ``finished`` counts ``finished`` and
+    ``skipped`` (both are done with); everything ``waiting-*`` or ``blocked`` is waiting.
+    """
+    total = finished = running = failed = pending = waiting = other = 0
+    for state, n in counts.items():
+        total += n
+        if state in ("finished", "skipped"):
+            finished += n
+        elif state in ("in-progress", "retrying"):
+            running += n
+        elif state == "failed":
+            failed += n
+        elif state == "pending":
+            pending += n
+        elif state.startswith("waiting") or state == "blocked":
+            waiting += n
+        else:
+            other += n
+    return TaskSummary(total, finished, running, failed, pending, waiting, other)

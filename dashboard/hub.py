@@ -1,0 +1,394 @@
+"""One Gateway connection per run per process, however many browsers watch it.
+
+Every browser tab of ``panel serve`` gets its own session and its own
+:class:`~dashboard.store.RunStore`; if each opened its own DevTools subscription, twelve
+people watching one run would cost the Gateway twelve sockets and twelve streams. The
+:class:`GatewayHub` owns the process's single :class:`~inspector.client.GatewayClient`
+and, per run, ONE :class:`~inspector.stream.DevToolsSubscription` whose items it fans
+out to every attached listener:
+
+- ``handle = hub.attach(run_id, listener)`` adds a listener (a plain callable taking a
+  subscription item); the first listener of a run starts its subscription. A late
+  joiner is immediately given the current state (connection status, the tree as a
+  rebuilt snapshot change, recent run events, the last heartbeat, ``Settled``), so it
+  never waits for the next delta to draw.
+- ``handle.release()`` removes it; when the last listener of a run leaves, the
+  subscription is stopped after a grace period (a page reload re-attaches before it
+  ends, so it does not cost a resubscribe).
+- :meth:`GatewayHub.read` shares identical RPC reads that are in flight or a moment old,
+  so a node finishing does not make twelve sessions ask ``getRun`` twelve times.
+
+Everything runs on the asyncio loop that is current when the hub is first used: the
+tornado loop of ``panel serve`` or the Jupyter kernel's loop. There is no thread. No
+Panel import here: the hub is plain asyncio and is tested without a browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from inspector.client import GatewayClient
+from inspector.status import ConnectionState, ConnectionStatus
+from inspector.stream import (
+    Heartbeat,
+    RunEvent,
+    Settled,
+    StatusChanged,
+    SubscriptionItem,
+    TreeUpdated,
+)
+from inspector.tree import DevToolsTree, TreeChange
+
+__all__ = ["GatewayHub", "HubStats", "Listener", "SourceFactory", "Subscription", "TimedRunEvent"]
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[SubscriptionItem], None]
+#: Builds the item source of one run: ``(run_id, tree) -> async iterable of items``. The
+#: default is ``client.devtools(run_id, tree=tree)``; tests pass scripted fakes.
+SourceFactory = Callable[[str, DevToolsTree], AsyncIterable[SubscriptionItem]]
+
+
+@dataclass(frozen=True, slots=True)
+class TimedRunEvent(RunEvent):
+    """A :class:`~inspector.stream.RunEvent` with the time the hub received it.
+
+    Gateway node events carry no timestamp; a late joiner replaying the hub's history
+    must still see when each happened, so every run event is stamped once, here.
+    """
+
+    received_at: float = 0.0
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters for tests and ``/admin``-style reporting."""
+
+    subscriptions_started: int = 0
+    subscriptions_stopped: int = 0
+    attaches: int = 0
+    releases: int = 0
+    source_crashes: int = 0
+    reads: int = 0
+    reads_shared: int = 0
+
+
+@dataclass(eq=False)
+class _Feed:
+    """One run's subscription and what a late joiner needs to catch up."""
+
+    run_id: str
+    tree: DevToolsTree
+    listeners: dict[int, Listener] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    source: AsyncIterable[SubscriptionItem] | None = None
+    state: ConnectionState = field(default_factory=ConnectionState)
+    last_heartbeat: float | None = None
+    settled: Settled | None = None
+    events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=2000))
+    stop_timer: asyncio.TimerHandle | None = None
+
+    def observe(self, item: SubscriptionItem) -> None:
+        if isinstance(item, StatusChanged):
+            self.state = item.state
+        elif isinstance(item, Heartbeat):
+            self.last_heartbeat = item.at
+        elif isinstance(item, Settled):
+            self.settled = item
+        elif isinstance(item, RunEvent):
+            self.events.append(item)
+            name = item.frame.event
+            if name.startswith("run.") and name != "run.completed":
+                self.settled = None
+        elif isinstance(item, TreeUpdated) and item.change.rewound:
+            self.settled = None
+
+    def catch_up(self) -> list[SubscriptionItem]:
+        """What a listener that joins now must be told to be where the others are."""
+        items: list[SubscriptionItem] = []
+        if self.state.status is not ConnectionStatus.IDLE:
+            items.append(StatusChanged(self.state))
+        if not self.tree.empty:
+            seq = self.tree.seq if self.tree.seq is not None else 0
+            frame = self.tree.frame_no if self.tree.frame_no is not None else seq
+            change = TreeChange("snapshot", seq, frame, None, rebuilt=True)
+            items.append(TreeUpdated(change, self.tree))
+        items.extend(self.events)
+        if self.last_heartbeat is not None:
+            items.append(Heartbeat(self.last_heartbeat))
+        if self.settled is not None:
+            items.append(self.settled)
+        return items
+
+
+class Subscription:
+    """A listener's hold on a run; :meth:`release` it when the view goes away."""
+
+    def __init__(self, hub: GatewayHub, run_id: str, key: int) -> None:
+        self.hub = hub
+        self.run_id = run_id
+        self._key = key
+        self.released = False
+
+    def release(self) -> None:
+        """Stop receiving items. Idempotent."""
+        if not self.released:
+            self.released = True
+            self.hub._release(self.run_id, self._key)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "attached"
+        return f"Subscription({self.run_id!r}, {state})"
+
+
+@dataclass(slots=True)
+class _Cached:
+    at: float
+    future: asyncio.Future[Any]
+
+
+class GatewayHub:
+    """The process-wide fan-out of Gateway subscriptions (see the module docstring).
+
+    ``grace`` is how long a run's subscription outlives its last listener. ``source``
+    replaces the DevTools subscription (tests). ``event_history`` bounds the run events
+    kept for late joiners.
+    """
+
+    _registry: ClassVar[dict[tuple[str, str | None, asyncio.AbstractEventLoop | None], GatewayHub]] = {}
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        *,
+        grace: float = 5.0,
+        source: SourceFactory | None = None,
+        event_history: int = 2000,
+        crash_retry: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.grace = grace
+        self.event_history = event_history
+        self.crash_retry = crash_retry
+        self._source = source or (lambda run_id, tree: client.devtools(run_id, tree=tree))
+        self._feeds: dict[str, _Feed] = {}
+        self._keys = 0
+        self._reads: dict[str, _Cached] = {}
+        self._closed = False
+        self.stats = HubStats()
+
+    def __repr__(self) -> str:
+        return f"GatewayHub({self.client.base_url!r}, runs={sorted(self._feeds)})"
+
+    # ------------------------------------------------------------------ registry
+
+    @classmethod
+    def shared(cls, url: str, token: str | None = None, **kwargs: Any) -> GatewayHub:
+        """The hub of this process (and event loop) for ``url`` with ``token``.
+
+        Keyed by loop as well, because an ``httpx`` pool and socket tasks belong to one
+        loop: under ``panel serve`` and in a notebook there is exactly one; a test suite
+        that makes a loop per test gets a fresh hub per test.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for key in [k for k in cls._registry if k[2] is not None and k[2].is_closed()]:
+            del cls._registry[key]
+        key = (url.rstrip("/"), token, loop)
+        hub = cls._registry.get(key)
+        if hub is None or hub._closed:
+            hub = cls(GatewayClient(url, token), **kwargs)
+            cls._registry[key] = hub
+        return hub
+
+    # ------------------------------------------------------------------ attach / release
+
+    @property
+    def runs(self) -> list[str]:
+        """Runs with a live (or lingering) subscription."""
+        return list(self._feeds)
+
+    def listener_count(self, run_id: str) -> int:
+        feed = self._feeds.get(run_id)
+        return len(feed.listeners) if feed else 0
+
+    def tree(self, run_id: str) -> DevToolsTree | None:
+        """The shared tree of a watched run (read it, never change it)."""
+        feed = self._feeds.get(run_id)
+        return feed.tree if feed else None
+
+    def attach(self, run_id: str, listener: Listener) -> Subscription:
+        """Start receiving ``run_id``'s subscription items.
+
+        The listener is called on the loop, once per item; it is called for the catch-up
+        items before this method returns. It must not block (hand the work to the loop).
+        """
+        if self._closed:
+            raise RuntimeError("the hub is closed")
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history))
+            self._feeds[run_id] = feed
+        if feed.stop_timer is not None:
+            feed.stop_timer.cancel()
+            feed.stop_timer = None
+        self._keys += 1
+        key = self._keys
+        feed.listeners[key] = listener
+        self.stats.attaches += 1
+        if feed.task is None or feed.task.done():
+            self._start(feed)
+        for item in feed.catch_up():
+            self._deliver(listener, item)
+        return Subscription(self, run_id, key)
+
+    def _release(self, run_id: str, key: int) -> None:
+        feed = self._feeds.get(run_id)
+        if feed is None or feed.listeners.pop(key, None) is None:
+            return
+        self.stats.releases += 1
+        if feed.listeners:
+            return
+        if self.grace <= 0:
+            self._stop(feed)
+            return
+        loop: asyncio.AbstractEventLoop | None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = feed.task.get_loop() if feed.task is not None else None
+        if loop is None or loop.is_closed():
+            self._stop(feed)
+            return
+        feed.stop_timer = loop.call_later(self.grace, self._stop_if_unused, feed)
+
+    def _stop_if_unused(self, feed: _Feed) -> None:
+        feed.stop_timer = None
+        if not feed.listeners and self._feeds.get(feed.run_id) is feed:
+            self._stop(feed)
+
+    # ------------------------------------------------------------------ the feed task
+
+    def _start(self, feed: _Feed) -> None:
+        self.stats.subscriptions_started += 1
+        feed.task = asyncio.get_running_loop().create_task(self._pump(feed), name=f"hub-feed-{feed.run_id}")
+
+    def _stop(self, feed: _Feed) -> None:
+        if self._feeds.get(feed.run_id) is feed:
+            del self._feeds[feed.run_id]
+        if feed.stop_timer is not None:
+            feed.stop_timer.cancel()
+            feed.stop_timer = None
+        stop = getattr(feed.source, "stop", None)
+        if callable(stop):
+            stop()
+        if feed.task is not None and not feed.task.done():
+            feed.task.cancel()
+        self.stats.subscriptions_stopped += 1
+
+    def _deliver(self, listener: Listener, item: SubscriptionItem) -> None:
+        try:
+            listener(item)
+        except Exception:  # one broken view must not starve the others
+            log.exception("a hub listener failed on %s", type(item).__name__)
+
+    def _broadcast(self, feed: _Feed, item: SubscriptionItem) -> None:
+        if isinstance(item, RunEvent) and not isinstance(item, TimedRunEvent):
+            item = TimedRunEvent(item.frame, time.time())
+        feed.observe(item)
+        for listener in list(feed.listeners.values()):
+            self._deliver(listener, item)
+
+    async def _pump(self, feed: _Feed) -> None:
+        """Run the subscription, fanning items out; restart it if it ever crashes."""
+        while True:
+            source = self._source(feed.run_id, feed.tree)
+            feed.source = source
+            try:
+                async for item in source:
+                    self._broadcast(feed, item)
+                return  # the source ends only when stopped
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug below us: say so, then start over
+                self.stats.source_crashes += 1
+                log.exception("the subscription to run %s crashed", feed.run_id)
+                state = feed.state.moved(
+                    ConnectionStatus.OFFLINE,
+                    time.time(),
+                    error=f"subscription failed: {exc}",
+                    retry_in=self.crash_retry,
+                    outage_since=feed.state.outage_since or time.time(),
+                )
+                self._broadcast(feed, StatusChanged(state))
+            await asyncio.sleep(self.crash_retry)
+
+    # ------------------------------------------------------------------ shared reads
+
+    async def read(self, method: str, params: Mapping[str, Any], *, max_age: float = 1.0) -> Any:
+        """``client.rpc(method, params)``, shared with identical calls in flight or younger
+        than ``max_age`` seconds. Errors are shared too, but never cached."""
+        key = method + json.dumps(params, sort_keys=True, default=str)
+        now = time.monotonic()
+        self.stats.reads += 1
+        cached = self._reads.get(key)
+        if cached is not None:
+            fut = cached.future
+            fresh = not fut.done() or (now - cached.at <= max_age and not fut.cancelled() and fut.exception() is None)
+            if fresh:
+                self.stats.reads_shared += 1
+                return await asyncio.shield(fut)
+        if len(self._reads) > 512:
+            self._prune_reads(now)
+        fut = asyncio.ensure_future(self._read_once(method, params))
+        self._reads[key] = _Cached(now, fut)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(fut)
+
+    async def _read_once(self, method: str, params: Mapping[str, Any]) -> Any:
+        result = await self.client.rpc(method, params)
+        return result
+
+    def _prune_reads(self, now: float) -> None:
+        for key in [k for k, c in self._reads.items() if c.future.done() and now - c.at > 30]:
+            del self._reads[key]
+
+    def forget_reads(self, run_id: str | None = None) -> None:
+        """Drop cached answers (all, or those about ``run_id``): after a rewind they lie."""
+        if run_id is None:
+            self._reads.clear()
+            return
+        needle = json.dumps(run_id)
+        for key in [k for k in self._reads if needle in k]:
+            del self._reads[key]
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def aclose(self) -> None:
+        """Stop every subscription and close the client."""
+        self._closed = True
+        tasks = [f.task for f in self._feeds.values() if f.task is not None]
+        for feed in list(self._feeds.values()):
+            self._stop(feed)
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await self.client.aclose()
+        for key in [k for k, v in self._registry.items() if v is self]:
+            del self._registry[key]

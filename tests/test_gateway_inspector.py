@@ -1,0 +1,193 @@
+"""The inspector against a real Smithers Gateway (npm smithers-orchestrator 0.32.0 under Bun)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from inspector.client import GatewayClient
+from inspector.errors import ErrorCode, GatewayRpcError
+from inspector.status import Backoff, ConnectionStatus
+from inspector.stream import Settled, TimeTravelled
+
+from .test_subscription import Watch
+
+if TYPE_CHECKING:
+    from .gateway.plugin import GatewayFactory
+    from .gateway.server import GatewayServer
+
+pytestmark = pytest.mark.gateway
+
+
+async def gateway_root(client: GatewayClient, run_id: str) -> Any:
+    return (await client.get_devtools_snapshot(run_id))["root"]
+
+
+async def until_equal(client: GatewayClient, w: Watch, run_id: str, timeout: float = 30.0) -> None:
+    """Poll until the subscription's tree equals the Gateway's own snapshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        truth = await gateway_root(client, run_id)
+        if not w.sub.tree.empty and w.sub.tree.snapshot()["root"] == truth:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"tree never matched the gateway; status {w.sub.state}, stats {w.sub.stats}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("workflow", ["demo", "rich", "doomed", "wide"])
+async def test_run_watched_to_completion_equals_the_gateway_snapshot(
+    gateway: GatewayServer, make_gateway: GatewayFactory, workflow: str
+) -> None:
+    if workflow == "wide":  # 80 parallel sequences: ~240 nodes, many ops per delta, rebaselines
+        gateway = make_gateway(wide=80, pace=0.2)
+    run_id = await asyncio.to_thread(gateway.launch_run, workflow)
+    async with GatewayClient(gateway.url, "op-token") as client:
+        sub = client.devtools(run_id, stop_when_settled=True)
+        w = Watch(sub)
+        await asyncio.wait_for(w.task, 120)
+        settled = w.items[-1]
+        assert isinstance(settled, Settled)
+        run = await client.get_run(run_id)
+        assert settled.run_status == run["status"] == ("failed" if workflow == "doomed" else "finished")
+        assert sub.tree.snapshot()["root"] == await gateway_root(client, run_id)
+        assert "online" in w.statuses()
+        if workflow == "doomed":
+            assert sub.tree.state_counts().get("failed") == 1
+
+
+async def test_two_rewinds_mid_run_follow_the_gateway(make_gateway: GatewayFactory) -> None:
+    gw = make_gateway(pace=3)
+    run_id = await asyncio.to_thread(gw.launch_run, "rich")
+    async with GatewayClient(gw.url, "op-token") as client:
+        w = Watch(client.devtools(run_id, backoff=Backoff(base=0.05, cap=0.5)))
+        for target in (4, 2):
+            await w.until(lambda: (w.sub.tree.seq or 0) >= target + 2, timeout=40)
+            jumps = len(w.of(TimeTravelled))
+            await client.rpc("rewindRun", {"runId": run_id, "frameNo": target, "confirm": True, "force": True})
+            await w.until(lambda: len(w.of(TimeTravelled)) > jumps, timeout=20)
+            assert w.of(TimeTravelled)[-1].jump.to_frame_no == target
+        await asyncio.to_thread(gw.wait_for_run, run_id, timeout=60)
+        await w.until(lambda: w.sub.settled, timeout=30)
+        await until_equal(client, w, run_id)
+        await w.stop()
+
+
+async def test_gateway_killed_and_restarted_mid_run(make_gateway: GatewayFactory) -> None:
+    gw = make_gateway(pace=3)
+    run_id = await asyncio.to_thread(gw.launch_run, "rich")
+    async with GatewayClient(gw.url, "op-token") as client:
+        w = Watch(client.devtools(run_id, backoff=Backoff(base=0.05, cap=0.5)))
+        await w.until(lambda: (w.sub.tree.seq or 0) >= 3, timeout=40)
+        await asyncio.to_thread(gw.kill)
+        await w.until(lambda: w.sub.state.status is ConnectionStatus.OFFLINE, timeout=20)
+        outage = w.sub.state.outage_since
+        assert outage is not None
+        await asyncio.to_thread(gw.start)
+        await w.until(lambda: w.sub.state.status is ConnectionStatus.ONLINE, timeout=30)
+        assert w.statuses().count("offline") >= 1 and w.statuses()[-1] == "online"
+        await until_equal(client, w, run_id)
+        await w.stop()
+
+
+async def test_bad_token_is_unauthorized(gateway: GatewayServer) -> None:
+    run_id = await asyncio.to_thread(gateway.launch_run, "demo")
+    async with GatewayClient(gateway.url, "not-a-token") as client:
+        sub = client.devtools(run_id)
+        w = Watch(sub)
+        await w.until(lambda: sub.state.status is ConnectionStatus.UNAUTHORIZED, timeout=15)
+        assert sub.tree.empty and sub.stats.connects == 0
+        await w.stop()
+        with pytest.raises(GatewayRpcError) as info:
+            await client.get_run(run_id)
+        assert info.value.code is ErrorCode.UNAUTHORIZED
+
+
+async def test_read_only_token_watches_but_cannot_rewind(gateway: GatewayServer) -> None:
+    run_id = await asyncio.to_thread(gateway.launch_run, "demo")
+    async with GatewayClient(gateway.url, "read-token") as client:
+        sub = client.devtools(run_id, stop_when_settled=True)
+        w = Watch(sub)
+        await asyncio.wait_for(w.task, 60)
+        assert isinstance(w.items[-1], Settled)
+        with pytest.raises(GatewayRpcError) as info:
+            await client.rpc("rewindRun", {"runId": run_id, "frameNo": 1, "confirm": True})
+        assert info.value.code is ErrorCode.FORBIDDEN and info.value.required_scope == "run:admin"
+        with pytest.raises(GatewayRpcError) as missing:
+            await client.get_run("no-such-run")
+        assert missing.value.code in (ErrorCode.RUN_NOT_FOUND, ErrorCode.NOT_FOUND)
+
+
+async def test_typed_reads_on_a_real_run(gateway: GatewayServer) -> None:
+    run_id = await asyncio.to_thread(gateway.launch_run, "rich")
+    await asyncio.to_thread(gateway.wait_for_run, run_id)
+    async with GatewayClient(gateway.url, "op-token") as client:
+        runs = await client.list_runs(limit=100)
+        assert run_id in [r["runId"] for r in runs]
+        scores = await client.list_scores(run_id)
+        assert {s["scorerId"] for s in scores} == {"note-length"}
+        output = await client.get_node_output(run_id, "plan")
+        assert output["status"] == "produced" and "<script>" in output["row"]["note"]
+        with pytest.raises(GatewayRpcError) as info:
+            await client.get_node_diff(run_id, "plan")
+        assert info.value.code in (ErrorCode.ATTEMPT_NOT_FINISHED, ErrorCode.VCS_ERROR)
+        with pytest.raises(GatewayRpcError) as frame:
+            await client.get_devtools_snapshot(run_id, frame_no=99999)
+        assert frame.value.code is ErrorCode.FRAME_OUT_OF_RANGE
+
+
+def test_cli_watch_json_exits_zero_with_the_final_tree(gateway: GatewayServer) -> None:
+    run_id = gateway.launch_run("rich")
+    env = {**os.environ, "SMITHERS_TOKEN": "op-token", "SMITHERS_GATEWAY_URL": gateway.url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "watch", run_id, "--json", "--timeout", "60"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[0] == {"event": "connection", "status": "connecting", "error": None, "outageSince": None, "retryIn": None}
+    assert any(line["event"] == "connection" and line["status"] == "online" for line in lines)
+    assert any(line["event"] == "tree" for line in lines)
+    final = lines[-1]
+    assert final["event"] == "final" and final["settled"]
+    truth = gateway.rpc("getDevToolsSnapshot", {"runId": run_id})
+    assert final["snapshot"]["root"] == truth["root"]
+    assert "op-token" not in proc.stdout + proc.stderr
+
+
+def test_cli_record_writes_a_replayable_transcript_without_the_token(gateway: GatewayServer, tmp_path: Any) -> None:
+    from inspector.transcript import load_runs
+
+    run_id = gateway.launch_run("demo")
+    out = tmp_path / "run.jsonl"
+    env = {**os.environ, "SMITHERS_TOKEN": "op-token"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "record", run_id, "-o", str(out), "--gateway", gateway.url, "--timeout", "60"],
+        env=env, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "op-token" not in text and "<redacted>" in text
+    runs = load_runs(out)
+    assert [r.run_id for r in runs] == [run_id]
+    truth = gateway.rpc("getDevToolsSnapshot", {"runId": run_id})
+    recorded = runs[0].final_snapshot
+    assert recorded is not None and recorded["root"] == truth["root"]
+
+
+def test_cli_watch_times_out_with_124(gateway: GatewayServer) -> None:
+    env = {**os.environ, "SMITHERS_TOKEN": "op-token"}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspector.cli", "watch", "no-such-run", "--json", "--timeout", "2", "--gateway", gateway.url],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 124 and time.monotonic() - started < 30
+    assert json.loads(proc.stdout.splitlines()[-1])["settled"] is False

@@ -366,9 +366,9 @@ class DevToolsEventPayload:
 
 def _op_id(op: Mapping[str, Any], key: str, index: int) -> int:
     value = op.get(key)
-    if not _is_int(value):
+    if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidDelta(f"{op.get('op')} needs an integer {key}, got {_describe(value)}", op_index=index)
-    return int(value)
+    return value
 
 
 def _op_object(op: Mapping[str, Any], key: str, index: int) -> Mapping[str, Any]:
@@ -523,7 +523,7 @@ def time_travel_jump(frame: EventFrame) -> TimeTravelJump | None:
 
     def opt_int(key: str) -> int | None:
         value = payload.get(key)
-        return int(value) if _is_int(value) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     run_id = payload.get("runId")
     return TimeTravelJump(

@@ -307,7 +307,7 @@ class DevToolsSubscription:
         if not fresh and tree.seq is not None:
             params["afterSeq"] = tree.seq
         stream_req = await conn.send_request("streamDevTools", params)
-        run_req = await conn.send_request("getRun", {"runId": self.run_id})
+        run_req: asyncio.Future[ResponseFrame] | None = await conn.send_request("getRun", {"runId": self.run_id})
         stream_id: str | None = None
         stream_answered = False
         online = False
@@ -348,7 +348,8 @@ class DevToolsSubscription:
             waiting = [f for f in (None if stream_answered else stream_req, run_req) if f is not None]
             if waiting:
                 getter = asyncio.ensure_future(conn.next_event(stall))
-                done, _ = await asyncio.wait([getter, *waiting], return_when=asyncio.FIRST_COMPLETED)
+                awaited: list[asyncio.Future[Any]] = [getter, *waiting]
+                done, _ = await asyncio.wait(awaited, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
                     with contextlib.suppress(BaseException):
@@ -369,19 +370,19 @@ class DevToolsSubscription:
                 yield Heartbeat(time.time())
                 continue
             if name == "devtools.event":
-                out = self._devtools_event(frame, stream_id)
-                if out is None:
+                updated = self._devtools_event(frame, stream_id)
+                if updated is None:
                     continue
                 if not online:
                     online = True
                     item = self._status(ConnectionStatus.ONLINE)
                     if item:
                         yield item
-                if out.change.kind == "snapshot":
+                if updated.change.kind == "snapshot":
                     got_snapshot = True
                 elif got_snapshot:
                     healthy()
-                yield out
+                yield updated
                 continue
             if name == "devtools.error":
                 self._devtools_error(frame, stream_id)
@@ -465,7 +466,8 @@ class DevToolsSubscription:
             return
         if stream_id is not None and payload.get("streamId") not in (None, stream_id):
             return
-        error = payload.get("error") if isinstance(payload.get("error"), Mapping) else {}
+        raw_error = payload.get("error")
+        error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
         code = str(error.get("code", "unknown"))
         message = str(error.get("message", ""))
         exc = GatewayRpcError(code, message, method="streamDevTools")

@@ -14,8 +14,10 @@ between parents never exists twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["diff_trees", "subtree_ids"]
 

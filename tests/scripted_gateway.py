@@ -15,13 +15,15 @@ import contextlib
 import itertools
 import json
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
 from inspector.tree import DevToolsTree
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Plan", "ScriptedGateway", "task_node", "wire_tree"]
 
@@ -205,7 +207,7 @@ class ScriptedGateway:
             return
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: (self.truth.seq or 0) > sent_seq)
+                await self._changed.wait_for(lambda since=sent_seq: (self.truth.seq or 0) > since)
             for event in self.history:
                 if event["delta"]["baseSeq"] >= sent_seq:
                     await ws.send(self._devtools(stream_id, event))

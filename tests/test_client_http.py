@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from inspector.client import GatewayClient, websocket_url
-from inspector.errors import ErrorCode, FrameDecodeError, GatewayRpcError, GatewayUnavailable, normalize_error_code
+from inspector.errors import (
+    ErrorCode,
+    FrameDecodeError,
+    GatewayRpcError,
+    GatewayUnavailable,
+    normalize_error_code,
+)
 from inspector.protocol import (
     EventFrame,
     ResponseFrame,

@@ -69,10 +69,10 @@ async def test_two_rewinds_mid_run_follow_the_gateway(make_gateway: GatewayFacto
     async with GatewayClient(gw.url, "op-token") as client:
         w = Watch(client.devtools(run_id, backoff=Backoff(base=0.05, cap=0.5)))
         for target in (4, 2):
-            await w.until(lambda: (w.sub.tree.seq or 0) >= target + 2, timeout=40)
+            await w.until(lambda t=target: (w.sub.tree.seq or 0) >= t + 2, timeout=40)
             jumps = len(w.of(TimeTravelled))
             await client.rpc("rewindRun", {"runId": run_id, "frameNo": target, "confirm": True, "force": True})
-            await w.until(lambda: len(w.of(TimeTravelled)) > jumps, timeout=20)
+            await w.until(lambda n=jumps: len(w.of(TimeTravelled)) > n, timeout=20)
             assert w.of(TimeTravelled)[-1].jump.to_frame_no == target
         await asyncio.to_thread(gw.wait_for_run, run_id, timeout=60)
         await w.until(lambda: w.sub.settled, timeout=30)

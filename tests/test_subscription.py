@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +22,9 @@ from inspector.stream import (
 )
 
 from .scripted_gateway import Plan, ScriptedGateway
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Watch:

@@ -250,8 +250,11 @@ def test_bench_workload_reaches_the_expected_tree(tmp_path: Path) -> None:
 STATES = st.sampled_from(["pending", "in-progress", "finished", "failed", "waiting-quota"])
 
 
+SMALL_IDS = st.integers(1, 40)
+
+
 @st.composite
-def trees(draw: st.DrawFn, ids: st.SearchStrategy[int] = st.integers(1, 40)) -> dict[str, Any]:
+def trees(draw: st.DrawFn, ids: st.SearchStrategy[int] = SMALL_IDS) -> dict[str, Any]:
     """Random wire trees with unique ids drawn from a small pool, so two draws overlap."""
     pool = draw(st.lists(ids, min_size=1, max_size=25, unique=True))
     nodes: list[dict[str, Any]] = []

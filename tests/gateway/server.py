@@ -24,6 +24,7 @@ script or a notebook::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -31,6 +32,7 @@ import signal
 import socket
 import subprocess
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -78,6 +80,18 @@ class GatewayRpcError(GatewayError):
         super().__init__(
             f"{method} -> HTTP {status_code}: {json.dumps(error if error is not None else frame)[:500]}"
         )
+
+
+#: Servers with a live process, killed at interpreter exit if nobody stopped them (a test run
+#: that dies in the middle must not leave Gateways holding ports and files behind).
+_LIVE: weakref.WeakSet[GatewayServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for server in list(_LIVE):
+        with contextlib.suppress(Exception):
+            server.kill()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -258,6 +272,7 @@ class GatewayServer:
             # in the terminal running pytest does not kill it before the fixture's teardown.
             start_new_session=True,
         )
+        _LIVE.add(self)
 
     def _wait_healthy(self, deadline: float) -> str:
         """Poll ``/health`` until it answers with our pid: ``up``, ``exited`` or ``timeout``."""
@@ -298,6 +313,7 @@ class GatewayServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10.0)
+        _LIVE.discard(self)
         # Anything left in its process group (nothing, normally) goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeAlias
@@ -337,9 +337,7 @@ class _RunDraft:
     run_events: list[tuple[float, int, str, Mapping[str, Any]]] = field(default_factory=list)
     answers: dict[RpcKey, RecordedAnswer] = field(default_factory=dict)
     row: Mapping[str, Any] | None = None
-    list_row: Mapping[str, Any] | None = None
     workflow: str | None = None
-    hello: Mapping[str, Any] | None = None
     tree: DevToolsTree = field(default_factory=DevToolsTree)
     clock_known: bool = True
 
@@ -364,6 +362,7 @@ class _Extractor:
     def __init__(self) -> None:
         self.runs: dict[str, _RunDraft] = {}
         self.hello: Mapping[str, Any] | None = None
+        self.list_rows: dict[str, Mapping[str, Any]] = {}
 
     def draft(self, run_id: str) -> _RunDraft:
         if run_id not in self.runs:
@@ -402,8 +401,8 @@ class _Extractor:
             return
         if method in ("listRuns", "runs.list") and ok and isinstance(payload, list):
             for row in payload:
-                if isinstance(row, Mapping) and isinstance(row.get("runId"), str) and row["runId"] in self.runs:
-                    self.runs[row["runId"]].list_row = row
+                if isinstance(row, Mapping) and isinstance(row.get("runId"), str):
+                    self.list_rows[row["runId"]] = row
             return
         run_id = _run_id_of(params)
         if run_id is None or method in ("streamDevTools", "connect"):
@@ -475,11 +474,11 @@ class _Extractor:
         draft.run_events.append((at, session, name, payload))
 
 
-def _finish(draft: _RunDraft, hello: Mapping[str, Any] | None, source: str | None) -> RecordedRun:
+def _finish(draft: _RunDraft, extractor: _Extractor, source: str | None) -> RecordedRun:
     draft.run_events.sort(key=lambda e: e[0])
     times = [at for at, _ in draft.devtools[:1]] + [e[0] for e in draft.run_events[:1]]
     origin = min(times, default=0.0)
-    row = draft.row or draft.list_row
+    row = draft.row or extractor.list_rows.get(draft.run_id)
     workflow = draft.workflow
     if row is not None and not workflow:
         name = row.get("workflowKey") or row.get("workflowName")
@@ -494,7 +493,7 @@ def _finish(draft: _RunDraft, hello: Mapping[str, Any] | None, source: str | Non
         run_events=tuple(TimedRunEvent(at - origin, name, payload) for at, _, name, payload in draft.run_events),
         answers=dict(draft.answers),
         row=row,
-        hello=hello,
+        hello=extractor.hello,
         source=source,
     )
 
@@ -509,7 +508,7 @@ def extract_runs(sessions: Sequence[Session], *, source: str | None = None) -> l
     extractor = _Extractor()
     for session, (start, known) in zip(sessions, _session_clocks(sessions), strict=True):
         extractor.session(session, start, known)
-    return [_finish(draft, extractor.hello, source) for draft in extractor.runs.values()]
+    return [_finish(draft, extractor, source) for draft in extractor.runs.values()]
 
 
 def merge_runs(runs: Iterable[RecordedRun]) -> list[RecordedRun]:
@@ -620,9 +619,3 @@ def _frame_object(frame: Mapping[str, Any] | str) -> Mapping[str, Any]:
         return obj
     return {"type": "unparsed", "text": frame}
 
-
-def iter_frames(lines: Iterable[TranscriptLine], direction: Direction | None = None) -> Iterator[Mapping[str, Any]]:
-    """The frames of some lines, optionally only one direction's (a small test helper)."""
-    for line in lines:
-        if direction is None or line.dir == direction:
-            yield line.frame

@@ -234,7 +234,12 @@ def run_error_text(run: Mapping[str, Any]) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class TaskSummary:
-    """Counts of task nodes by what an operator cares about."""
+    """Counts of task nodes by what an operator cares about.
+
+    ``running`` is exactly ``in-progress`` and ``failed`` exactly ``failed`` (the
+    ``data-*`` attributes of the header are these numbers); ``waiting`` gathers every
+    ``waiting-*`` state and ``blocked``; states we do not know land in ``other``.
+    """
 
     total: int = 0
     finished: int = 0
@@ -242,32 +247,33 @@ class TaskSummary:
     failed: int = 0
     pending: int = 0
     waiting: int = 0
+    retrying: int = 0
+    skipped: int = 0
+    cancelled: int = 0
     other: int = 0
 
     @property
+    def done(self) -> int:
+        """Tasks that will not run again: finished, failed, skipped or cancelled."""
+        return self.finished + self.failed + self.skipped + self.cancelled
+
+    @property
     def fraction_done(self) -> float:
-        return self.finished / self.total if self.total else 0.0
+        return self.done / self.total if self.total else 0.0
 
 
 def task_summary(counts: Mapping[str, int]) -> TaskSummary:
-    """Fold ``DevToolsTree.state_counts()`` into total / finished / running / failed / ...
-
-    ``running`` is ``in-progress`` plus ``retrying``; ``finished`` counts ``finished`` and
-    ``skipped`` (both are done with); everything ``waiting-*`` or ``blocked`` is waiting.
-    """
-    total = finished = running = failed = pending = waiting = other = 0
+    """Fold ``DevToolsTree.state_counts()`` into total / finished / running / failed / ..."""
+    buckets = dict.fromkeys(("finished", "running", "failed", "pending", "waiting", "retrying", "skipped", "cancelled", "other"), 0)
+    total = 0
     for state, n in counts.items():
         total += n
-        if state in ("finished", "skipped"):
-            finished += n
-        elif state in ("in-progress", "retrying"):
-            running += n
-        elif state == "failed":
-            failed += n
-        elif state == "pending":
-            pending += n
+        if state == "in-progress":
+            buckets["running"] += n
+        elif state in ("finished", "failed", "pending", "retrying", "skipped", "cancelled"):
+            buckets[state] += n
         elif state.startswith("waiting") or state == "blocked":
-            waiting += n
+            buckets["waiting"] += n
         else:
-            other += n
-    return TaskSummary(total, finished, running, failed, pending, waiting, other)
+            buckets["other"] += n
+    return TaskSummary(total=total, **buckets)

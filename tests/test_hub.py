@@ -11,8 +11,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,7 +22,11 @@ from inspector.client import GatewayClient
 from inspector.protocol import EventFrame
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import Heartbeat, RunEvent, StatusChanged, SubscriptionItem, TreeUpdated
-from inspector.tree import DevToolsTree
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from inspector.tree import DevToolsTree
 
 # ---------------------------------------------------------------------------- fakes
 

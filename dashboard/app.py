@@ -1,0 +1,258 @@
+# mypy: allow-untyped-calls
+"""The Dashboard: every view composed around one :class:`~dashboard.store.RunStore`.
+
+``Dashboard(run_id=None, gateway_url=None, token=None, view="full" | "monitor")`` is a
+``pn.viewable.Viewer``: display it in JupyterLab (after ``pn.extension()``; it runs on
+the kernel's loop) or serve it (``panel serve apps/``, see ``apps/main.py``).
+
+- **full**: without a run, the run list; with one, the header and connection badge, the
+  node tree beside the selected node's details, and tabs for the timeline, scores, event
+  log and frame scrubber.
+- **monitor**: for a wall screen: dark, large type, nothing to click. It shows the given
+  run or rotates through the active runs every ``rotate_seconds`` (the latest run when
+  none is active); while the Gateway is unreachable the run greys out under a badge that
+  says since when; it recovers by itself. Memory is bounded: one run subscribed at a time,
+  ring-buffered events, capped caches.
+
+The Gateway URL and token come from the server's configuration (:mod:`dashboard.config`)
+or the constructor, never from the page: the token stays in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import panel as pn
+import param
+
+from inspector.errors import GatewayError
+
+from .config import DashboardConfig, load_config
+from .hub import GatewayHub
+from .store import RunStore
+from .views import (
+    ConnectionStatus,
+    EventLog,
+    FrameScrubber,
+    NodeDetail,
+    RunHeader,
+    RunList,
+    ScoresView,
+    Timeline,
+    stylesheet,
+)
+from .views.tree import NodeTree
+
+__all__ = ["Dashboard"]
+
+log = logging.getLogger(__name__)
+
+_GREY = {"filter": "grayscale(1)", "opacity": "0.55", "transition": "filter .5s, opacity .5s"}
+_ACTIVE_STATUSES = ("running", "waiting-approval", "waiting-event", "waiting-timer")
+
+
+class Dashboard(pn.viewable.Viewer):
+    """The whole dashboard (see the module docstring). ``.store`` is its RunStore."""
+
+    view: param.Selector[str] = param.Selector(default="full", objects=["full", "monitor"], doc="Layout: operator page or wall monitor.")
+
+    node_key = param.String(default=None, allow_None=True, doc="""
+        The selected task's Smithers nodeId (synced with ``?nodeId=`` when served).""")
+
+    rotate_seconds = param.Number(default=20.0, bounds=(3, None), doc="""
+        Monitor: seconds on each active run before moving to the next.""")
+
+    rotating = param.Boolean(default=False, doc="Monitor: rotating through active runs (no run was given).")
+
+    page: param.Selector[str | None] = param.Selector(default=None, objects=[None, "runs", "run"], doc="What the body shows: the run list or a run.")
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        gateway_url: str | None = None,
+        token: str | None = None,
+        *,
+        view: str = "full",
+        hub: GatewayHub | None = None,
+        config: DashboardConfig | None = None,
+        **params: Any,
+    ) -> None:
+        self.config = config or load_config()
+        params.setdefault("rotate_seconds", self.config.monitor_rotate_seconds)
+        super().__init__(view=view, **params)
+        url = gateway_url or self.config.gateway_url
+        self.hub = hub or GatewayHub.shared(url, token if token is not None else self.config.token)
+        self.store = RunStore(hub=self.hub, max_events=self.config.event_log_size)
+        self.rotating = self.view == "monitor" and not run_id
+        self._rotation: asyncio.Task[None] | None = None
+        self._closed = False
+        large = self.view == "monitor"
+        self.status = ConnectionStatus(store=self.store, large=large)
+        self.header = RunHeader(store=self.store, large=large)
+        self.tree = NodeTree(store=self.store)
+        self._body = pn.Column(sizing_mode="stretch_width")
+        if self.view == "full":
+            self.detail = NodeDetail(store=self.store)
+            self.timeline = Timeline(store=self.store)
+            self.scores = ScoresView(store=self.store)
+            self.events = EventLog(store=self.store)
+            self.scrubber = FrameScrubber(store=self.store)
+            self.runs = RunList(hub=self.hub, on_select=self.open_run)
+            self._run_page = self._full_layout()
+        else:
+            self.events = EventLog(store=self.store, height=560, theme="midnight")
+            self._run_page = self._monitor_layout()
+            self.store.param.watch(self._grey, "connection_status")
+        self.store.param.watch(self._on_run, "run_id")
+        self.store.param.watch(self._on_selected, "selected_node")
+        self.param.watch(self._on_node_key, "node_key")
+        self.store.run_id = run_id
+        self._on_run()
+        if self.rotating:
+            self._start_rotation()
+
+    # ------------------------------------------------------------------ layouts
+
+    def _full_layout(self) -> pn.viewable.Viewable:
+        back = pn.widgets.Button(name="← All runs", width=110, margin=(10, 10))
+        back.on_click(lambda e: self.open_run(None))
+        top = pn.Row(back, self.header, sizing_mode="stretch_width")
+        main = pn.Row(
+            pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
+            pn.Column(self.detail, sizing_mode="stretch_both", styles={"flex": "1 1 58%", "min-width": "0"}),
+            height=600,
+            sizing_mode="stretch_width",
+        )
+        tabs = pn.Tabs(
+            ("Timeline", self.timeline),
+            ("Scores", self.scores),
+            ("Events", self.events),
+            ("Frames", self.scrubber),
+            dynamic=False,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(top, main, tabs, sizing_mode="stretch_width")
+
+    def _monitor_layout(self) -> pn.viewable.Viewable:
+        self._content = pn.Column(
+            self.header,
+            pn.Row(
+                pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "1 1 55%", "min-width": "0"}),
+                pn.Column(
+                    pn.pane.HTML("<h3>Recent events</h3>", stylesheets=[stylesheet()]),
+                    self.events,
+                    sizing_mode="stretch_both",
+                    styles={"flex": "1 1 45%", "min-width": "0"},
+                ),
+                height=680,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
+        return self._content
+
+    def _title_bar(self) -> pn.viewable.Viewable:
+        size = "1.6em" if self.view == "monitor" else "1.2em"
+        title = pn.pane.HTML(
+            f'<div style="font-size:{size};font-weight:600;white-space:nowrap">Smithers · Gateway dashboard</div>',
+            margin=(10, 10),
+        )
+        return pn.Row(title, pn.layout.HSpacer(), self.status, sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self._title_bar(), self._body, sizing_mode="stretch_width")
+
+    # ------------------------------------------------------------------ run and selection
+
+    def open_run(self, run_id: str | None) -> None:
+        """Show ``run_id`` (``None``: back to the run list)."""
+        self.node_key = None
+        self.store.run_id = run_id or None
+
+    def _on_run(self, *events: Any) -> None:
+        page = "run" if self.store.run_id or self.view == "monitor" else "runs"
+        if page == self.page:
+            return
+        self.page = page
+        with pn.io.hold():
+            if page == "run":
+                self._body.objects = [self._run_page]
+            else:
+                self.runs.refresh()
+                self._body.objects = [self.runs]
+
+    def _on_selected(self, event: Any) -> None:
+        node = self.store.selected()
+        key = node.node_id if node is not None else None
+        if key != self.node_key:
+            self.node_key = key
+
+    def _on_node_key(self, event: Any) -> None:
+        node = self.store.selected()
+        current = node.node_id if node is not None else None
+        if event.new and event.new != current:
+            self.store.select_task(event.new)
+
+    def _grey(self, event: Any) -> None:
+        offline = event.new in ("offline", "unauthorized")
+        self._content.styles = _GREY if offline else {"transition": "filter .5s, opacity .5s"}
+
+    # ------------------------------------------------------------------ monitor rotation
+
+    def _start_rotation(self) -> None:
+        try:
+            self._rotation = asyncio.get_running_loop().create_task(self._rotate())
+        except RuntimeError:
+            self._rotation = None
+
+    async def _rotate(self) -> None:
+        """Cycle through active runs; fall back to the newest run; never give up."""
+        position = 0
+        while not self._closed:
+            try:
+                runs = await self.hub.read("listRuns", {"filter": {"limit": 50}}, max_age=2.0)
+            except GatewayError as exc:
+                log.info("monitor: cannot list runs (%s)", exc)
+                runs = None
+            if isinstance(runs, list):
+                rows = [r for r in runs if isinstance(r, dict) and isinstance(r.get("runId"), str)]
+                active = [r["runId"] for r in rows if r.get("status") in _ACTIVE_STATUSES]
+                choices = active or [r["runId"] for r in rows[:1]]
+                if choices:
+                    position = position % len(choices)
+                    pick = choices[position]
+                    position += 1
+                    if pick != self.store.run_id:
+                        self.store.run_id = pick
+            await asyncio.sleep(self.rotate_seconds)
+
+    # ------------------------------------------------------------------ location and lifecycle
+
+    def bind_location(self) -> None:
+        """Sync ``?runId=`` and ``?nodeId=`` with the page URL (served sessions only)."""
+        location = pn.state.location
+        if location is None:
+            return
+        location.sync(self.store, {"run_id": "runId"})
+        location.sync(self, {"node_key": "nodeId"})
+        if self.rotating and self.store.run_id and pn.state.session_args.get("runId"):
+            self.stop_rotation()
+
+    def stop_rotation(self) -> None:
+        self.rotating = False
+        if self._rotation is not None:
+            self._rotation.cancel()
+            self._rotation = None
+
+    def close(self) -> None:
+        """Release everything this session holds (call from ``on_session_destroyed``)."""
+        self._closed = True
+        self.stop_rotation()
+        runs = getattr(self, "runs", None)
+        if runs is not None:
+            runs.stop()
+        with contextlib.suppress(Exception):
+            self.store.close()

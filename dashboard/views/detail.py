@@ -1,0 +1,242 @@
+# mypy: allow-untyped-calls
+"""NodeDetail: everything about the selected node: props, task, output, diff and scores.
+
+Outputs, diffs and reasons are whatever an agent or a tool wrote: the fixtures contain
+``<script>`` in an output on purpose. All of it is shown as text: the output row in a
+Tabulator with ``plaintext`` formatters, props as pretty JSON in a ``Str`` pane, the diff
+as HTML built line by line with :func:`html.escape`. Pending and failed outputs are
+shown as such (not as an empty table), and a missing diff says why (runs outside a jj
+workspace have none).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+from ..format import format_value, node_icon, state_colour, state_label
+from ..store import RunStore
+from . import plaintext, stylesheet
+
+__all__ = ["NodeDetail", "diff_html", "output_frame", "task_html", "title_html"]
+
+_TASK_KEYS = ("nodeId", "kind", "label", "iteration", "state", "attempt", "maxAttempts", "outputTableName")
+
+
+def title_html(node: Any) -> str:
+    if node is None:
+        return '<div class="sd-node-title sd-muted">Select a node in the tree.</div>'
+    state = node.state
+    pill = (
+        f'<span class="sd-state" style="background:{state_colour(state)}">{html.escape(state_label(state))}</span>'
+        if state is not None
+        else ""
+    )
+    return (
+        f'<div class="sd-node-title" data-node-id="{node.id}">{node_icon(node.type)} '
+        f"<span>{html.escape(node.label)}</span>"
+        f'<span class="sd-muted">{html.escape(node.type)}</span>{pill}</div>'
+    )
+
+
+def _agent_text(task: Mapping[str, Any]) -> str | None:
+    ran = task.get("agentRan")
+    summary = task.get("agentSummary")
+    for source in (ran, summary):
+        if isinstance(source, Mapping):
+            bits = [str(source[k]) for k in ("label", "agentId", "engine", "model") if isinstance(source.get(k), str)]
+            if bits:
+                return " · ".join(dict.fromkeys(bits))
+    agent = task.get("agent")
+    return agent if isinstance(agent, str) else None
+
+
+def task_html(task: Mapping[str, Any] | None) -> str:
+    """Key facts of a task as an escaped definition list."""
+    if not task:
+        return '<div class="sd-muted">Not a task: a structural node (no output, diff or scores).</div>'
+    rows: list[tuple[str, str]] = []
+    for key in _TASK_KEYS:
+        if key in task and task[key] is not None:
+            rows.append((key, format_value(task[key])))
+    if "attempt" in task or "maxAttempts" in task:
+        rows.append(("attempts", f"{task.get('attempt', '–')} of {task.get('maxAttempts', '∞')}"))
+    agent = _agent_text(task)
+    if agent:
+        rows.append(("agent", agent))
+    prompt = task.get("prompt")
+    if isinstance(prompt, str) and prompt:
+        rows.append(("prompt", prompt[:4000]))
+    body = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+    return f'<dl class="sd-kv">{body}</dl>'
+
+
+def output_frame(output: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The output row as (field, type, value) rows, schema order first, values as text."""
+    columns = ["field", "type", "value"]
+    if not output or not isinstance(output.get("row"), Mapping):
+        return pd.DataFrame(columns=columns)
+    row: Mapping[str, Any] = output["row"]
+    schema = output.get("schema") if isinstance(output.get("schema"), Mapping) else {}
+    fields = [f for f in (schema or {}).get("fields", []) if isinstance(f, Mapping) and isinstance(f.get("name"), str)]
+    records = []
+    seen = set()
+    for f in fields:
+        name = f["name"]
+        seen.add(name)
+        kind = str(f.get("type", ""))
+        if f.get("optional") or f.get("nullable"):
+            kind += "?"
+        records.append({"field": name, "type": kind, "value": format_value(row.get(name), 20_000) if name in row else "—"})
+    for name, value in row.items():
+        if name not in seen:
+            records.append({"field": str(name), "type": "", "value": format_value(value, 20_000)})
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def output_message(output: Mapping[str, Any] | None, error: str | None, loading: bool, is_task: bool) -> tuple[str, str]:
+    """(css class, text) to show above the output table."""
+    if not is_task:
+        return "sd-muted", "Only tasks have outputs."
+    if error:
+        return "sd-failed", error
+    if output is None:
+        return "sd-muted", "Loading…" if loading else "No output."
+    status = output.get("status")
+    if status == "pending":
+        return "sd-muted", "Pending: the task has not produced its output yet."
+    if status == "failed":
+        err = output.get("error")
+        message = err.get("message") if isinstance(err, Mapping) else None
+        attempt = err.get("attempt") if isinstance(err, Mapping) else None
+        text = "Failed" + (f" (attempt {attempt})" if attempt is not None else "")
+        return "sd-failed", f"{text}: {message}" if message else text
+    if output.get("partial"):
+        return "sd-muted", "Partial output (the task is still writing)."
+    return "", f"Output {status or ''}".strip()
+
+
+def diff_html(diff: Mapping[str, Any] | None, error: str | None) -> str:
+    """A unified diff per file, coloured by line; every line escaped."""
+    if not diff:
+        text = error or "No diff for this node."
+        return f'<div class="sd-message">{html.escape(text)}</div>'
+    patches = [p for p in diff.get("patches", []) if isinstance(p, Mapping)]
+    if not patches:
+        return '<div class="sd-message">The attempt changed no files.</div>'
+    out = ['<div class="sd-diff">']
+    base = diff.get("baseRef")
+    if isinstance(base, str):
+        out.append(f'<div class="sd-muted">base {html.escape(base)}</div>')
+    for patch in patches:
+        path = str(patch.get("path", "?"))
+        op = str(patch.get("operation", ""))
+        out.append(f'<div class="sd-file">{html.escape(path)} <span class="sd-muted">{html.escape(op)}</span></div><pre>')
+        body = patch.get("diff")
+        for line in (body if isinstance(body, str) else "").splitlines()[:5000]:
+            cls = ""
+            if line.startswith("+") and not line.startswith("+++"):
+                cls = "add"
+            elif line.startswith("-") and not line.startswith("---"):
+                cls = "del"
+            elif line.startswith("@@"):
+                cls = "hunk"
+            escaped = html.escape(line) or " "
+            out.append(f'<span class="{cls}">{escaped}</span>' if cls else escaped + "\n")
+        out.append("</pre>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = ["scorer", "iteration", "attempt", "score", "reason", "source"]
+    records = [
+        {
+            "scorer": str(r.get("scorerName") or r.get("scorerId") or ""),
+            "iteration": r.get("iteration"),
+            "attempt": r.get("attempt"),
+            "score": r.get("score"),
+            "reason": format_value(r.get("reason"), 2000) if r.get("reason") is not None else "",
+            "source": str(r.get("source") or ""),
+        }
+        for r in rows
+    ]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+class NodeDetail(pn.viewable.Viewer):
+    """Details of ``store.selected_node`` (see the module docstring)."""
+
+    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        css = [stylesheet()]
+        self._title = pn.pane.HTML(title_html(None), stylesheets=css, sizing_mode="stretch_width", margin=(5, 10))
+        self._task = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
+        self._props = pn.pane.Str("", sizing_mode="stretch_width", styles={"font-size": "0.85em"})
+        self._out_msg = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
+        self._out_table = pn.widgets.Tabulator(
+            output_frame(None),
+            show_index=False,
+            disabled=True,
+            formatters=plaintext("field", "type", "value"),
+            layout="fit_data_stretch",
+            sizing_mode="stretch_width",
+            max_height=420,
+        )
+        self._diff = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
+        self._scores = pn.widgets.Tabulator(
+            scores_frame([]),
+            show_index=False,
+            disabled=True,
+            formatters=plaintext("scorer", "reason", "source"),
+            layout="fit_data_stretch",
+            sizing_mode="stretch_width",
+            max_height=300,
+        )
+        self._tabs = pn.Tabs(
+            ("Task", pn.Column(self._task, pn.pane.HTML("<b>Props</b>"), self._props, sizing_mode="stretch_width")),
+            ("Output", pn.Column(self._out_msg, self._out_table, sizing_mode="stretch_width")),
+            ("Diff", self._diff),
+            ("Scores", self._scores),
+            dynamic=False,
+            sizing_mode="stretch_width",
+        )
+        self._layout = pn.Column(self._title, self._tabs, sizing_mode="stretch_width")
+        self.store.param.watch(
+            self._update,
+            ["selected_node", "node_output", "node_diff", "node_scores", "node_error", "node_diff_error", "node_loading"],
+        )
+        self.store.param.watch(self._on_tree, "tree_version")
+        self._last_task: Any = None
+        self._update()
+
+    def _on_tree(self, event: Any) -> None:
+        node = self.store.selected()
+        if node is not None and node.task != self._last_task:
+            self._update()
+
+    def _update(self, *events: Any) -> None:
+        s = self.store
+        node = s.selected()
+        self._last_task = node.task if node is not None else None
+        is_task = node is not None and node.task is not None
+        with pn.io.hold():
+            self._title.object = title_html(node)
+            self._task.object = task_html(node.task) if node is not None else ""
+            self._props.object = json.dumps(dict(node.props), indent=2, ensure_ascii=False, default=str) if node else ""
+            cls, text = output_message(s.node_output, s.node_error, s.node_loading, is_task)
+            self._out_msg.object = f'<div class="sd-message {cls}">{html.escape(text)}</div>' if node else ""
+            self._out_table.value = output_frame(s.node_output)
+            self._diff.object = diff_html(s.node_diff, s.node_diff_error) if is_task else ""
+            self._scores.value = scores_frame(s.node_scores)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout

@@ -1,0 +1,188 @@
+# mypy: allow-untyped-calls
+"""RunHeader: what run this is, how far along, and, if it failed, why, in one glance.
+
+Workflow name, run id, a status pill, elapsed time, a progress bar split by task state,
+counts, the store's notice ("Rewound from frame 18 to 3") and a failure banner with the
+run's error text. An element ``data-testid="task-summary"`` carries ``data-total``,
+``data-finished``, ``data-running`` (``in-progress``) and ``data-failed`` from
+``tree.state_counts()``. Elapsed time ticks once a second only while the run is active.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import panel as pn
+import param
+
+from ..format import (
+    STATE_COLOURS,
+    TaskSummary,
+    format_duration,
+    run_elapsed,
+    run_error_text,
+    run_status_colour,
+    task_summary,
+)
+from ..store import RunStore
+from . import stylesheet
+
+__all__ = ["RunHeader", "header_html"]
+
+_ACTIVE = {"running", "pending", "queued", "paused", "waiting-approval", "waiting-event", "waiting-timer"}
+
+
+def run_status(run: Mapping[str, Any], settled: bool) -> str:
+    status = run.get("status")
+    if isinstance(status, str) and status:
+        return status
+    state = run.get("runState")
+    if isinstance(state, Mapping) and isinstance(state.get("state"), str):
+        return str(state["state"])
+    return "finished" if settled else "unknown"
+
+
+def _bar(summary: TaskSummary) -> str:
+    if not summary.total:
+        return '<div class="sd-progress" title="no tasks yet"></div>'
+    parts = [
+        ("finished", summary.finished + summary.skipped, STATE_COLOURS["finished"]),
+        ("failed", summary.failed, STATE_COLOURS["failed"]),
+        ("running", summary.running + summary.retrying, STATE_COLOURS["in-progress"]),
+        ("waiting", summary.waiting, STATE_COLOURS["waiting-approval"]),
+        ("cancelled", summary.cancelled, STATE_COLOURS["cancelled"]),
+    ]
+    spans = "".join(
+        f'<span style="width:{100 * n / summary.total:.3f}%;background:{colour}" title="{n} {name}"></span>'
+        for name, n, colour in parts
+        if n
+    )
+    return f'<div class="sd-progress" role="progressbar" aria-valuemin="0" aria-valuemax="{summary.total}" aria-valuenow="{summary.done}">{spans}</div>'
+
+
+def header_html(
+    run: Mapping[str, Any],
+    run_id: str | None,
+    counts: Mapping[str, int],
+    *,
+    settled: bool = False,
+    notice: str = "",
+    run_error: str | None = None,
+    failure: str | None = None,
+    now: float | None = None,
+) -> str:
+    """The header as HTML; every Gateway-supplied string is escaped."""
+    esc = html.escape
+    summary = task_summary(counts)
+    workflow = run.get("workflowName") or run.get("workflowKey") or "…"
+    status = run_status(run, settled)
+    elapsed = run_elapsed(run, now)
+    out = ['<div class="sd-header">', '<div class="sd-title">']
+    out.append(f'<span class="sd-workflow">{esc(str(workflow))}</span>')
+    out.append(
+        f'<span class="sd-pill" data-run-status="{esc(status, quote=True)}" '
+        f'style="background:{run_status_colour(status)}">{esc(status)}</span>'
+    )
+    out.append(f'<span class="sd-elapsed">elapsed {esc(format_duration(elapsed))}</span>')
+    out.append(f'<span class="sd-runid" title="run id">{esc(run_id or "")}</span>')
+    out.append("</div>")
+    out.append(_bar(summary))
+    out.append(
+        f'<div class="sd-counts" data-testid="task-summary" data-total="{summary.total}" '
+        f'data-finished="{counts.get("finished", 0)}" data-running="{counts.get("in-progress", 0)}" '
+        f'data-failed="{counts.get("failed", 0)}">'
+        f"<span><b>{summary.done}</b> / {summary.total} done</span>"
+        f"<span><b>{summary.running}</b> running</span>"
+        f"<span><b>{summary.failed}</b> failed</span>"
+        + (f"<span><b>{summary.waiting}</b> waiting</span>" if summary.waiting else "")
+        + (f"<span><b>{summary.pending}</b> queued</span>" if summary.pending else "")
+        + (f"<span><b>{summary.retrying}</b> retrying</span>" if summary.retrying else "")
+        + "</div>"
+    )
+    if notice:
+        out.append(f'<div class="sd-notice" role="status">{esc(notice)}</div>')
+    if run_error:
+        out.append(f'<div class="sd-banner" role="alert">{esc(run_error)}</div>')
+    if failure:
+        out.append(f'<div class="sd-banner" role="alert" data-testid="failure-banner">{esc(failure)}</div>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def failure_text(store: RunStore) -> str | None:
+    """Why the run failed: the run record's error, else the last failure event's message."""
+    run = store.run
+    status = run_status(run, store.settled)
+    if status not in ("failed", "cancelled"):
+        return None
+    text = run_error_text(run)
+    if text:
+        return text
+    for record in reversed(store.events):
+        if record.event in ("run.completed", "run.failed") and record.message:
+            return str(record.message)
+    for record in reversed(store.events):
+        if record.event == "node.failed" and record.message:
+            return f"{record.node_id}: {record.message}"
+    return f"The run {status}."
+
+
+class RunHeader(pn.viewable.Viewer):
+    """The run's title, status, progress and failure (see the module docstring)."""
+
+    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+
+    large = param.Boolean(default=False, doc="Wall-monitor size.")
+
+    _tick = param.Integer(default=0, precedence=-1, doc="Advanced once a second while the run is active.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._callback: Any = None
+        self._pane = pn.pane.HTML(
+            self._render(),
+            stylesheets=[stylesheet()],
+            css_classes=["sd-monitor"] if self.large else [],
+            sizing_mode="stretch_width",
+            margin=(5, 10),
+        )
+        self.store.param.watch(self._update, ["run", "run_id", "tree_version", "notice", "run_error", "settled"])
+        self.param.watch(self._update, "_tick")
+
+    def _render(self) -> str:
+        s = self.store
+        if not s.run_id:
+            return '<div class="sd-header"><span class="sd-muted">No run selected.</span></div>'
+        return header_html(
+            s.run,
+            s.run_id,
+            s.tree.state_counts() if s.tree is not None else {},
+            settled=s.settled,
+            notice=s.notice,
+            run_error=s.run_error,
+            failure=failure_text(s),
+        )
+
+    def _update(self, *events: Any) -> None:
+        self._pane.object = self._render()
+        self._ticking()
+
+    def _ticking(self) -> None:
+        s = self.store
+        want = bool(s.run_id) and run_status(s.run, s.settled) in _ACTIVE and not s.run.get("finishedAtMs")
+        if want and self._callback is None:
+            try:
+                self._callback = pn.state.add_periodic_callback(self._advance, period=1000)
+            except Exception:
+                self._callback = None
+        elif not want and self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def _advance(self) -> None:
+        self._tick += 1
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane

@@ -1,0 +1,144 @@
+# mypy: allow-untyped-calls
+"""ConnectionStatus: is what I see live? Online, connecting, offline for how long, or
+unauthorized and what to do about it.
+
+Peer UIs were faulted for a timer that kept ticking with no warning after the socket
+dropped (dagster-io/dagster#3015) and for wall panels stuck on "Connection lost"
+(jxlarrea/kiosk-satellite#228). This view says the state in words, how long the outage
+has lasted, when the next retry is, and why; its root carries
+``data-connection-status="<status>"`` for tests and CSS. A one-second tick runs only
+while offline or unauthorized, to keep "for 12 s" true; otherwise nothing polls.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import panel as pn
+import param
+
+from ..format import format_ago, format_duration
+from ..store import RunStore
+from . import stylesheet
+
+__all__ = ["ConnectionStatus", "connection_html"]
+
+_LABELS = {
+    "idle": "Not watching a run",
+    "connecting": "Connecting…",
+    "online": "Live",
+    "offline": "Offline",
+    "unauthorized": "Unauthorized",
+}
+
+
+def connection_html(
+    status: str,
+    *,
+    outage_since: float | None = None,
+    error: str | None = None,
+    required_scope: str | None = None,
+    retry_in: float | None = None,
+    last_heartbeat: float | None = None,
+    now: float | None = None,
+) -> str:
+    """The status badge as HTML; every Gateway-supplied string is escaped."""
+    now = time.time() if now is None else now
+    label = _LABELS.get(status, status)
+    detail = ""
+    title = ""
+    if status == "offline":
+        if outage_since is not None:
+            label = f"Offline for {format_duration(now - outage_since)}"
+            title = "since " + time.strftime("%H:%M:%S", time.localtime(outage_since))
+        parts = []
+        if retry_in is not None:
+            parts.append(f"retrying in {format_duration(retry_in)}")
+        if error:
+            parts.append(error)
+        detail = " · ".join(parts)
+    elif status == "unauthorized":
+        if required_scope:
+            detail = f"the token lacks the scope {required_scope}"
+        else:
+            detail = "the Gateway rejected the token: check SMITHERS_TOKEN / SMITHERS_TOKEN_FILE on the dashboard server"
+        if error:
+            title = error
+    elif status == "online":
+        if required_scope:
+            detail = f"some reads need the scope {required_scope}"
+        elif last_heartbeat is not None:
+            title = f"last heartbeat {format_ago(last_heartbeat, now)}"
+    elif status == "connecting" and error:
+        detail = error
+    safe_status = html.escape(status, quote=True)
+    return (
+        f'<div class="sd-conn" data-connection-status="{safe_status}" title="{html.escape(title, quote=True)}"'
+        f' role="status" aria-live="polite">'
+        f'<span class="sd-dot"></span><b>{html.escape(label)}</b>'
+        + (f'<span class="sd-detail">{html.escape(detail)}</span>' if detail else "")
+        + "</div>"
+    )
+
+
+class ConnectionStatus(pn.viewable.Viewer):
+    """A badge with the store's connection status (see the module docstring)."""
+
+    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+
+    large = param.Boolean(default=False, doc="Wall-monitor size.")
+
+    _tick = param.Integer(default=0, precedence=-1, doc="Advanced once a second while offline.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._callback: Any = None
+        self._pane = pn.pane.HTML(
+            self._render(),
+            stylesheets=[stylesheet()],
+            css_classes=["sd-monitor"] if self.large else [],
+            sizing_mode="stretch_width",
+            margin=(5, 10),
+        )
+        self.store.param.watch(
+            self._update,
+            ["connection_status", "outage_since", "connection_error", "required_scope", "retry_in", "last_heartbeat"],
+        )
+        self.param.watch(self._update, "_tick")
+        self._ticking(self.store.connection_status)
+
+    def _render(self) -> str:
+        s = self.store
+        return connection_html(
+            s.connection_status,
+            outage_since=s.outage_since,
+            error=s.connection_error,
+            required_scope=s.required_scope,
+            retry_in=s.retry_in,
+            last_heartbeat=s.last_heartbeat,
+        )
+
+    def _update(self, *events: Any) -> None:
+        self._pane.object = self._render()
+        self._ticking(self.store.connection_status)
+
+    def _ticking(self, status: str) -> None:
+        """Tick only while the "for N s" text changes by itself."""
+        want = status in ("offline", "unauthorized")
+        running = self._callback is not None
+        if want and not running:
+            try:
+                self._callback = pn.state.add_periodic_callback(self._advance, period=1000)
+            except Exception:  # no session (e.g. rendered once for a test)
+                self._callback = None
+        elif not want and running:
+            self._callback.stop()
+            self._callback = None
+
+    def _advance(self) -> None:
+        self._tick += 1
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane

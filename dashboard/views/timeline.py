@@ -1,0 +1,191 @@
+# mypy: allow-untyped-calls
+"""Timeline: a Gantt of task attempts over time: what ran in parallel, what retried,
+what took long.
+
+Built from the run events the store logged (``node.pending`` gives a node's iteration,
+``node.started`` opens an attempt, ``node.retrying`` names the next attempt,
+``node.finished`` / ``node.failed`` close it) plus the tree for tasks still running.
+Node events carry no timestamps: times are when the hub received them (a few ms after
+the fact). A dashboard opened after a run started only knows what it has seen since
+(the Gateway's event replay is not exposed over HTTP).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import HoverTool
+
+from ..format import STATE_COLOURS, format_duration
+from ..store import EventRecord, RunStore
+from . import Throttle
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+__all__ = ["Attempt", "Timeline", "build_attempts", "timeline_chart"]
+
+if "bokeh" not in hv.Store.renderers:
+    import holoviews.plotting.bokeh  # noqa: F401
+
+_OUTCOME_COLOURS = {
+    "running": STATE_COLOURS["in-progress"],
+    "finished": STATE_COLOURS["finished"],
+    "failed": STATE_COLOURS["failed"],
+    "cancelled": STATE_COLOURS["cancelled"],
+    "skipped": STATE_COLOURS["skipped"],
+    "interrupted": "#80868b",
+}
+_CLOSE = {"node.finished": "finished", "node.failed": "failed", "node.cancelled": "cancelled", "node.skipped": "skipped"}
+
+
+@dataclass(slots=True)
+class Attempt:
+    node_id: str
+    iteration: int
+    attempt: int
+    start: float
+    end: float | None = None
+    outcome: str = "running"
+
+    @property
+    def row(self) -> str:
+        return f"{self.node_id} [{self.iteration}]" if self.iteration else self.node_id
+
+
+def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int], str] | None = None) -> list[Attempt]:
+    """Attempts from the event log, oldest first.
+
+    ``states`` maps (nodeId, iteration) to the task state the tree shows now: an attempt
+    still open in the log whose task the tree says is over (its closing event was
+    missed, e.g. across a resync) is closed with that outcome at the last event's time.
+    """
+    iteration: dict[str, int] = {}
+    next_attempt: dict[tuple[str, int], int] = {}
+    open_: dict[tuple[str, int], Attempt] = {}
+    out: list[Attempt] = []
+    last = 0.0
+    for e in events:
+        last = max(last, e.time)
+        if not e.node_id or not e.event.startswith("node."):
+            continue
+        node = e.node_id
+        if e.iteration is not None:
+            iteration[node] = e.iteration
+        key = (node, e.iteration if e.iteration is not None else iteration.get(node, 0))
+        if e.event == "node.retrying":
+            next_attempt[key] = e.attempt or next_attempt.get(key, 1) + 1
+            continue
+        if e.event == "node.started":
+            prev = open_.pop(key, None)
+            if prev is not None:
+                prev.end, prev.outcome = e.time, "interrupted"
+            number = e.attempt or next_attempt.get(key) or (sum(1 for a in out if (a.node_id, a.iteration) == key) + 1)
+            next_attempt[key] = number + 1
+            attempt = Attempt(node, key[1], number, e.time)
+            open_[key] = attempt
+            out.append(attempt)
+            continue
+        outcome = _CLOSE.get(e.event)
+        if outcome is not None:
+            current = open_.pop(key, None)
+            if current is not None:
+                current.end, current.outcome = e.time, outcome
+    for key, attempt in open_.items():
+        state = (states or {}).get(key)
+        if state is not None and state not in ("in-progress", "retrying"):
+            attempt.end = last
+            attempt.outcome = state if state in _OUTCOME_COLOURS else "interrupted"
+    return out
+
+
+def timeline_frame(attempts: list[Attempt], now: float | None = None) -> pd.DataFrame:
+    now = time.time() if now is None else now
+    rows = sorted({a.row: min(b.start for b in attempts if b.row == a.row) for a in attempts}.items(), key=lambda kv: kv[1])
+    index = {name: i for i, (name, _) in enumerate(rows)}
+    records = []
+    for a in attempts:
+        end = a.end if a.end is not None else now
+        records.append(
+            {
+                "start": datetime.fromtimestamp(a.start),
+                "end": datetime.fromtimestamp(max(end, a.start + 0.02)),
+                "y": index[a.row],
+                "y1": index[a.row],
+                "node": a.row,
+                "attempt": a.attempt,
+                "outcome": a.outcome,
+                "duration": format_duration(end - a.start),
+                "colour": _OUTCOME_COLOURS.get(a.outcome, "#80868b"),
+            }
+        )
+    return pd.DataFrame.from_records(
+        records, columns=["start", "y", "end", "y1", "node", "attempt", "outcome", "duration", "colour"]
+    )
+
+
+def timeline_chart(frame: pd.DataFrame, *, row_height: int = 22) -> hv.Segments:
+    rows = frame.drop_duplicates("y").sort_values("y")
+    yticks = list(zip(rows["y"], rows["node"], strict=True))
+    hover = HoverTool(tooltips=[("node", "@node"), ("attempt", "@attempt"), ("outcome", "@outcome"), ("duration", "@duration")])
+    height = max(160, 60 + row_height * len(yticks))
+    segments = hv.Segments(frame, ["start", "y", "end", "y1"], ["node", "attempt", "outcome", "duration", "colour"])
+    return segments.opts(
+        color="colour",
+        line_width=max(6, row_height - 8),
+        yticks=yticks or None,
+        invert_yaxis=True,
+        height=height,
+        responsive=True,
+        tools=[hover],
+        xlabel="time",
+        ylabel="",
+        show_grid=True,
+        toolbar="above",
+        ylim=(-0.8, max(len(yticks), 1) - 0.2),
+    )
+
+
+class Timeline(pn.viewable.Viewer):
+    """Gantt of the run's task attempts (see the module docstring)."""
+
+    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._note = pn.pane.Str("", margin=(5, 10))
+        self._chart = pn.pane.HoloViews(sizing_mode="stretch_width", min_height=160)
+        self._throttle = Throttle(self._update, 1.0)
+        self.store.param.watch(self._throttle, ["events", "tree_version"])
+        self._update()
+
+    def _states(self) -> dict[tuple[str, int], str]:
+        tree = self.store.tree
+        if tree is None:
+            return {}
+        return {(n.node_id, n.iteration or 0): n.state or "" for n in tree.walk() if n.node_id}
+
+    def _update(self) -> None:
+        attempts = build_attempts(self.store.events, self._states())
+        frame = timeline_frame(attempts)
+        with pn.io.hold():
+            self._chart.visible = bool(attempts)
+            if not attempts:
+                self._note.object = (
+                    "No task attempts seen yet: the timeline fills in as tasks start while the dashboard watches."
+                )
+            else:
+                retries = sum(1 for a in attempts if a.attempt > 1)
+                failed = sum(1 for a in attempts if a.outcome == "failed")
+                self._note.object = f"{len(attempts)} attempts on {frame['node'].nunique()} tasks · {failed} failed · {retries} retries"
+            self._chart.object = timeline_chart(frame)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self._note, self._chart, sizing_mode="stretch_width")

@@ -393,7 +393,8 @@ class RunStore(param.Parameterized):
             )
             if state.status is ConnectionStatus.ONLINE and was not in ("online", "idle"):
                 self._pending_refresh.update(("run", "scores", "node"))
-            if state.status is not ConnectionStatus.ONLINE and state.status is not ConnectionStatus.CONNECTING:
+            # Log transitions, not every retry of one outage.
+            if state.status.value != was and state.status.value in ("offline", "unauthorized"):
                 self._pending_events.append(
                     EventRecord(time.time(), f"connection.{state.status.value}", message=state.error or "")
                 )

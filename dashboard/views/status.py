@@ -53,7 +53,7 @@ def connection_html(
         if outage_since is not None:
             label = f"Offline for {format_duration(now - outage_since)}"
             title = "since " + time.strftime("%H:%M:%S", time.localtime(outage_since))
-        parts = []
+        parts = [title] if title else []
         if retry_in is not None:
             parts.append(f"retrying in {format_duration(retry_in)}")
         if error:

@@ -47,9 +47,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROW_KEYS",
+    "WIRE_KEYS",
     "FeedStats",
     "RowMirror",
     "TreeFeed",
+    "decode",
+    "encode",
     "loop_iteration",
     "message_bytes",
     "patch_for",
@@ -242,9 +245,49 @@ def is_empty(message: Message) -> bool:
     )
 
 
+#: Positional keys of a packed row on the wire (tree.js ``WIRE`` must match). ``hasChildren``
+#: is not sent: the client derives it from its child lists.
+WIRE_KEYS = ("id", "parent", "depth", "type", "label", "state", "nodeId", "attempt", "maxAttempts", "iteration")
+
+
+def _pack(row: Row) -> list[Any]:
+    values = [row.get(key) for key in WIRE_KEYS]
+    while values and values[-1] is None:
+        values.pop()
+    return values
+
+
+def _unpack(values: list[Any]) -> Row:
+    return {key: value for key, value in zip(WIRE_KEYS, values, strict=False) if value is not None}
+
+
+def encode(message: Message) -> str:
+    """The message as the JSON text sent to the browser, rows packed as arrays.
+
+    Sent as one string rather than as a dict because Bokeh encodes every dict as a
+    ``{"type": "map", "entries": [...]}`` structure that BokehJS then walks value by
+    value; a string crosses untouched and the browser's native ``JSON.parse`` is several
+    times faster. Packing rows positionally halves a 10,000-row reset again.
+    """
+    out = dict(message)
+    for key in ("rows", "add", "upsert"):
+        if key in out:
+            out[key] = [_pack(row) for row in out[key]]
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(text: str) -> Message:
+    """The inverse of :func:`encode` (rows come back without ``hasChildren``)."""
+    message: Message = json.loads(text)
+    for key in ("rows", "add", "upsert"):
+        if key in message:
+            message[key] = [_unpack(values) for values in message[key]]
+    return message
+
+
 def message_bytes(message: Message) -> int:
-    """Size of a message as compact JSON: what the wire cost is judged by."""
-    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    """Size of a message on the wire (UTF-8 of :func:`encode`): what its cost is judged by."""
+    return len(encode(message).encode("utf-8"))
 
 
 @dataclass(slots=True)
@@ -258,8 +301,7 @@ class FeedStats:
     last_bytes: int = 0
     last_rows: int = 0
 
-    def count(self, message: Message) -> None:
-        size = message_bytes(message)
+    def count(self, message: Message, size: int) -> None:
         if message["type"] == "reset":
             self.resets += 1
             rows = len(message["rows"])
@@ -277,37 +319,53 @@ class TreeFeed:
     """Turns a tree and its changes into numbered messages for one tree component.
 
     ``seq`` numbers every message so the browser can ignore a message delivered twice
-    (two handlers after a re-render) and can tell, when it (re)connects, whether it is
-    current: it reports the last ``seq`` it applied and gets a reset if that is not ours.
+    (two handlers after a re-render) and notice one it missed; when it (re)connects it
+    reports the last ``seq`` it applied and gets a reset unless that is ours.
+
+    The feed also checks that it saw every change: each :class:`TreeChange` names the
+    tree seq it started from, so a batch that does not start where the last one ended
+    (a missed tick, a store that swapped its tree object) gives a reset, not a wrong patch.
     """
 
     seq: int = 0
     run_id: str | None = None
     stats: FeedStats = field(default_factory=FeedStats)
+    tree_seq: int | None = None
+    tree: DevToolsTree | None = field(default=None, repr=False, compare=False)
 
     def reset(self, tree: DevToolsTree) -> Message:
         """A reset message with every row."""
-        return self._number({"type": "reset", "run": tree.run_id, "rows": rows_for(tree)})
+        return self._number(tree, {"type": "reset", "run": tree.run_id, "rows": rows_for(tree)})
 
     def update(self, tree: DevToolsTree, changes: Iterable[TreeChange]) -> Message | None:
-        """The message for one store tick, or ``None`` when nothing visible changed.
-
-        A different ``run_id`` than the last message's always gives a reset, so no row
-        of one run can leak into the next.
-        """
-        if tree.run_id != self.run_id:
+        """The message for one store tick, or ``None`` when nothing visible changed."""
+        changes = list(changes)
+        continuous = (
+            tree is self.tree
+            and tree.run_id == self.run_id
+            and (changes[0].previous_seq if changes else tree.seq) == self.tree_seq
+        )
+        if not continuous:
             return self.reset(tree)
         message = patch_for(tree, changes)
+        self.tree_seq = tree.seq
         if is_empty(message):
             return None
-        return self._number(message)
+        return self._number(tree, message)
 
-    def _number(self, message: Message) -> Message:
+    def encode(self, message: Message) -> str:
+        """:func:`encode`, counted in :attr:`stats`."""
+        text = encode(message)
+        self.stats.count(message, len(text.encode("utf-8")))
+        return text
+
+    def _number(self, tree: DevToolsTree, message: Message) -> Message:
         self.seq += 1
         message["seq"] = self.seq
         if message["type"] == "reset":
             self.run_id = message["run"]
-        self.stats.count(message)
+            self.tree = tree
+        self.tree_seq = tree.seq
         return message
 
 
@@ -340,28 +398,30 @@ class RowMirror:
             self._remove(node_id)
         at = {node_id: index for node_id, index in message["at"]}
         for row in message["add"]:
+            if row.get("parent") not in self.children:
+                continue  # parent unknown: cannot be placed (tree.js skips it too)
             self._create(row, append=row["id"] not in at)
             if row["id"] in at:
-                siblings = self.children.setdefault(row["parent"], [])
-                siblings.insert(at[row["id"]], row["id"])
+                self.children[row["parent"]].insert(at[row["id"]], row["id"])
         for row in message["upsert"]:
             if row["id"] in self.rows:
-                self.rows[row["id"]] = dict(row)
+                self.rows[row["id"]] = {**row, "parent": row.get("parent")}
 
     def _create(self, row: Row, *, append: bool) -> None:
         node_id = row["id"]
-        self.rows[node_id] = dict(row)
+        self.rows[node_id] = {**row, "parent": row.get("parent")}
         self.children[node_id] = []
-        if row["parent"] is None:
+        parent = row.get("parent")
+        if parent is None:
             self.root = node_id
         elif append:
-            self.children.setdefault(row["parent"], []).append(node_id)
+            self.children.setdefault(parent, []).append(node_id)
 
     def _remove(self, node_id: int) -> None:
         row = self.rows.get(node_id)
         if row is None:
             return
-        siblings = self.children.get(row["parent"])
+        siblings = self.children.get(row.get("parent"))
         if siblings is not None and node_id in siblings:
             siblings.remove(node_id)
         stack = [node_id]

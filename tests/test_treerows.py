@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.treerows import RowMirror, TreeFeed, message_bytes, patch_for, rows_for
+from dashboard.treerows import RowMirror, TreeFeed, decode, encode, message_bytes, patch_for, rows_for
 from inspector import DevToolsTree
 
 HERE = Path(__file__).parent
@@ -64,8 +64,8 @@ class Replay:
 
     def send(self, message: dict[str, Any] | None) -> None:
         if message is not None:
-            # Through JSON, as the browser would see it.
-            message = json.loads(json.dumps(message))
+            # Through the wire encoding, as the browser sees it.
+            message = decode(self.feed.encode(message))
             self.messages.append(message)
             self.mirror.apply(message)
 
@@ -184,6 +184,27 @@ def test_empty_delta_sends_nothing_and_seq_only_moves_forward() -> None:
     assert r.mirror.ordered() == before
 
 
+def test_wire_encoding_round_trips_and_packs_rows() -> None:
+    tree = sample()
+    message = TreeFeed().reset(tree)
+    text = encode(message)
+    assert decode(text)["rows"] == [{k: v for k, v in row.items() if k != "hasChildren" and v is not None} for row in message["rows"]]
+    assert json.loads(text)["rows"][1] == [2, 1, 1, "task", "plan", "pending", "plan", 0, None, 0]
+    assert len(text) < len(json.dumps(message)) * 0.7
+
+
+def test_missed_tick_or_swapped_tree_gives_a_reset() -> None:
+    tree = sample()
+    feed = TreeFeed()
+    feed.reset(tree)
+    tree.apply(delta(0, {"op": "removeNode", "id": 4}))  # a change the feed never saw
+    change = tree.apply(delta(1, {"op": "removeNode", "id": 5}))
+    message = feed.update(tree, [change])
+    assert message is not None and message["type"] == "reset"
+    message = feed.update(sample(), [])
+    assert message is not None and message["type"] == "reset"
+
+
 def test_patch_for_without_rebuild_never_walks_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     tree = sample()
     change = tree.apply(delta(0, {"op": "updateTask", "id": 2, "task": {"nodeId": "plan", "kind": "compute", "state": "finished"}}))
@@ -272,14 +293,17 @@ def test_feed_counts_what_it_sends(tmp_path: Path) -> None:
     events = workload(tmp_path, 10_000, 60)
     tree = DevToolsTree(events[0])
     feed = TreeFeed()
-    reset = feed.reset(tree)
+    reset = feed.encode(feed.reset(tree))
     assert feed.stats.resets == 1 and feed.stats.rows_sent == len(tree)
-    print(f"10,000-node reset: {message_bytes(reset)} bytes")
+    print(f"10,000-node reset: {len(reset)} bytes")
     for event in events[1:]:
-        feed.update(tree, [tree.apply(event)])
+        message = feed.update(tree, [tree.apply(event)])
+        if message is not None:
+            assert message["type"] == "patch"
+            feed.encode(message)
     stats = feed.stats
     assert stats.patches > 0
-    per_patch = (stats.bytes_sent - message_bytes(reset)) / stats.patches
+    per_patch = (stats.bytes_sent - len(reset)) / stats.patches
     print(f"mean patch {per_patch:.0f} bytes over {stats.patches} patches")
     # Deltas carry 1-4 ops, an added subtree is one task: a few rows at most.
     assert per_patch < 2_000

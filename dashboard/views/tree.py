@@ -1,0 +1,222 @@
+# mypy: allow-untyped-calls
+"""The node-tree view: a run's DevTools tree, live, at 10,000 nodes.
+
+Two classes:
+
+- :class:`TreeComponent`, a :class:`panel.custom.JSComponent` whose browser half is
+  ``dashboard/assets/tree.js``. Python never sends the tree per change: it sends the
+  operations of :mod:`dashboard.treerows` (a reset, then small patches), numbered, one
+  message per store tick. Collapse, search, keyboard and virtual scrolling all happen in
+  the browser, so none of them costs a server round trip.
+- :class:`NodeTree`, the :class:`panel.viewable.Viewer` a page puts on screen: the search
+  box, the state filter, expand/collapse-all, the follow toggle and the component, wired
+  to the store (``tree``, ``tree_version``, ``last_changes``, ``selected_node``, ``run_id``).
+
+The store is read on its own ticks: a watcher on ``tree_version`` turns
+``last_changes`` into one patch *synchronously*, because the tree will have moved on by
+the time any deferred callback ran. Panel then delivers the message on the document's
+next tick when the tick came from another thread or the global gateway task.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import panel as pn
+import param
+from panel.custom import JSComponent
+
+from dashboard.treerows import TreeFeed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from inspector.tree import DevToolsTree, TreeChange
+
+__all__ = ["NodeTree", "TreeComponent"]
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+#: States every run can show, listed in the filter even before a task reaches them.
+COMMON_STATES = ("pending", "in-progress", "finished", "failed", "retrying", "waiting-approval", "cancelled", "skipped")
+
+
+class TreeComponent(JSComponent):
+    """The virtualised tree itself (browser half: ``dashboard/assets/tree.js``).
+
+    Feed it with :meth:`push` after every batch of tree changes; it answers the
+    browser's ``ready`` handshake with a reset, so a reload, a re-render or a second
+    view of the same component catches up without help.
+    """
+
+    follow = param.Boolean(default=True, doc="""
+        Keep the latest running node in view. The browser switches it off when the
+        user scrolls or navigates with the keyboard; setting it True scrolls back.""")
+
+    query = param.String(default="", doc="""
+        Search text: rows whose label, Smithers nodeId, state or type contains it stay
+        visible, with their ancestors. Filtering happens in the browser.""")
+
+    state_filter = param.String(default="", doc="""
+        Show only tasks in this exact state (plus their ancestors); empty for all.""")
+
+    selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="""
+        DevTools id of the row the user picked (click or Enter). Python-only: setting it
+        highlights and reveals the row in the browser.""")
+
+    _rename: ClassVar[dict[str, str | None]] = {"selected": None}
+    _esm: ClassVar[Any] = ASSETS / "tree.js"
+    _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
+
+    def __init__(self, tree: Callable[[], DevToolsTree | None] | None = None, **params: Any) -> None:
+        params.setdefault("sizing_mode", "stretch_both")
+        params.setdefault("min_height", 240)
+        super().__init__(**params)
+        self._tree_source = tree or (lambda: None)
+        self.feed = TreeFeed()
+        self._lock = threading.RLock()
+        self._echo: int | None = None
+        self.param.watch(self._selected_changed, "selected")
+
+    # -------------------------------------------------------------- Python -> browser
+
+    def push(self, tree: DevToolsTree, changes: tuple[TreeChange, ...] | list[TreeChange]) -> None:
+        """Send what ``changes`` did to ``tree`` (one message, or none if nothing visible changed).
+
+        Skipped while nothing is rendered: the browser's ``ready`` will get a reset.
+        """
+        with self._lock:
+            if not self._models:
+                return
+            message = self.feed.update(tree, changes)
+            if message is not None:
+                self._send_msg(self.feed.encode(message))
+
+    def resend(self) -> None:
+        """Send every row again (a reset)."""
+        with self._lock:
+            tree = self._tree_source()
+            if tree is None or not self._models:
+                return
+            self._send_msg(self.feed.encode(self.feed.reset(tree)))
+
+    def expand_all(self) -> None:
+        self._send_msg({"type": "expand-all"})
+
+    def collapse_all(self) -> None:
+        self._send_msg({"type": "collapse-all"})
+
+    def _selected_changed(self, event: param.parameterized.Event) -> None:
+        if event.new is not None and event.new != self._echo:
+            self._send_msg({"type": "select", "id": event.new})
+        self._echo = None
+
+    # -------------------------------------------------------------- browser -> Python
+
+    def _handle_msg(self, data: Any) -> None:
+        """``ready``: the browser (re)rendered, send a reset unless it is current.
+        ``select``: the user picked a row."""
+        if not isinstance(data, dict):
+            return
+        kind = data.get("type")
+        if kind == "ready":
+            seq = data.get("seq")
+            with self._lock:
+                current = isinstance(seq, int) and seq > 0 and seq == self.feed.seq
+            if not current:
+                self.resend()
+        elif kind == "select":
+            node_id = data.get("id")
+            if isinstance(node_id, int) and not isinstance(node_id, bool):
+                self._echo = node_id
+                self.selected = node_id
+
+
+class NodeTree(pn.viewable.Viewer):
+    """The node-tree panel: toolbar plus :class:`TreeComponent`, bound to a store.
+
+    ``store`` needs ``tree`` (a :class:`~inspector.tree.DevToolsTree`), ``tree_version``,
+    ``last_changes``, ``selected_node`` and ``run_id`` params.
+    """
+
+    store = param.Parameter(doc="The dashboard store (see dashboard/store.py).")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.tree = TreeComponent(tree=self._current_tree)
+        self._search = pn.widgets.TextInput(
+            placeholder="Search label, nodeId, state…", sizing_mode="stretch_width", min_width=160,
+            margin=(5, 5),
+        )
+        self._state = pn.widgets.Select(options={"All states": ""}, value="", width=170, margin=(5, 5))
+        self._expand = pn.widgets.Button(label="Expand all", width=95, margin=(5, 5))
+        self._collapse = pn.widgets.Button(label="Collapse all", width=95, margin=(5, 5))
+        self._follow = pn.widgets.Toggle(label="Follow", value=True, width=80, margin=(5, 5))
+        self._search.param.watch(lambda e: setattr(self.tree, "query", e.new or ""), "value_input")
+        self._state.param.watch(lambda e: setattr(self.tree, "state_filter", e.new or ""), "value")
+        self._expand.on_click(lambda _e: self.tree.expand_all())
+        self._collapse.on_click(lambda _e: self.tree.collapse_all())
+        self._follow.link(self.tree, value="follow", bidirectional=True)
+        self.tree.param.watch(self._tree_selected, "selected")
+        self._watchers: list[Any] = []
+        self._extra_states: frozenset[str] | None = None
+        self._bind_store(None, self.store)
+        self.param.watch(lambda e: self._bind_store(e.old, e.new), "store")
+
+    def _current_tree(self) -> DevToolsTree | None:
+        return getattr(self.store, "tree", None) if self.store is not None else None
+
+    def _bind_store(self, old: Any, new: Any) -> None:
+        for watcher in self._watchers:
+            old.param.unwatch(watcher)
+        self._watchers = []
+        if new is None:
+            return
+        self._watchers = [
+            new.param.watch(self._tick, "tree_version"),
+            new.param.watch(self._store_selected, "selected_node"),
+        ]
+        self._refresh_states()
+        self.tree.resend()
+
+    def _tick(self, _event: param.parameterized.Event) -> None:
+        store = self.store
+        tree = store.tree
+        if tree is not None:
+            self.tree.push(tree, tuple(store.last_changes or ()))
+        self._refresh_states()
+
+    def _refresh_states(self) -> None:
+        """Offer the common states and any other state the run has, by name, in the filter.
+
+        Only when the set of states changes: updating a Select's options makes Bokeh
+        re-measure the page, which a 10,000-node run ticking 20 times a second cannot afford
+        (counts per state would change on nearly every tick).
+        """
+        tree = self._current_tree()
+        states = frozenset(tree.state_counts()) if tree is not None else frozenset()
+        extra = states - set(COMMON_STATES)
+        if extra == self._extra_states:
+            return
+        self._extra_states = extra
+        options = {"All states": ""}
+        for state in (*COMMON_STATES, *sorted(extra)):
+            options[state] = state
+        self._state.options = options
+
+    def _tree_selected(self, event: param.parameterized.Event) -> None:
+        if self.store is not None and event.new is not None and self.store.selected_node != event.new:
+            self.store.selected_node = event.new
+
+    def _store_selected(self, event: param.parameterized.Event) -> None:
+        if event.new is not None and self.tree.selected != event.new:
+            self.tree.selected = event.new
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        toolbar = pn.Row(
+            self._search, self._state, self._expand, self._collapse, self._follow,
+            sizing_mode="stretch_width", margin=0,
+        )
+        return pn.Column(toolbar, self.tree, sizing_mode="stretch_both", min_height=300)

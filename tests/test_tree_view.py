@@ -1,0 +1,236 @@
+"""The tree component's messages, without a browser: what Python sends per store tick.
+
+The component is rendered into a Bokeh Document (so it has a model, as in a session) and
+``_send_msg`` is captured. A small ``StubStore`` with the store's tree params stands in
+for ``dashboard.store.RunStore``; ``tests/test_tree_browser.py`` reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import param
+import pytest
+from bokeh.document import Document
+
+from dashboard.treerows import RowMirror, decode, rows_for
+from dashboard.views.tree import NodeTree, TreeComponent
+from inspector import DevToolsTree, TreeChange
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class StubStore(param.Parameterized):
+    """The part of the store contract the tree view reads and writes."""
+
+    run_id = param.String(default=None, allow_None=True)
+    tree = param.ClassSelector(class_=DevToolsTree, default=None, allow_None=True)
+    tree_version = param.Integer(default=0)
+    last_changes = param.ClassSelector(class_=tuple, default=())
+    selected_node = param.Integer(default=None, allow_None=True)
+
+    def apply(self, *events: dict[str, Any]) -> tuple[TreeChange, ...]:
+        """Apply DevTools events as one batch and tick, as the store's flush does."""
+        if self.tree is None:
+            self.tree = DevToolsTree()
+        changes = tuple(self.tree.apply(e) for e in events)
+        self.param.update(last_changes=changes, tree_version=self.tree_version + 1, run_id=self.tree.run_id)
+        return changes
+
+
+def node(node_id: int, children: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": node_id, "type": "sequence", "name": "seq", "props": {}, "children": children or [], "depth": 0}
+    out.update(extra)
+    return out
+
+
+def task(node_id: int, name: str, state: str = "pending", **fields: Any) -> dict[str, Any]:
+    t = {"nodeId": name, "kind": "compute", "iteration": 0, "state": state, "attempt": 1, **fields}
+    return node(node_id, type="task", name="task", props={"id": name}, task=t)
+
+
+def snap(root: dict[str, Any], seq: int = 0, run: str = "run-1") -> dict[str, Any]:
+    return {"version": 1, "kind": "snapshot", "snapshot": {"version": 1, "runId": run, "frameNo": seq, "seq": seq, "root": root}}
+
+
+def delta(base: int, *ops: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 1, "kind": "delta", "delta": {"version": 1, "baseSeq": base, "seq": base + 1, "ops": list(ops)}}
+
+
+def sample_root() -> dict[str, Any]:
+    return node(1, [task(2, "plan", "finished"), node(3, [task(4, "a", "in-progress"), task(5, "b")], type="parallel")], type="workflow", name="demo")
+
+
+class Rendered:
+    """A NodeTree rendered into a Document, with every message the component sent."""
+
+    def __init__(self, store: StubStore) -> None:
+        self.store = store
+        self.view = NodeTree(store=store)
+        self.sent: list[Any] = []
+        self.view.tree._send_msg = self.sent.append  # type: ignore[method-assign]
+        self.doc = Document()
+        self.root = self.view.__panel__().get_root(self.doc)
+        self.mirror = RowMirror()
+
+    def ready(self, seq: int = 0) -> None:
+        self.view.tree._handle_msg({"type": "ready", "seq": seq, "run": None})
+
+    def tree_messages(self) -> Iterator[dict[str, Any]]:
+        for raw in self.sent:
+            if isinstance(raw, str):
+                yield decode(raw)
+
+    def sync(self) -> list[dict[str, Any]]:
+        """Apply everything sent so far to the mirror; return the tree messages."""
+        messages = list(self.tree_messages())
+        for message in messages:
+            self.mirror.apply(message)
+        self.sent.clear()
+        return messages
+
+
+@pytest.fixture
+def rendered() -> Rendered:
+    store = StubStore()
+    store.apply(snap(sample_root()))
+    return Rendered(store)
+
+
+def test_esm_and_css_come_from_the_asset_files() -> None:
+    esm = TreeComponent._render_esm(compiled=True, server=False)
+    assert "export function render" in esm
+    assert "innerHTML" not in esm.replace("never through innerHTML", "")
+    assert "import " not in "\n".join(line for line in esm.splitlines() if not line.lstrip().startswith("//"))
+    assert any(".st-row" in css for css in TreeComponent._stylesheets)
+
+
+def test_ready_gets_a_reset_with_every_row(rendered: Rendered) -> None:
+    rendered.ready()
+    (message,) = rendered.sync()
+    assert message["type"] == "reset" and message["run"] == "run-1" and message["seq"] == 1
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+
+
+def test_ready_from_a_current_browser_sends_nothing(rendered: Rendered) -> None:
+    rendered.ready()
+    rendered.sync()
+    rendered.ready(seq=1)
+    assert rendered.sync() == []
+
+
+def test_one_tick_one_patch_with_one_row(rendered: Rendered) -> None:
+    rendered.ready()
+    rendered.sync()
+    rendered.store.apply(delta(0, {"op": "updateTask", "id": 5, "task": {"nodeId": "b", "kind": "compute", "state": "failed", "attempt": 2, "maxAttempts": 3}}))
+    (raw,) = rendered.sent
+    assert isinstance(raw, str) and len(raw) < 200
+    (message,) = rendered.sync()
+    assert message["type"] == "patch"
+    assert [row["id"] for row in message["upsert"]] == [5]
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+
+
+def test_batched_tick_gives_one_message(rendered: Rendered) -> None:
+    rendered.ready()
+    rendered.sync()
+    rendered.store.apply(
+        delta(0, {"op": "addNode", "parentId": 3, "index": 0, "node": task(6, "c")}),
+        delta(1, {"op": "removeNode", "id": 2}),
+        delta(2, {"op": "updateTask", "id": 4, "task": {"nodeId": "a", "kind": "compute", "state": "finished"}}),
+    )
+    messages = rendered.sync()
+    assert len(messages) == 1
+    assert messages[0]["remove"] == [2] and messages[0]["at"] == [[6, 0]]
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+
+
+def test_empty_delta_sends_nothing(rendered: Rendered) -> None:
+    rendered.ready()
+    rendered.sync()
+    rendered.store.apply(delta(0))
+    assert rendered.sent == []
+
+
+def test_snapshot_and_new_run_reset(rendered: Rendered) -> None:
+    rendered.ready()
+    rendered.sync()
+    rendered.store.apply(snap(node(1, [task(9, "z")], type="workflow"), seq=5))
+    (message,) = rendered.sync()
+    assert message["type"] == "reset"
+    # The store swaps the tree object on a run switch.
+    rendered.store.tree = DevToolsTree(snap(node(50, type="workflow"), run="run-2"))
+    rendered.store.apply(delta(0))
+    (message,) = rendered.sync()
+    assert message["type"] == "reset" and message["run"] == "run-2"
+
+
+def test_nothing_is_computed_before_the_component_is_rendered() -> None:
+    store = StubStore()
+    store.apply(snap(sample_root()))
+    view = NodeTree(store=store)
+    sent: list[Any] = []
+    view.tree._send_msg = sent.append  # type: ignore[method-assign]
+    store.apply(delta(0, {"op": "removeNode", "id": 2}))
+    assert sent == [] and view.tree.feed.seq == 0
+
+
+def test_select_from_the_browser_sets_the_store_and_not_back(rendered: Rendered) -> None:
+    rendered.ready()
+    rendered.sync()
+    rendered.view.tree._handle_msg({"type": "select", "id": 4})
+    assert rendered.store.selected_node == 4
+    assert rendered.sent == []  # no echo to the browser
+
+
+def test_select_in_the_store_is_sent_to_the_browser(rendered: Rendered) -> None:
+    rendered.store.selected_node = 5
+    assert rendered.sent == [{"type": "select", "id": 5}]
+
+
+def test_garbage_from_the_browser_is_ignored(rendered: Rendered) -> None:
+    for data in (None, "x", {"type": "select", "id": "4"}, {"type": "select", "id": True}, {"type": "nope"}):
+        rendered.view.tree._handle_msg(data)
+    assert rendered.store.selected_node is None
+
+
+def test_toolbar_drives_component_params(rendered: Rendered) -> None:
+    view = rendered.view
+    view._search.value_input = "plan"
+    view._state.value = "failed" if "failed" in view._state.options.values() else ""
+    assert view.tree.query == "plan"
+    view._follow.value = False
+    assert view.tree.follow is False
+    view.tree.follow = True  # the browser switching it back on shows in the toggle
+    assert view._follow.value is True
+    view._expand.clicks += 1
+    view._collapse.clicks += 1
+    assert rendered.sent[-2:] == [{"type": "expand-all"}, {"type": "collapse-all"}]
+
+
+def test_state_filter_lists_unknown_states_by_name() -> None:
+    store = StubStore()
+    store.apply(snap(node(1, [task(2, "q", "waiting-quota"), task(3, "r", "in-progress")], type="workflow")))
+    view = NodeTree(store=store)
+    options = view._state.options
+    assert options["waiting-quota"] == "waiting-quota"
+    assert options["in-progress"] == "in-progress"
+    assert options["All states"] == ""
+    store.apply(delta(0, {"op": "updateTask", "id": 3, "task": {"nodeId": "r", "kind": "compute", "state": "brand-new"}}))
+    assert view._state.options["brand-new"] == "brand-new"
+
+
+def test_messages_are_json_strings_not_bokeh_maps(rendered: Rendered) -> None:
+    rendered.ready()
+    (raw,) = rendered.sent
+    assert isinstance(raw, str)
+    assert json.loads(raw)["rows"][0][:5] == [1, None, 0, "workflow", "demo"]
+
+
+def test_real_store_contract_if_available() -> None:
+    store_mod = pytest.importorskip("dashboard.store")
+    params = store_mod.RunStore.param
+    for name in ("tree", "tree_version", "last_changes", "selected_node", "run_id"):
+        assert name in params, name

@@ -316,16 +316,21 @@ class GatewayConnection:
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(_WAKE)
 
-    async def next_event(self, timeout: float | None = None) -> EventFrame | FrameDecodeError | None:
+    async def next_event(
+        self, timeout: float | None = None, *, idle_ok: bool = False
+    ) -> EventFrame | FrameDecodeError | None:
         """The next event frame (or an undecodable frame's error); ``None`` after :meth:`interrupt`.
 
         Raises :class:`GatewayUnavailable` once the socket is closed, and on ``timeout``
-        (a silent socket is as good as a dead one).
+        (a silent socket is as good as a dead one) unless ``idle_ok``, when a quiet
+        ``timeout`` just returns ``None``.
         """
         try:
             async with asyncio.timeout(timeout):
                 item = await self._events.get()
         except TimeoutError:
+            if idle_ok:
+                return None
             raise GatewayUnavailable(f"no frame from the gateway for {timeout:g} s") from None
         if item is _CLOSED:
             self._events.put_nowait(_CLOSED)  # stay closed for later callers

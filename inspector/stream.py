@@ -12,9 +12,10 @@
 - :class:`TimeTravelled` on ``run.time_travel_jumped`` (bare or inside ``run.event``);
 - :class:`RunEvent` for the run's other events (``node.started``, ``run.completed``, ...);
 - :class:`Heartbeat` on each ``tick``;
-- :class:`Settled` once the run is terminal and the tree has been reconciled with
-  ``getDevToolsSnapshot`` (the stream can end without a delta for the last task-state
-  change; the snapshot is the truth).
+- :class:`Settled` once the run is terminal, the stream has been quiet for
+  ``settle_quiet`` seconds (``run.completed`` may come before the last delta), and the tree
+  has been reconciled with ``getDevToolsSnapshot`` (the stream can end without a delta for
+  the last task-state change; the snapshot is the truth).
 
 Reconnects use exponential backoff with full jitter (250 ms base, 10 s cap), reset only
 once a connection has proved healthy (a live delta, a heartbeat, or five quiet seconds),
@@ -96,7 +97,13 @@ class TimeTravelled:
 
 @dataclass(frozen=True, slots=True)
 class RunEvent:
+    """One of the run's events, unwrapped from ``run.event`` when it came through the
+    run-event stream. ``seq`` is the Gateway's per-run event number (when known);
+    ``replayed`` marks history the Gateway sent on subscribing, as opposed to news."""
+
     frame: EventFrame
+    seq: int | None = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +162,7 @@ class DevToolsSubscription:
         stop_when_settled: bool = False,
         stall_timeout: float | None = None,
         unauthorized_retry: float = 30.0,
+        settle_quiet: float = 0.5,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -163,6 +171,10 @@ class DevToolsSubscription:
         self.stop_when_settled = stop_when_settled
         self.stall_timeout = stall_timeout
         self.unauthorized_retry = unauthorized_retry
+        #: After the run completes, how long the stream must be quiet before the final
+        #: comparison with ``getDevToolsSnapshot``: ``run.completed`` can arrive before the
+        #: last delta, and settling on the first snapshot would miss it.
+        self.settle_quiet = settle_quiet
         self.state = ConnectionState()
         self.stats = SubscriptionStats()
         self.run_status: str | None = None
@@ -170,6 +182,7 @@ class DevToolsSubscription:
         self._stop = asyncio.Event()
         self._started = False
         self._conn: GatewayConnection | None = None
+        self._event_seq = 0  # last run-event seq seen, so a reconnect does not repeat history
 
     def __repr__(self) -> str:
         return f"DevToolsSubscription({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -308,11 +321,15 @@ class DevToolsSubscription:
             params["afterSeq"] = tree.seq
         stream_req = await conn.send_request("streamDevTools", params)
         run_req: asyncio.Future[ResponseFrame] | None = await conn.send_request("getRun", {"runId": self.run_id})
+        # The run's recent event history (node.started, ...) for timelines and logs; a Gateway
+        # without it (or that refuses) still sends live events to a subscribed socket.
+        events_req = await conn.send_request("streamRunEvents", {"runId": self.run_id, "afterSeq": self._event_seq})
+        history_until = -1
         stream_id: str | None = None
         stream_answered = False
         online = False
         got_snapshot = False
-        reconcile = False
+        settle_at: float | None = None  # when to compare with the Gateway's final snapshot
         stall = self.stall_timeout or max(45.0, 3 * conn.heartbeat_ms / 1000)
 
         def healthy() -> None:
@@ -334,9 +351,18 @@ class DevToolsSubscription:
                 run_req = None
                 if is_terminal_run_status(status):
                     self.run_status = status
-                    reconcile = not self.settled
-            if reconcile and got_snapshot:
-                reconcile = False
+                    if not self.settled:
+                        settle_at = time.monotonic() + self.settle_quiet
+            if history_until < 0 and events_req.done():
+                answer = events_req.result()
+                if not answer.ok and answer.error is not None and answer.error.code is ErrorCode.SEQ_OUT_OF_RANGE:
+                    # The Gateway restarted and its event numbering with it: take its history afresh.
+                    self._event_seq = 0
+                    events_req = await conn.send_request("streamRunEvents", {"runId": self.run_id, "afterSeq": 0})
+                else:
+                    history_until = self._history_until(answer)
+            if settle_at is not None and got_snapshot and time.monotonic() >= settle_at:
+                settle_at = None
                 async for out in self._reconcile(conn):
                     yield out
                 healthy()
@@ -346,8 +372,11 @@ class DevToolsSubscription:
                 healthy()
 
             waiting = [f for f in (None if stream_answered else stream_req, run_req) if f is not None]
+            timeout = stall
+            if settle_at is not None and got_snapshot:
+                timeout = max(0.0, min(stall, settle_at - time.monotonic()))
             if waiting:
-                getter = asyncio.ensure_future(conn.next_event(stall))
+                getter = asyncio.ensure_future(conn.next_event(timeout, idle_ok=settle_at is not None))
                 awaited: list[asyncio.Future[Any]] = [getter, *waiting]
                 done, _ = await asyncio.wait(awaited, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
@@ -357,12 +386,23 @@ class DevToolsSubscription:
                     continue
                 item_or_error = getter.result()
             else:
-                item_or_error = await conn.next_event(stall)
+                item_or_error = await conn.next_event(timeout, idle_ok=settle_at is not None)
             if item_or_error is None:
                 continue
             self.stats.frames += 1
             if isinstance(item_or_error, FrameDecodeError):
                 raise _Resubscribe(f"the gateway sent an undecodable frame ({item_or_error})", error=item_or_error)
+            event_seq: int | None = None
+            replayed = False
+            if item_or_error.event == "run.event" and isinstance(item_or_error.payload, Mapping):
+                raw_seq = item_or_error.payload.get("seq")
+                if isinstance(raw_seq, int) and not isinstance(raw_seq, bool):
+                    if raw_seq <= self._event_seq:
+                        continue  # already seen before a reconnect
+                    self._event_seq = event_seq = raw_seq
+                    if history_until < 0 and events_req.done():
+                        history_until = self._history_until(events_req.result())
+                    replayed = raw_seq <= history_until
             frame = unwrap_run_event(item_or_error)
             name = frame.event
             if name == "tick":
@@ -378,6 +418,8 @@ class DevToolsSubscription:
                     item = self._status(ConnectionStatus.ONLINE)
                     if item:
                         yield item
+                if settle_at is not None:
+                    settle_at = time.monotonic() + self.settle_quiet  # still moving: wait for quiet
                 if updated.change.kind == "snapshot":
                     got_snapshot = True
                 elif got_snapshot:
@@ -387,7 +429,7 @@ class DevToolsSubscription:
             if name == "devtools.error":
                 self._devtools_error(frame, stream_id)
                 continue
-            jump = time_travel_jump(frame)
+            jump = None if replayed else time_travel_jump(frame)
             if jump is not None and (not jump.run_id or jump.run_id == self.run_id):
                 self.settled = False
                 self.run_status = None
@@ -401,15 +443,22 @@ class DevToolsSubscription:
             if name == "run.completed":
                 status = payload.get("status")
                 self.run_status = status if isinstance(status, str) else "finished"
-                if not self.settled:
-                    reconcile = True
+                if not self.settled and settle_at is None:
+                    settle_at = time.monotonic() + self.settle_quiet
             elif name.startswith("run.") and name not in ("run.completed",) and self.settled:
                 # The run moved again (resumed, rewound by another path): expect changes.
                 if name in ("run.started", "run.resumed"):
                     self.settled = False
-            yield RunEvent(frame)
+            yield RunEvent(frame, event_seq, replayed)
 
     # ------------------------------------------------------------------ frame handling
+
+    @staticmethod
+    def _history_until(frame: ResponseFrame) -> int:
+        """The last replayed event seq of a ``streamRunEvents`` answer (0 when refused)."""
+        payload = frame.payload if frame.ok and isinstance(frame.payload, Mapping) else {}
+        value = payload.get("currentSeq")
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     def _subscribed(self, frame: ResponseFrame) -> str | None:
         if frame.ok:

@@ -191,3 +191,22 @@ def test_cli_watch_times_out_with_124(gateway: GatewayServer) -> None:
     )
     assert proc.returncode == 124 and time.monotonic() - started < 30
     assert json.loads(proc.stdout.splitlines()[-1])["settled"] is False
+
+
+async def test_run_event_history_is_replayed_once_and_marked(gateway: GatewayServer) -> None:
+    """A viewer that arrives after the run still gets its events (timeline, log), marked as history."""
+    from inspector.stream import RunEvent
+
+    run_id = await asyncio.to_thread(gateway.launch_run, "demo")
+    await asyncio.to_thread(gateway.wait_for_run, run_id)
+    async with GatewayClient(gateway.url, "op-token") as client:
+        w = Watch(client.devtools(run_id, stop_when_settled=True))
+        await asyncio.wait_for(w.task, 60)
+    events = w.of(RunEvent)
+    started = {e.frame.payload["nodeId"] for e in events if e.frame.event == "node.started"}
+    assert started == {"fetch", "left", "right", "ship"}
+    # The Gateway announces completion twice, the second time ~200 ms later: that one may be live news.
+    news = [(e.frame.event, e.seq) for e in events if not e.replayed and e.frame.event != "run.completed"]
+    assert news == []
+    seqs = [e.seq for e in events if e.seq is not None]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and len(seqs) >= 12

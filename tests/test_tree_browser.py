@@ -101,6 +101,9 @@ class App:
         self.errors: list[str] = []
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # Offline kiosks: everything must come from this server (no CDN).
+        self.page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+                     else self.errors.append(f"external request {r.url}"))
         self.page.add_init_script(LONGTASKS)
         deadline = time.monotonic() + 20
         while True:  # the server thread needs a moment to listen
@@ -217,7 +220,9 @@ def test_rows_render_with_ids_states_and_safe_text(make_app: Callable[..., App])
     # Hostile label is text: no <img> element, the text is visible as typed.
     assert app.row(71).locator(".st-label").inner_text() == HOSTILE
     assert app.page.locator(".st-row img").count() == 0
-    app.page.wait_for_timeout(50)  # give a rogue onerror handler its chance to fire
+    # A rogue onerror would have fired by the time another message round-trips.
+    app.page.locator("input[placeholder^='Search']").fill("worker")
+    app.wait(lambda: app.row(2).count() == 0, what="a round trip")
     assert app.dialogs == []
 
 
@@ -298,7 +303,7 @@ def test_ten_thousand_nodes_render_a_window_quickly(make_app: Callable[..., App]
     store.apply(snap(node(1, type="workflow")))
     app = make_app(store)
     app.row(1).wait_for(timeout=20_000)
-    app.page.wait_for_timeout(300)  # let page-load work finish so it is not counted
+    app.page.wait_for_load_state("networkidle")  # page-load work is not counted
     t0 = app.now()
     sent = time.perf_counter()
     # A run switch: a new tree object and a tick; the feed sees the new tree and resets.
@@ -327,10 +332,6 @@ def test_ten_thousand_nodes_render_a_window_quickly(make_app: Callable[..., App]
     app.page.locator(".st-scroll").evaluate("el => { el.scrollTop = el.scrollHeight }")
     app.wait(lambda: app.page.locator(".st-scroll").evaluate("el => el.scrollTop") > 1000, what="scroll")
     assert app.page.locator(".st-row").count() < 200
-    shots = Path(os.environ.get("SMITHERS_SCREENSHOTS") or tmp_path)
-    app.page.locator(".st-scroll").evaluate("el => { el.scrollTop = 0 }")
-    app.page.wait_for_timeout(100)
-    app.page.screenshot(path=str(shots / "tree-10k.png"))
 
 
 def test_follow_scrolls_to_the_running_node_until_the_user_scrolls(make_app: Callable[..., App]) -> None:
@@ -347,22 +348,67 @@ def test_follow_scrolls_to_the_running_node_until_the_user_scrolls(make_app: Cal
     app.page.mouse.wheel(0, -3000)
     app.wait(lambda: app.views[-1].tree.follow is False, what="follow to switch off")
     store.apply(delta(1, {"op": "updateTask", "id": 1280, "task": {"nodeId": "step-280", "kind": "compute", "state": "in-progress"}}))
-    app.page.wait_for_timeout(200)
+    app.wait(lambda: app.client_seq() >= app.views[-1].tree.feed.seq, what="patch applied")
+    app.wait(lambda: "not following" in app.page.locator(".st-footer").inner_text(), what="a frame")
     assert app.row(1280).count() == 0
     app.page.get_by_role("button", name="Follow").click()  # re-enable
     app.row(1280).wait_for(timeout=10_000)
 
 
+def test_rows_inserted_above_do_not_move_what_the_user_reads(make_app: Callable[..., App]) -> None:
+    children = [task(1000 + i, f"step-{i:03d}", "finished") for i in range(300)]
+    store = StubStore()
+    store.apply(snap(node(1, children, type="workflow")))
+    app = make_app(store, height=400)
+    app.row(1000).wait_for(timeout=20_000)
+    app.page.locator(".st-scroll").hover()
+    app.page.mouse.wheel(0, 150 * 22)  # the user scrolls: follow switches off
+    app.wait(lambda: app.views[-1].tree.follow is False, what="follow off")
+    app.wait(lambda: app.row(1150).count() == 1, what="scrolled")
+
+    def top_id() -> str:
+        return str(app.page.evaluate(
+            FIND_DATA + "const d = find(document); return String(d.visible[Math.floor(d.scrollTop / 22)]) })()"))
+
+    before = top_id()
+    store.apply(delta(0, *[{"op": "addNode", "parentId": 1, "index": 0, "node": task(5000 + i, f"new-{i}")} for i in range(20)]))
+    app.wait(lambda: app.client_seq() >= app.views[-1].tree.feed.seq and app.row(5000).count() == 0
+             and app.page.locator(".st-footer").inner_text().startswith("321 nodes"), what="patch applied")
+    app.wait(lambda: top_id() == before, timeout=2, what="the same row at the top")
+    store.apply(snap(node(1, children, type="workflow"), seq=5))  # a reset of the same run
+    app.wait(lambda: app.page.locator(".st-footer").inner_text().startswith("301 nodes"), what="reset applied")
+    app.wait(lambda: top_id() == before, timeout=2, what="the same row at the top after a reset")
+
+
 @pytest.mark.parametrize("theme", ["default", "dark"])
 def test_screenshots(make_app: Callable[..., App], theme: str, tmp_path: Path) -> None:
+    """The rich tree, whole, with a selection and a collapsed group hiding a failure."""
     store = rich_store()
-    app = make_app(store, theme=theme, height=560)
+    app = make_app(store, theme=theme, height=700)
     app.row(90).wait_for(timeout=20_000)
     app.row(80).locator(".st-twisty").click()  # show the failed-descendant dot
     app.row(81).wait_for(state="detached", timeout=5000)
     app.row(20).click()
-    app.page.wait_for_timeout(150)
+    app.page.mouse.move(0, 0)
+    app.wait(lambda: store.selected_node == 20, what="selection")
     shots = Path(os.environ.get("SMITHERS_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    name = "tree.png" if theme == "default" else "tree-dark.png"
-    app.page.screenshot(path=str(shots / name))
+    app.page.screenshot(path=str(shots / ("tree.png" if theme == "default" else "tree-dark.png")))
+
+
+@pytest.mark.parametrize("theme", ["default", "dark"])
+def test_screenshots_10k(make_app: Callable[..., App], theme: str, tmp_path: Path) -> None:
+    """A 10,000-node run mid-flight, following its latest running node."""
+    events = workload_events(tmp_path, 10_000, 400)
+    store = StubStore()
+    store.apply(*events)
+    app = make_app(store, theme=theme, height=620)
+    app.wait(lambda: "nodes" in app.page.locator(".st-footer").inner_text() and app.rows().count() > 10,
+             timeout=30, what="10k tree")
+    running = app.page.locator('.st-row[data-state="in-progress"]')
+    running.first.wait_for(timeout=10_000)
+    assert app.page.locator(".st-row").count() < 200
+    app.page.mouse.move(0, 0)
+    shots = Path(os.environ.get("SMITHERS_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    app.page.screenshot(path=str(shots / ("tree-10k.png" if theme == "default" else "tree-10k-dark.png")))

@@ -234,3 +234,92 @@ def test_real_store_contract_if_available() -> None:
     params = store_mod.RunStore.param
     for name in ("tree", "tree_version", "last_changes", "selected_node", "run_id"):
         assert name in params, name
+
+
+# ---------------------------------------------------------------------------- tree.js itself
+
+NODE_DRIVER = r"""
+import {readFileSync} from "node:fs"
+const {TreeData} = await import(process.argv[1])
+const data = new TreeData()
+const resyncs = []
+const model = {send_msg: (m) => resyncs.push(m)}
+for (const line of readFileSync(process.argv[2], "utf8").split("\n")) {
+  if (!line) continue
+  data.receive(line, model)
+  while (data.inbox.length || data.job) data.drain()
+  const out = []
+  const stack = data.root === null ? [] : [data.root]
+  while (stack.length) {
+    const id = stack.pop()
+    const r = data.rows.get(id)
+    const kids = data.kids.get(id)
+    out.push([r.id, r.parent, r.depth, r.type, r.label, r.state, r.nodeId, r.attempt, r.maxAttempts, r.iteration, kids.length > 0, r.f, r.r])
+    for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i])
+  }
+  console.log(JSON.stringify({seq: data.seq, rows: out, resyncs: resyncs.length}))
+}
+"""
+
+
+def _expected(tree: DevToolsTree) -> list[list[Any]]:
+    """rows_for as tree.js holds it, plus failed/running counts below each node."""
+    below: dict[int, list[int]] = {}
+    for n in reversed(list(tree.walk())):
+        f = r = 0
+        for c in n.children:
+            cf, cr = below[c.id]
+            f += cf + (c.state == "failed")
+            r += cr + (c.state in ("in-progress", "retrying"))
+        below[n.id] = [f, r]
+    keys = ("id", "parent", "depth", "type", "label", "state", "nodeId", "attempt", "maxAttempts", "iteration", "hasChildren")
+    return [[row.get(k) for k in keys] + below[row["id"]] for row in rows_for(tree)]
+
+
+@pytest.mark.parametrize("fixture, batch", [("rich-run", 1), ("rewind-run", 1), ("wide-run", 17), ("doomed-run", 2), ("workload", 4)])
+def test_tree_js_applies_messages_exactly_like_rows_for(fixture: str, batch: int, tmp_path: Any) -> None:
+    """Drive tree.js's TreeData under Node with the feed's messages; after every message
+    its rows, order, derived hasChildren and failed/running roll-ups match the tree."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dashboard.treerows import TreeFeed
+    from dashboard.views.tree import ASSETS
+
+    node_bin = shutil.which("node")
+    if node_bin is None:
+        pytest.skip("node is not installed")
+    fixtures = next(p for p in (Path(__file__).parent / "fixtures" / "smithers-0.32", Path("/work/shared/fixtures/smithers-0.32")) if p.is_dir())
+    events = []
+    if fixture == "workload":  # adds and removes anywhere, on a 1,500-node tree
+        out = tmp_path / "w.jsonl"
+        subprocess.run([sys.executable, str(Path(__file__).parent / "benchmarks" / "make_workload.py"),
+                        "--nodes", "1500", "--deltas", "400", str(out)], check=True)
+        events = [json.loads(line)["payload"]["event"] for line in out.read_text().splitlines()]
+    else:
+        for line in (fixtures / f"{fixture}.jsonl").read_text().splitlines():
+            frame = json.loads(line)["frame"]
+            if frame.get("type") == "event" and frame.get("event") == "devtools.event":
+                events.append(frame["payload"]["event"])
+    tree = DevToolsTree()
+    feed = TreeFeed()
+    lines = [feed.encode(feed.reset(tree))]
+    expected = [_expected(tree)]
+    for i in range(0, len(events), batch):
+        message = feed.update(tree, [tree.apply(e) for e in events[i:i + batch]])
+        if message is not None:
+            lines.append(feed.encode(message))
+            expected.append(_expected(tree))
+    messages = tmp_path / "messages.jsonl"
+    messages.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [node_bin, "--input-type=module", "-e", NODE_DRIVER, (ASSETS / "tree.js").as_uri(), str(messages)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    states = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(states) == len(expected)
+    for step, (state, want) in enumerate(zip(states, expected, strict=True)):
+        assert state["resyncs"] == 0
+        assert state["rows"] == want, f"tree.js differs from rows_for after message {step}"

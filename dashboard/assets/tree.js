@@ -30,6 +30,7 @@ const ICONS = {
 const RUNNING = new Set(["in-progress", "retrying"])
 const MIN_RESYNC_MS = 2000
 const SLICE_MS = 12
+const FORGET_MS = 60000
 
 // Per model id, so rows, collapse state and scroll position survive a re-render of the
 // view (Panel re-renders components on layout changes) and need no resend.
@@ -230,7 +231,8 @@ class TreeData {
       }
       if ((i & 2047) === 0) { yield }
     }
-    if (msg.run !== this.run) {
+    const newRun = msg.run !== this.run
+    if (newRun) {
       this.collapsed.clear()
       this.scrollTop = 0
       this.selected = this.cursor = null
@@ -244,7 +246,7 @@ class TreeData {
     if (follow !== null) { this.followId = follow }
     this.dirty = true
     this.stats.resets++
-    return {structure: true, reset: true}
+    return {structure: true, reset: true, newRun}
   }
 
   bump(row, df, dr) {
@@ -409,6 +411,7 @@ class TreeView {
     this.top = 0
     this.spacerH = -1
     this.chrome = ""
+    this.anchor = null
 
     this.root = el("div", "st-tree")
     this.root.tabIndex = 0
@@ -489,6 +492,12 @@ class TreeView {
     if (result.structure) {
       this.followPending = true
       if (result.reveal !== undefined) { this.revealId = result.reveal }
+      if (!result.newRun && this.anchor === null && this.data.visible.length) {
+        // Remember the row at the top of the viewport (by id) so rows inserted or
+        // removed above it, or a reset of the same run, do not move what the user reads.
+        const first = Math.min(this.data.visible.length - 1, Math.floor(this.top / ROW_H))
+        this.anchor = {id: this.data.visible[first], offset: this.top - first * ROW_H}
+      }
       this.schedule()
       return
     }
@@ -520,6 +529,11 @@ class TreeView {
     if (this.restoreScroll && data.rows.size) {
       this.restoreScroll = false
       this.setTop(data.scrollTop)
+    }
+    if (this.anchor !== null) {
+      const at = this.anchor.id === undefined ? -1 : visible.indexOf(this.anchor.id)
+      if (at >= 0 && at * ROW_H + this.anchor.offset !== this.top) { this.setTop(at * ROW_H + this.anchor.offset) }
+      this.anchor = null
     }
     if (this.revealId !== undefined) {
       const at = visible.indexOf(this.revealId)
@@ -555,7 +569,8 @@ class TreeView {
     const current = this.top
     if (top >= current && top + ROW_H <= current + height) { return }
     if (centre) {
-      this.setTop(top - height / 3)
+      // A third of the way down, on a row boundary (no half-cut row at the top).
+      this.setTop(Math.floor((top - height / 3) / ROW_H) * ROW_H)
     } else if (top < current) {
       this.setTop(top)
     } else {
@@ -779,6 +794,7 @@ function dataFor(model) {
 
 export function render({model, el: host}) {
   const data = dataFor(model)
+  clearTimeout(data.forget)
   // A re-render of the same view: retire its previous DOM and handler.
   for (const view of [...data.views]) {
     if (view.model === model) { view.destroy() }
@@ -809,10 +825,21 @@ export function render({model, el: host}) {
     view.followPending = true
     view.schedule()
   })
-  model.on("remove", () => view.destroy())
+  model.on("remove", () => {
+    view.destroy()
+    // Forget the rows a while after the last view went (a tab switch re-renders soon;
+    // a closed component never comes back).
+    if (!data.views.size) {
+      clearTimeout(data.forget)
+      data.forget = setTimeout(() => { if (!data.views.size) { DATA.delete(model.id) } }, FORGET_MS)
+    }
+  })
   // Tests and the debug overlay read this; it is not an API.
   host.__smithersTree = data
   model.send_msg({type: "ready", seq: data.seq, run: data.run ?? null})
 }
+
+// For tests (tests/test_tree_view.py drives TreeData under Node); not an API.
+export {TreeData}
 
 export default {render}

@@ -47,6 +47,7 @@ Fault injection (public, for tests): :meth:`ReplayGateway.drop_connections`,
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -191,6 +192,10 @@ _NODE_EVENT_STATES: Final[Mapping[str, str]] = {
 _ACTIVE_STATUSES: Final = frozenset({"running", "waiting-approval", "waiting-event", "waiting-timer", "paused"})
 
 
+#: How many recent events per run ``streamRunEvents`` can replay (the Gateway keeps a window too).
+RUN_EVENT_WINDOW = 2000
+
+
 def http_status_for(code: str) -> int:
     """The HTTP status the real Gateway gives an error code (``statusForRpcError``)."""
     return _HTTP_STATUS.get(code, 500)
@@ -330,6 +335,17 @@ class _LiveRun:
         self.approvals: dict[tuple[str, int], int] = {}
         self.task: asyncio.Task[None] | None = None
         self.loop_spawned = False
+        #: The run-event window ``streamRunEvents`` replays, numbered per run like the Gateway's.
+        self.event_window: collections.deque[dict[str, Any]] = collections.deque(maxlen=RUN_EVENT_WINDOW)
+        self.event_seq = 0
+
+    def record_event(self, event: str, payload: Mapping[str, Any], state_version: int) -> dict[str, Any]:
+        """Number a run event and keep it in the window (what ``streamRunEvents`` replays)."""
+        self.event_seq += 1
+        frame = {"apiVersion": "v1", "type": "RunEvent", "runId": self.run_id, "event": event,
+                 "payload": dict(payload), "seq": self.event_seq, "stateVersion": state_version}
+        self.event_window.append(frame)
+        return frame
 
     # ------------------------------------------------------------ state
 
@@ -528,6 +544,7 @@ class _Connection:
         self.subscribed: set[str] | None = None
         self.seq = 0
         self.streams: dict[str, str] = {}
+        self.run_event_streams: dict[str, str] = {}
         self.heartbeat: asyncio.Task[None] | None = None
         self.deadline: asyncio.TimerHandle | None = None
         self.closed = False
@@ -931,10 +948,22 @@ class ReplayGateway:
             self._broadcast(live.run_id, step.name, payload)
 
     def _broadcast(self, run_id: str, event: str, payload: Mapping[str, Any]) -> None:
-        """A run event to every connection that admits the run (or streams it)."""
+        """A run event to every connection that admits the run (or streams it).
+
+        A connection with a ``streamRunEvents`` stream on the run gets the event wrapped as
+        ``run.event`` (numbered per run) instead of bare, as the Gateway does.
+        """
         self.state_version += 1
+        live = self._runs.get(run_id)
+        frame = live.record_event(event, payload, self.state_version) if live is not None else None
         for conn in list(self._connections):
-            if conn.grant is not None and (conn.admits(run_id) or run_id in conn.streams.values()):
+            if conn.grant is None:
+                continue
+            wrapped = [sid for sid, rid in conn.run_event_streams.items() if rid == run_id]
+            if wrapped and frame is not None:
+                for stream_id in wrapped:
+                    conn.send_event("run.event", {"streamId": stream_id, **frame})
+            elif conn.admits(run_id) or run_id in conn.streams.values():
                 conn.send_event(event, payload)
 
     def _maybe_auto_rewind(self, live: _LiveRun) -> None:
@@ -1182,6 +1211,7 @@ class ReplayGateway:
     def _methods(self) -> dict[str, _Handler]:
         return {
             "streamDevTools": self._m_stream_devtools,
+            "streamRunEvents": self._m_stream_run_events,
             "getRun": self._m_get_run,
             "listRuns": self._m_list_runs,
             "listWorkflows": self._m_list_workflows,
@@ -1232,6 +1262,27 @@ class ReplayGateway:
             conn.send_devtools(stream_id, run_id, text)
 
         return {"streamId": stream_id, "runId": run_id, "fromSeq": after, "afterSeq": after}, baseline
+
+    def _m_stream_run_events(self, params: Mapping[str, Any], grant: _Grant, conn: _Connection | None) -> tuple[Any, _After]:
+        if conn is None:
+            raise _rpc_error("INVALID_REQUEST", "streamRunEvents is only supported over websocket connections")
+        run_id = self._run_param(params, pattern=False)
+        after = params.get("afterSeq")
+        if after is not None and (not _is_int(after) or after < 0):
+            raise _rpc_error("SeqOutOfRange", "afterSeq must be a non-negative integer")
+        live = self._find(run_id)
+        current = live.event_seq
+        if after is not None and after > current:
+            raise _rpc_error("SeqOutOfRange", f"afterSeq {after} is newer than current seq {current}")
+        stream_id = str(uuid.uuid4())
+        history = [f for f in live.event_window if after is not None and f["seq"] > after]
+        conn.run_event_streams[stream_id] = run_id
+
+        def replay() -> None:
+            for frame in history:
+                conn.send_event("run.event", {"streamId": stream_id, **frame})
+
+        return {"streamId": stream_id, "runId": run_id, "afterSeq": after, "currentSeq": current}, replay
 
     def _m_get_run(self, params: Mapping[str, Any], grant: _Grant, conn: _Connection | None) -> tuple[Any, _After]:
         run_id = self._run_param(params, missing="INVALID_REQUEST", pattern=False)

@@ -820,3 +820,33 @@ async def test_serve_demo_loops_and_rewinds_the_rich_run() -> None:
         assert gateway.loop
     finally:
         await gateway.stop()
+
+
+async def test_stream_run_events_replays_history_then_streams_live_wrapped() -> None:
+    """``streamRunEvents`` (as the Gateway): numbered history first, then news as ``run.event``."""
+    from inspector.replay import ReplayGateway
+    from inspector.transcript import load_runs
+
+    runs = load_runs(Path(__file__).parent / "fixtures" / "smithers-0.32" / "demo-run.jsonl")
+    async with ReplayGateway(runs, speed=2.0) as gw:
+        run_id = gw.run_ids()[0]
+        async with connect(gw.ws_url) as ws:
+            json.loads(await ws.recv())  # challenge
+            await ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": {"minProtocol": 1, "maxProtocol": 1, "client": {"id": "t", "version": "0", "platform": "py"}}}))
+            assert json.loads(await ws.recv())["ok"]
+            await ws.send(json.dumps({"type": "req", "id": "e", "method": "streamRunEvents", "params": {"runId": run_id, "afterSeq": 0}}))
+            seqs: list[int] = []
+            answer: dict[str, Any] | None = None
+            async with asyncio.timeout(20):
+                while not gw.run_done(run_id) or answer is None or (seqs and seqs[-1] < gw._live(run_id).event_seq):
+                    frame = json.loads(await ws.recv())
+                    if frame.get("id") == "e":
+                        answer = frame
+                    elif frame.get("event") == "run.event":
+                        assert answer is not None, "history comes after the answer"
+                        seqs.append(frame["payload"]["seq"])
+                        assert frame["payload"]["runId"] == run_id and isinstance(frame["payload"]["event"], str)
+                    elif answer is not None:
+                        assert frame.get("event") in ("tick", "devtools.event"), "no bare run event on a streaming socket"
+            assert answer["ok"] and answer["payload"]["currentSeq"] >= 0
+            assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 10

@@ -310,7 +310,7 @@ class GatewayHub:
 
     def _broadcast(self, feed: _Feed, item: SubscriptionItem) -> None:
         if isinstance(item, RunEvent) and not isinstance(item, TimedRunEvent):
-            item = TimedRunEvent(item.frame, time.time())
+            item = TimedRunEvent(item.frame, item.seq, item.replayed, item.at, item.at or time.time())
         feed.observe(item)
         for listener in list(feed.listeners.values()):
             self._deliver(listener, item)

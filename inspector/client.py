@@ -526,6 +526,44 @@ class GatewayClient:
             result = result.get("approvals", [])
         return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
 
+    async def list_run_events(
+        self, run_id: str, *, after_seq: int | None = None, limit: int = 1000, max_events: int = 50_000
+    ) -> list[dict[str, Any]]:
+        """The run's durable event history with timestamps (``GET /v1/api/events``), oldest first.
+
+        Rows look like ``{"seq", "event": "NodeStarted", "payload": {...}, "timestampMs"}``.
+        Pages through ``afterSeq`` up to ``max_events``. Live node events over the socket carry
+        no timestamps; this is where a timeline learns when things happened before we looked.
+        """
+        out: list[dict[str, Any]] = []
+        cursor = after_seq
+        while len(out) < max_events:
+            query: dict[str, Any] = {"runId": run_id, "limit": min(limit, max_events - len(out))}
+            if cursor is not None:
+                query["afterSeq"] = cursor
+            try:
+                response = await self._http.get("/v1/api/events", params=query, headers=self._auth_headers())
+            except httpx.HTTPError as exc:
+                raise GatewayUnavailable(f"events: cannot reach the gateway at {self.base_url} ({exc})") from None
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or body.get("ok") is not True:
+                error = body.get("error") if isinstance(body, dict) else None
+                if isinstance(error, dict):
+                    raise GatewayRpcError(error.get("code", f"HTTP_{response.status_code}"), str(error.get("message", "")),
+                                          status=response.status_code, method="events")
+                raise GatewayRpcError(f"HTTP_{response.status_code}", "unexpected answer", status=response.status_code,
+                                      method="events")
+            rows = [r for r in body.get("data") or [] if isinstance(r, dict)]
+            out.extend(rows)
+            seqs = [r["seq"] for r in rows if isinstance(r.get("seq"), int)]
+            if len(rows) < query["limit"] or not seqs:
+                break
+            cursor = max(seqs)
+        return out
+
     async def get_devtools_snapshot(self, run_id: str, frame_no: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"runId": run_id}
         if frame_no is not None:

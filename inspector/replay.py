@@ -338,6 +338,8 @@ class _LiveRun:
         #: The run-event window ``streamRunEvents`` replays, numbered per run like the Gateway's.
         self.event_window: collections.deque[dict[str, Any]] = collections.deque(maxlen=RUN_EVENT_WINDOW)
         self.event_seq = 0
+        #: The durable history ``GET /v1/api/events`` serves (timestamps, Gateway-style names).
+        self.history_rows: collections.deque[dict[str, Any]] = collections.deque(maxlen=50_000)
 
     def record_event(self, event: str, payload: Mapping[str, Any], state_version: int) -> dict[str, Any]:
         """Number a run event and keep it in the window (what ``streamRunEvents`` replays)."""
@@ -345,6 +347,9 @@ class _LiveRun:
         frame = {"apiVersion": "v1", "type": "RunEvent", "runId": self.run_id, "event": event,
                  "payload": dict(payload), "seq": self.event_seq, "stateVersion": state_version}
         self.event_window.append(frame)
+        name = "".join(part.capitalize() for part in re.split(r"[._]", event))
+        self.history_rows.append({"runId": self.run_id, "seq": self.event_seq - 1, "event": name,
+                                  "payload": {"type": name, **payload}, "timestampMs": _now_ms()})
         return frame
 
     # ------------------------------------------------------------ state
@@ -646,6 +651,24 @@ class _RpcHandler(tornado.web.RequestHandler):
         self.finish(body)
 
 
+class _EventsHandler(tornado.web.RequestHandler):
+    """``GET /v1/api/events?runId=&afterSeq=&limit=``: a run's event history, with timestamps."""
+
+    def initialize(self, gateway: ReplayGateway) -> None:
+        self.gateway = gateway
+
+    def get(self) -> None:
+        status, body = self.gateway._http_events(
+            self.get_query_argument("runId", ""),
+            self.get_query_argument("afterSeq", None),
+            self.get_query_argument("limit", None),
+            _bearer(self.request.headers),
+        )
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+
 class _HealthHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -740,6 +763,7 @@ class ReplayGateway:
             [
                 (r"/", _SocketHandler, {"gateway": self}),
                 (r"/health", _HealthHandler),
+                (r"/v1/api/events", _EventsHandler, {"gateway": self}),
                 (r"/v1/rpc/([^/]+)", _RpcHandler, {"gateway": self}),
                 (r"/rpc", _RpcHandler, {"gateway": self}),
             ],
@@ -1172,6 +1196,24 @@ class ReplayGateway:
             after()
         status = 200 if response.ok else http_status_for(response.error.raw_code if response.error else "")
         return status, encode_frame(response), json_headers
+
+    def _http_events(self, run_id: str, after: str | None, limit: str | None, token: str | None) -> tuple[int, str]:
+        def error(status: int, code: str, message: str) -> tuple[int, str]:
+            return status, json.dumps({"ok": False, "error": {"code": code, "message": message}})
+
+        grant = self._authenticate(token)
+        if isinstance(grant, GatewayRpcError):
+            return error(http_status_for(grant.raw_code), grant.raw_code, grant.message)
+        live = self._runs.get(run_id)
+        if live is None:
+            return error(404, "NOT_FOUND", f"Run not found: {run_id}")
+        try:
+            after_seq = int(after) if after is not None else -1
+            count = int(limit) if limit is not None else 100
+        except ValueError:
+            return error(400, "INVALID_INPUT", "afterSeq and limit must be integers")
+        rows = [r for r in live.history_rows if r["seq"] > after_seq][: max(1, count)]
+        return 200, json.dumps({"ok": True, "data": rows})
 
     def _injected_failure(self, method: str | None, request_id: str) -> tuple[int, str, dict[str, str]] | None:
         queue = self.rpc_failures.get(method or "")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -104,6 +105,9 @@ class RunEvent:
     frame: EventFrame
     seq: int | None = None
     replayed: bool = False
+    #: When it happened (seconds since the epoch) as the Gateway's event history says, for
+    #: replayed events; ``None`` for news (take the time of receipt: node events carry none).
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,28 @@ class SubscriptionStats:
     snapshots_applied: int = 0
     stale_deltas_skipped: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+
+
+def _dotted(name: str) -> str:
+    """``NodeWaitingApproval`` (event history) -> ``node.waiting_approval`` (live event names)."""
+    if "." in name or not name:
+        return name
+    words = re.findall(r"[A-Z][a-z0-9]*", name)
+    if not words:
+        return name
+    return str(words[0]).lower() + "." + "_".join(str(w).lower() for w in words[1:])
+
+
+def _iteration(payload: Mapping[str, Any]) -> int:
+    value = payload.get("iteration")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _take_time(times: dict[tuple[str, str, int], list[float]], frame: EventFrame) -> float | None:
+    """The timestamp of the next unclaimed history event matching ``frame``."""
+    payload = frame.payload if isinstance(frame.payload, Mapping) else {}
+    stamps = times.get((frame.event, str(payload.get("nodeId", "")), _iteration(payload)))
+    return stamps.pop() if stamps else None
 
 
 class _Resubscribe(Exception):
@@ -325,6 +351,7 @@ class DevToolsSubscription:
         # without it (or that refuses) still sends live events to a subscribed socket.
         events_req = await conn.send_request("streamRunEvents", {"runId": self.run_id, "afterSeq": self._event_seq})
         history_until = -1
+        history_times: dict[tuple[str, str, int], list[float]] | None = None
         stream_id: str | None = None
         stream_answered = False
         online = False
@@ -449,9 +476,34 @@ class DevToolsSubscription:
                 # The run moved again (resumed, rewound by another path): expect changes.
                 if name in ("run.started", "run.resumed"):
                     self.settled = False
-            yield RunEvent(frame, event_seq, replayed)
+            at = None
+            if replayed:
+                if history_times is None:
+                    history_times = await self._history_times()
+                at = _take_time(history_times, frame)
+            yield RunEvent(frame, event_seq, replayed, at)
 
     # ------------------------------------------------------------------ frame handling
+
+    async def _history_times(self) -> dict[tuple[str, str, int], list[float]]:
+        """When each past node event happened, from the durable history (best effort)."""
+        try:
+            rows = await self.client.list_run_events(self.run_id)
+        except (GatewayRpcError, GatewayUnavailable) as exc:
+            log.info("no event history for %s: %s", self.run_id, exc)
+            return {}
+        times: dict[tuple[str, str, int], list[float]] = {}
+        for row in rows:
+            payload = row.get("payload") if isinstance(row.get("payload"), Mapping) else {}
+            assert isinstance(payload, Mapping)
+            stamp = row.get("timestampMs", payload.get("timestampMs"))
+            if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+                continue
+            key = (_dotted(str(row.get("event", ""))), str(payload.get("nodeId", "")), _iteration(payload))
+            times.setdefault(key, []).append(stamp / 1000.0)
+        for stamps in times.values():
+            stamps.reverse()  # pop() from the end takes the oldest first
+        return times
 
     @staticmethod
     def _history_until(frame: ResponseFrame) -> int:

@@ -210,3 +210,10 @@ async def test_run_event_history_is_replayed_once_and_marked(gateway: GatewaySer
     assert news == []
     seqs = [e.seq for e in events if e.seq is not None]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and len(seqs) >= 12
+    # History carries the Gateway's own timestamps (GET /v1/api/events), not our receipt time.
+    when = {(e.frame.event, e.frame.payload.get("nodeId")): e.at for e in events if e.replayed and e.frame.event.startswith("node.")}
+    assert all(at is not None for at in when.values())
+    run = await asyncio.to_thread(gateway.get_run, run_id)
+    assert run["startedAtMs"] / 1000 - 1 <= when[("node.started", "fetch")] <= when[("node.finished", "fetch")]
+    assert when[("node.finished", "fetch")] <= when[("node.started", "left")] <= when[("node.finished", "ship")]
+    assert when[("node.finished", "ship")] <= run["finishedAtMs"] / 1000 + 1

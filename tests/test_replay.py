@@ -850,3 +850,23 @@ async def test_stream_run_events_replays_history_then_streams_live_wrapped() -> 
                         assert frame.get("event") in ("tick", "devtools.event"), "no bare run event on a streaming socket"
             assert answer["ok"] and answer["payload"]["currentSeq"] >= 0
             assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 10
+
+
+async def test_event_history_over_http_has_timestamps_and_gateway_names() -> None:
+    from inspector.client import GatewayClient
+    from inspector.replay import ReplayGateway
+    from inspector.transcript import load_runs
+
+    runs = load_runs(Path(__file__).parent / "fixtures" / "smithers-0.32" / "demo-run.jsonl")
+    async with ReplayGateway(runs, speed=4.0) as gw:
+        run_id = gw.run_ids()[0]
+        deadline = time.monotonic() + 20
+        while not gw.run_done(run_id):
+            assert time.monotonic() < deadline, "the replay did not finish"
+            await asyncio.sleep(0.05)
+        async with GatewayClient(gw.url) as client:
+            rows = await client.list_run_events(run_id, limit=3)  # pages of 3
+    names = [r["event"] for r in rows]
+    assert names.count("NodeStarted") == 4 and names.count("NodeFinished") == 4
+    stamps = [r["timestampMs"] for r in rows]
+    assert stamps == sorted(stamps) and [r["seq"] for r in rows] == list(range(len(rows)))

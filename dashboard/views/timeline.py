@@ -5,9 +5,9 @@ what took long.
 Built from the run events the store logged (``node.pending`` gives a node's iteration,
 ``node.started`` opens an attempt, ``node.retrying`` names the next attempt,
 ``node.finished`` / ``node.failed`` close it) plus the tree for tasks still running.
-Node events carry no timestamps: times are when the hub received them (a few ms after
-the fact). A dashboard opened after a run started only knows what it has seen since
-(the Gateway's event replay is not exposed over HTTP).
+Live node events carry no timestamps: their times are when the hub received them (a few
+ms after the fact). Events from before we looked come from the Gateway's event replay
+(``streamRunEvents``) stamped with the times of its durable history (``/v1/api/events``).
 """
 
 from __future__ import annotations

@@ -188,6 +188,8 @@ def test_select_from_the_browser_sets_the_store_and_not_back(rendered: Rendered)
 def test_select_in_the_store_is_sent_to_the_browser(rendered: Rendered) -> None:
     rendered.store.selected_node = 5
     assert rendered.sent == [{"type": "select", "id": 5}]
+    rendered.store.selected_node = None  # e.g. a run switch
+    assert rendered.sent[-1] == {"type": "select", "id": None}
 
 
 def test_garbage_from_the_browser_is_ignored(rendered: Rendered) -> None:

@@ -175,10 +175,11 @@ class TreeData {
       }
       this.notify(this.patch(msg))
     } else if (msg.type === "select") {
-      this.reveal(msg.id)
-      this.selected = msg.id
-      this.cursor = msg.id
-      this.notify({structure: true, reveal: msg.id})
+      const id = msg.id ?? null  // null: nothing selected any more
+      if (id !== null) { this.reveal(id) }
+      this.selected = id
+      if (id !== null) { this.cursor = id }
+      this.notify(id === null ? {structure: true} : {structure: true, reveal: id})
     } else if (msg.type === "expand-all" || msg.type === "collapse-all") {
       this.collapsed.clear()
       if (msg.type === "collapse-all") {
@@ -695,8 +696,13 @@ class TreeView {
     const total = data.rows.size
     if (this.empty.hidden !== visible.length > 0) { this.empty.hidden = visible.length > 0 }
     this.empty.textContent = total === 0 ? "Waiting for the run's node tree…" : "No nodes match the filter."
-    const shown = data.filtering ? `${visible.length.toLocaleString()} of ${total.toLocaleString()} nodes match`
+    const root = data.root === null ? undefined : data.rows.get(data.root)
+    const running = root ? root.r + isRunning(root) : 0
+    const failed = root ? root.f + isFailed(root) : 0
+    let shown = data.filtering ? `${visible.length.toLocaleString()} of ${total.toLocaleString()} nodes match`
       : `${total.toLocaleString()} nodes`
+    if (running) { shown += ` · ${running.toLocaleString()} running` }
+    if (failed) { shown += ` · ${failed.toLocaleString()} failed` }
     const follow = this.model.follow ? "following the running node" : "not following"
     const text = `${shown} · ${follow}`
     if (this.chrome !== text) {

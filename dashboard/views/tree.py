@@ -39,6 +39,8 @@ __all__ = ["NodeTree", "TreeComponent"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
+_NO_ECHO = object()
+
 #: States every run can show, listed in the filter even before a task reaches them.
 COMMON_STATES = ("pending", "in-progress", "finished", "failed", "retrying", "waiting-approval", "cancelled", "skipped")
 
@@ -77,7 +79,7 @@ class TreeComponent(JSComponent):
         self._tree_source = tree or (lambda: None)
         self.feed = TreeFeed()
         self._lock = threading.RLock()
-        self._echo: int | None = None
+        self._echo: object = _NO_ECHO
         self.param.watch(self._selected_changed, "selected")
 
     # -------------------------------------------------------------- Python -> browser
@@ -109,9 +111,10 @@ class TreeComponent(JSComponent):
         self._send_msg({"type": "collapse-all"})
 
     def _selected_changed(self, event: param.parameterized.Event) -> None:
-        if event.new is not None and event.new != self._echo:
+        # Tell the browser, unless the browser is where the selection came from.
+        if event.new != self._echo:
             self._send_msg({"type": "select", "id": event.new})
-        self._echo = None
+        self._echo = _NO_ECHO
 
     # -------------------------------------------------------------- browser -> Python
 
@@ -207,11 +210,11 @@ class NodeTree(pn.viewable.Viewer):
         self._state.options = options
 
     def _tree_selected(self, event: param.parameterized.Event) -> None:
-        if self.store is not None and event.new is not None and self.store.selected_node != event.new:
+        if self.store is not None and self.store.selected_node != event.new:
             self.store.selected_node = event.new
 
     def _store_selected(self, event: param.parameterized.Event) -> None:
-        if event.new is not None and self.tree.selected != event.new:
+        if self.tree.selected != event.new:
             self.tree.selected = event.new
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -117,7 +117,7 @@ class Dashboard(pn.viewable.Viewer):
     # ------------------------------------------------------------------ layouts
 
     def _full_layout(self) -> pn.viewable.Viewable:
-        back = pn.widgets.Button(name="← All runs", width=110, margin=(10, 10))
+        back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
         top = pn.Row(back, self.header, sizing_mode="stretch_width")
         main = pn.Row(

@@ -73,21 +73,10 @@ STATE_COLOURS: Mapping[str, str] = {
 _SUSPENDED_COLOUR = "#a142f4"
 _NEUTRAL_COLOUR = "#80868b"
 
-STATE_LABELS: Mapping[str, str] = {
-    "pending": "queued",
-    "in-progress": "running",
-    "retrying": "retrying",
-    "finished": "done",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "skipped": "skipped",
-    "waiting-approval": "waiting for approval",
-    "waiting-event": "waiting for event",
-    "waiting-timer": "waiting for timer",
-    "waiting-quota": "waiting for quota",
-    "blocked": "blocked",
-    "unknown": "no state",
-}
+#: Labels for task states. The Gateway's own names are what operators read in logs, the
+#: CLI and Smithers' Monitor, so every view shows those, the same everywhere; only a task
+#: without a state gets words of ours.
+STATE_LABELS: Mapping[str, str] = {"unknown": "no state"}
 
 #: Run statuses (``getRun.status`` / ``runState.state``) to colours.
 RUN_STATUS_COLOURS: Mapping[str, str] = {
@@ -127,9 +116,7 @@ def state_label(state: str | None) -> str:
     """Human label of a task state; unknown states are shown by their own name."""
     if state is None:
         return ""
-    if state in STATE_LABELS:
-        return STATE_LABELS[state]
-    return state.replace("-", " ")
+    return STATE_LABELS.get(state, state)
 
 
 def run_status_colour(status: str | None) -> str:

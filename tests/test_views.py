@@ -78,7 +78,8 @@ def test_format_helpers() -> None:
     assert format_duration(3.25) == "3.2 s" or format_duration(3.25) == "3.3 s"
     assert format_duration(125) == "2 min 05 s"
     assert format_duration(7300) == "2 h 01 min"
-    assert state_label("in-progress") == "running" and state_label("waiting-newthing") == "waiting newthing"
+    assert state_label("in-progress") == "in-progress" and state_label("waiting-newthing") == "waiting-newthing"
+    assert state_label("unknown") == "no state"
     assert state_colour("pending") != state_colour("finished")  # queued is never success-green
     assert state_colour("waiting-newthing") == state_colour("waiting-approval")
     summary = task_summary({"finished": 3, "in-progress": 2, "failed": 1, "waiting-approval": 1, "weird": 1})

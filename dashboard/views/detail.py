@@ -66,7 +66,8 @@ def task_html(task: Mapping[str, Any] | None) -> str:
         if key in task and task[key] is not None:
             rows.append((key, format_value(task[key])))
     if "attempt" in task or "maxAttempts" in task:
-        rows.append(("attempts", f"{task.get('attempt', '–')} of {task.get('maxAttempts', '∞')}"))
+        most = task.get("maxAttempts")
+        rows.append(("attempts", f"{task.get('attempt', '–')}" + (f" of {most}" if most is not None else "")))
     agent = _agent_text(task)
     if agent:
         rows.append(("agent", agent))

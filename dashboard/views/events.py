@@ -80,7 +80,7 @@ class EventLog(pn.viewable.Viewer):
         super().__init__(**params)
         self._search = pn.widgets.TextInput(placeholder="Filter: node, event, message…", width=260)
         self._kind = pn.widgets.Select(options=list(KINDS), value="all", width=140)
-        self._follow = pn.widgets.Toggle(name="Following", value=True, button_type="primary", width=140)
+        self._follow = pn.widgets.Toggle(label="Following", value=True, color="primary", width=140)
         self._count = pn.pane.Str("", margin=(12, 10))
         self._table = pn.widgets.Tabulator(
             events_frame([]),

@@ -73,10 +73,10 @@ class RunList(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._runs: list[dict[str, Any]] = []
-        self._status = pn.widgets.Select(name="Status", options=STATUSES, value="any", width=170)
-        self._workflow = pn.widgets.TextInput(name="Workflow", placeholder="any", width=170)
-        self._search = pn.widgets.TextInput(name="Search", placeholder="run id, workflow…", width=240)
-        self._refresh = pn.widgets.Button(name="Refresh", width=100, margin=(24, 10))
+        self._status = pn.widgets.Select(label="Status", options=STATUSES, value="any", width=170)
+        self._workflow = pn.widgets.TextInput(label="Workflow", placeholder="any", width=170)
+        self._search = pn.widgets.TextInput(label="Search", placeholder="run id, workflow…", width=240)
+        self._refresh = pn.widgets.Button(label="Refresh", width=100, margin=(24, 10))
         self._message = pn.pane.Str("Loading runs…", margin=(5, 10))
         self._table = pn.widgets.Tabulator(
             runs_frame([]),

@@ -102,8 +102,8 @@ class FrameScrubber(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._cache: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
-        self._slider = pn.widgets.IntSlider(name="Frame", start=0, end=1, value=0, sizing_mode="stretch_width")
-        self._live_button = pn.widgets.Button(name="Go live", button_type="primary", width=110, disabled=True)
+        self._slider = pn.widgets.IntSlider(label="Frame", start=0, end=1, value=0, sizing_mode="stretch_width")
+        self._live_button = pn.widgets.Button(label="Go live", color="primary", width=110, disabled=True)
         self._status = pn.pane.Str("", margin=(5, 10))
         self._tree = pn.pane.HTML(frame_html(None, set()), stylesheets=[stylesheet()], sizing_mode="stretch_width",
                                   max_height=520, styles={"overflow": "auto"})

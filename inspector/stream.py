@@ -150,15 +150,10 @@ def _dotted(name: str) -> str:
     return str(words[0]).lower() + "." + "_".join(str(w).lower() for w in words[1:])
 
 
-def _iteration(payload: Mapping[str, Any]) -> int:
-    value = payload.get("iteration")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _take_time(times: dict[tuple[str, str, int], list[float]], frame: EventFrame) -> float | None:
+def _take_time(times: dict[tuple[str, str], list[float]], frame: EventFrame) -> float | None:
     """The timestamp of the next unclaimed history event matching ``frame``."""
     payload = frame.payload if isinstance(frame.payload, Mapping) else {}
-    stamps = times.get((frame.event, str(payload.get("nodeId", "")), _iteration(payload)))
+    stamps = times.get((frame.event, str(payload.get("nodeId", ""))))
     return stamps.pop() if stamps else None
 
 
@@ -351,7 +346,11 @@ class DevToolsSubscription:
         # without it (or that refuses) still sends live events to a subscribed socket.
         events_req = await conn.send_request("streamRunEvents", {"runId": self.run_id, "afterSeq": self._event_seq})
         history_until = -1
-        history_times: dict[tuple[str, str, int], list[float]] | None = None
+        # Bare run events that arrive before the streamRunEvents answer: that stream's replay
+        # will repeat them (with their numbers), so they are held and dropped once it answers,
+        # or delivered if the Gateway refused the stream.
+        held: list[RunEvent] | None = []
+        history_times: dict[tuple[str, str], list[float]] | None = None
         stream_id: str | None = None
         stream_answered = False
         online = False
@@ -388,6 +387,10 @@ class DevToolsSubscription:
                     events_req = await conn.send_request("streamRunEvents", {"runId": self.run_id, "afterSeq": 0})
                 else:
                     history_until = self._history_until(answer)
+                    if not answer.ok and held:
+                        for event in held:
+                            yield event
+                    held = None
             if settle_at is not None and got_snapshot and time.monotonic() >= settle_at:
                 settle_at = None
                 async for out in self._reconcile(conn):
@@ -429,6 +432,7 @@ class DevToolsSubscription:
                     self._event_seq = event_seq = raw_seq
                     if history_until < 0 and events_req.done():
                         history_until = self._history_until(events_req.result())
+                        held = None
                     replayed = raw_seq <= history_until
             frame = unwrap_run_event(item_or_error)
             name = frame.event
@@ -481,25 +485,31 @@ class DevToolsSubscription:
                 if history_times is None:
                     history_times = await self._history_times()
                 at = _take_time(history_times, frame)
-            yield RunEvent(frame, event_seq, replayed, at)
+            event = RunEvent(frame, event_seq, replayed, at)
+            if event_seq is None and held is not None:
+                held.append(event)
+                continue
+            yield event
 
     # ------------------------------------------------------------------ frame handling
 
-    async def _history_times(self) -> dict[tuple[str, str, int], list[float]]:
+    async def _history_times(self) -> dict[tuple[str, str], list[float]]:
         """When each past node event happened, from the durable history (best effort)."""
         try:
             rows = await self.client.list_run_events(self.run_id)
         except (GatewayRpcError, GatewayUnavailable) as exc:
             log.info("no event history for %s: %s", self.run_id, exc)
             return {}
-        times: dict[tuple[str, str, int], list[float]] = {}
+        times: dict[tuple[str, str], list[float]] = {}
         for row in rows:
             payload = row.get("payload") if isinstance(row.get("payload"), Mapping) else {}
             assert isinstance(payload, Mapping)
             stamp = row.get("timestampMs", payload.get("timestampMs"))
             if not isinstance(stamp, int | float) or isinstance(stamp, bool):
                 continue
-            key = (_dotted(str(row.get("event", ""))), str(payload.get("nodeId", "")), _iteration(payload))
+            # Keyed without the iteration: live payloads may omit it where the history has it,
+            # and per (event, node) both list the same occurrences in the same order.
+            key = (_dotted(str(row.get("event", ""))), str(payload.get("nodeId", "")))
             times.setdefault(key, []).append(stamp / 1000.0)
         for stamps in times.values():
             stamps.reverse()  # pop() from the end takes the oldest first

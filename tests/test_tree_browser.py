@@ -396,7 +396,7 @@ def test_screenshots(make_app: Callable[..., App], theme: str, tmp_path: Path) -
     app.wait(lambda: store.selected_node == 20, what="selection")
     shots = Path(os.environ.get("SMITHERS_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    app.page.screenshot(path=str(shots / ("tree.png" if theme == "default" else "tree-dark.png")))
+    app.page.screenshot(path=str(shots / ("tree.png" if theme == "default" else "tree-dark.png")), animations="disabled")
 
 
 @pytest.mark.parametrize("theme", ["default", "dark"])
@@ -414,4 +414,4 @@ def test_screenshots_10k(make_app: Callable[..., App], theme: str, tmp_path: Pat
     app.page.mouse.move(0, 0)
     shots = Path(os.environ.get("SMITHERS_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    app.page.screenshot(path=str(shots / ("tree-10k.png" if theme == "default" else "tree-10k-dark.png")))
+    app.page.screenshot(path=str(shots / ("tree-10k.png" if theme == "default" else "tree-10k-dark.png")), animations="disabled")

@@ -150,13 +150,13 @@ class NodeTree(pn.viewable.Viewer):
         super().__init__(**params)
         self.tree = TreeComponent(tree=self._current_tree)
         self._search = pn.widgets.TextInput(
-            placeholder="Search label, nodeId, state…", sizing_mode="stretch_width", min_width=160,
-            margin=(5, 5),
+            placeholder="Search label, nodeId, state…", width=220, margin=(4, 4),
+            styles={"flex": "1 1 180px"},
         )
-        self._state = pn.widgets.Select(options={"All states": ""}, value="", width=170, margin=(5, 5))
-        self._expand = pn.widgets.Button(label="Expand all", width=95, margin=(5, 5))
-        self._collapse = pn.widgets.Button(label="Collapse all", width=95, margin=(5, 5))
-        self._follow = pn.widgets.Toggle(label="Follow", value=True, width=80, margin=(5, 5))
+        self._state = pn.widgets.Select(options={"All states": ""}, value="", width=150, margin=(4, 4))
+        self._expand = pn.widgets.Button(label="Expand all", width=92, margin=(4, 4))
+        self._collapse = pn.widgets.Button(label="Collapse all", width=92, margin=(4, 4))
+        self._follow = pn.widgets.Toggle(label="Follow", value=True, width=76, margin=(4, 4))
         self._search.param.watch(lambda e: setattr(self.tree, "query", e.new or ""), "value_input")
         self._state.param.watch(lambda e: setattr(self.tree, "state_filter", e.new or ""), "value")
         self._expand.on_click(lambda _e: self.tree.expand_all())
@@ -218,8 +218,10 @@ class NodeTree(pn.viewable.Viewer):
             self.tree.selected = event.new
 
     def __panel__(self) -> pn.viewable.Viewable:
-        toolbar = pn.Row(
+        # A wrapping flex row: the tree often gets under half a screen beside the node
+        # details, where five controls in one row would overflow into the next panel.
+        toolbar = pn.FlexBox(
             self._search, self._state, self._expand, self._collapse, self._follow,
-            sizing_mode="stretch_width", margin=0,
+            flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
         )
         return pn.Column(toolbar, self.tree, sizing_mode="stretch_both", min_height=300)

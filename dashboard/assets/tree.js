@@ -31,6 +31,8 @@ const RUNNING = new Set(["in-progress", "retrying"])
 const MIN_RESYNC_MS = 2000
 const SLICE_MS = 12
 const FORGET_MS = 60000
+const NUMBER = new Intl.NumberFormat()  // toLocaleString builds a formatter per call
+const fmt = (n) => NUMBER.format(n)
 
 // Per model id, so rows, collapse state and scroll position survive a re-render of the
 // view (Panel re-renders components on layout changes) and need no resend.
@@ -702,10 +704,10 @@ class TreeView {
     const root = data.root === null ? undefined : data.rows.get(data.root)
     const running = root ? root.r + isRunning(root) : 0
     const failed = root ? root.f + isFailed(root) : 0
-    let shown = data.filtering ? `${visible.length.toLocaleString()} of ${total.toLocaleString()} nodes match`
-      : `${total.toLocaleString()} nodes`
-    if (running) { shown += ` · ${running.toLocaleString()} running` }
-    if (failed) { shown += ` · ${failed.toLocaleString()} failed` }
+    let shown = data.filtering ? `${fmt(visible.length)} of ${fmt(total)} nodes match`
+      : `${fmt(total)} nodes`
+    if (running) { shown += ` · ${fmt(running)} running` }
+    if (failed) { shown += ` · ${fmt(failed)} failed` }
     const follow = this.model.follow ? "following the running node" : "not following"
     const text = `${shown} · ${follow}`
     if (this.chrome !== text) {

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import panel as pn
 import pytest
+from playwright import sync_api
 
 from inspector import DevToolsTree
 from tests.test_tree_view import StubStore, delta, node, snap, task
@@ -34,17 +35,13 @@ from dashboard.views.tree import NodeTree
 
 pytestmark = pytest.mark.browser
 
-sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 HERE = Path(__file__).parent
-FIXTURES = next(
-    (p for p in (HERE / "fixtures" / "smithers-0.32", Path("/work/shared/fixtures/smithers-0.32")) if p.is_dir()),
-    HERE / "fixtures" / "smithers-0.32",
-)
+FIXTURES = HERE / "fixtures" / "smithers-0.32"
 ROWS = ".st-row:not([hidden])"
 LONGTASKS = """
 window.__longtasks = [];
@@ -63,8 +60,7 @@ FIND_DATA = """(() => {
   };
 """
 
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+assert Path(CHROMIUM).exists(), "Debian's chromium is missing: scripts/test installs it (apt-get install chromium)"
 
 
 def free_port() -> int:

@@ -27,7 +27,8 @@ def _arg(name: str) -> str | None:
 view = "monitor" if _arg("view") == "monitor" else "full"
 if view == "monitor":
     pn.config.theme = "dark"
-pn.extension("tabulator", notifications=False)
+# reconnect: a wall screen must come back by itself when the dashboard's own socket drops.
+pn.extension("tabulator", notifications=True, reconnect=True)
 
 app = Dashboard(run_id=_arg("runId"), view=view)
 app.bind_location()

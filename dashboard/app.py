@@ -38,6 +38,7 @@ from .views import (
     EventLog,
     FrameScrubber,
     NodeDetail,
+    RunActions,
     RunHeader,
     RunList,
     ScoresView,
@@ -92,7 +93,7 @@ class Dashboard(pn.viewable.Viewer):
         large = self.view == "monitor"
         self.status = ConnectionStatus(store=self.store, large=large)
         self.header = RunHeader(store=self.store, large=large)
-        self.tree = NodeTree(store=self.store)
+        self.tree = NodeTree(store=self.store, toolbar=not large)
         self._body = pn.Column(sizing_mode="stretch_width")
         if self.view == "full":
             self.detail = NodeDetail(store=self.store)
@@ -100,6 +101,7 @@ class Dashboard(pn.viewable.Viewer):
             self.scores = ScoresView(store=self.store)
             self.events = EventLog(store=self.store)
             self.scrubber = FrameScrubber(store=self.store)
+            self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled)
             self.runs = RunList(hub=self.hub, on_select=self.open_run)
             self._run_page = self._full_layout()
         else:
@@ -119,7 +121,9 @@ class Dashboard(pn.viewable.Viewer):
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
-        top = pn.Row(back, self.header, sizing_mode="stretch_width")
+        top: pn.viewable.Viewable = pn.Row(back, self.header, sizing_mode="stretch_width")
+        if self.config.actions_enabled:
+            top = pn.Column(top, self.actions, sizing_mode="stretch_width")
         main = pn.Row(
             pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
             pn.Column(self.detail, sizing_mode="stretch_both", styles={"flex": "1 1 58%", "min-width": "0"}),
@@ -140,7 +144,9 @@ class Dashboard(pn.viewable.Viewer):
         self._content = pn.Column(
             self.header,
             pn.Row(
-                pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "1 1 55%", "min-width": "0"}),
+                # Large type for a wall: the virtual tree keeps its own row geometry, so it
+                # is scaled as a whole (CSS zoom) rather than restyled row by row.
+                pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "1 1 55%", "min-width": "0", "zoom": "1.5"}),
                 pn.Column(
                     pn.pane.HTML("<h3>Recent events</h3>", stylesheets=[stylesheet()]),
                     self.events,

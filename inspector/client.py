@@ -521,7 +521,7 @@ class GatewayClient:
         return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
 
     async def list_approvals(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        result = await self.rpc("listApprovals", {"runId": run_id} if run_id else {})
+        result = await self.rpc("listApprovals", {"filter": {"runId": run_id}} if run_id else {})
         if isinstance(result, dict):
             result = result.get("approvals", [])
         return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []

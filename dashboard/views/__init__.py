@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionStatus",
+    "RunActions",
     "EventLog",
     "FrameScrubber",
     "NodeDetail",
@@ -84,6 +85,7 @@ class Throttle:
             self._handle = None
 
 
+from .actions import RunActions  # noqa: E402
 from .detail import NodeDetail  # noqa: E402
 from .events import EventLog  # noqa: E402
 from .header import RunHeader  # noqa: E402

@@ -146,6 +146,10 @@ class NodeTree(pn.viewable.Viewer):
 
     store = param.Parameter(doc="The dashboard store (see dashboard/store.py).")
 
+    toolbar = param.Boolean(default=True, doc="""
+        Show search, filter, expand/collapse and follow. Off on the wall monitor, where nobody
+        clicks and the tree simply follows the running node.""")
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.tree = TreeComponent(tree=self._current_tree)
@@ -224,4 +228,6 @@ class NodeTree(pn.viewable.Viewer):
             self._search, self._state, self._expand, self._collapse, self._follow,
             flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
         )
+        if not self.toolbar:
+            return pn.Column(self.tree, sizing_mode="stretch_both", min_height=300)
         return pn.Column(toolbar, self.tree, sizing_mode="stretch_both", min_height=300)

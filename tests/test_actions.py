@@ -1,0 +1,75 @@
+"""Write controls: absent unless enabled; armed then confirmed; refusals name the missing scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+from bokeh.document import Document
+from bokeh.models import Button
+
+from dashboard import Dashboard
+from dashboard.config import DashboardConfig
+from dashboard.hub import GatewayHub
+from dashboard.store import RunStore
+from dashboard.views import RunActions
+from inspector.client import GatewayClient
+
+from .test_hub import until
+
+
+def buttons(viewable: Any) -> list[str]:
+    root = pn.panel(viewable).get_root(Document())
+    return [b.label for b in root.select({"type": Button})]
+
+
+async def test_read_only_by_default_has_no_write_controls(gateway: Any) -> None:
+    hub = GatewayHub(GatewayClient(gateway.url, "op-token"), grace=0.1)
+    dash = Dashboard(run_id=gateway.launch_run("demo"), hub=hub, config=DashboardConfig(gateway_url=gateway.url))
+    try:
+        labels = buttons(dash)
+        assert not {"Cancel run", "Rewind…", "Approve", "Deny", "Confirm"} & set(labels)
+        root = pn.panel(dash.actions).get_root(Document())
+        assert "data-actions=&quot;disabled&quot;" in root.text  # type: ignore[attr-defined]  (Bokeh escapes HTML panes)
+    finally:
+        dash.close()
+        await hub.aclose()
+
+
+async def test_approval_needs_arming_and_confirmation(gateway: Any) -> None:
+    run_id = gateway.launch_run("gated")
+    hub = GatewayHub(GatewayClient(gateway.url, "op-token"), grace=0.1)
+    store = RunStore(hub=hub, run_id=run_id)
+    actions = RunActions(store=store, enabled=True)
+    try:
+        await until(lambda: gateway.get_run(run_id)["status"] == "waiting-approval", timeout=30, what="approval gate")
+        await actions.refresh_approvals()
+        assert [a["nodeId"] for a in actions.approvals] == ["deploy"]
+        approve = actions.approval_actions[0][0]
+        assert approve.label == "Approve" and not approve.armed
+        approve._arm.clicks += 1  # arm: nothing is sent yet
+        assert approve.armed and gateway.get_run(run_id)["status"] == "waiting-approval"
+        approve._yes.clicks += 1  # confirm
+        await until(lambda: actions.message.startswith("Approved"), timeout=10, what="approval sent")
+        await until(lambda: gateway.get_run(run_id)["status"] == "finished", timeout=30, what="run finished")
+    finally:
+        store.close()
+        await hub.aclose()
+
+
+async def test_forbidden_action_names_the_missing_scope(gateway: Any) -> None:
+    run_id = gateway.launch_run("demo")
+    gateway.wait_for_run(run_id)
+    hub = GatewayHub(GatewayClient(gateway.url, "read-token"), grace=0.1)
+    store = RunStore(hub=hub, run_id=run_id)
+    actions = RunActions(store=store, enabled=True)
+    try:
+        actions._frame.value = 1
+        actions._rewind._arm.clicks += 1
+        actions._rewind._yes.clicks += 1
+        await until(lambda: bool(actions.message), timeout=10, what="an answer")
+        assert actions.message == "Refused: the dashboard's token lacks the scope run:admin."
+        assert gateway.get_run(run_id)["status"] == "finished"
+    finally:
+        store.close()
+        await hub.aclose()

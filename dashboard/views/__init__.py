@@ -1,3 +1,4 @@
+# mypy: allow-untyped-calls
 """The dashboard's views: ``pn.viewable.Viewer`` s bound to a :class:`~dashboard.store.RunStore`.
 
 Every view renders Gateway-supplied text (node names, props, outputs, diffs, errors,
@@ -14,6 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import panel as pn
+import param
+
+from ..store import RunStore
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -28,6 +34,7 @@ __all__ = [
     "ScoresView",
     "Timeline",
     "Throttle",
+    "TickingHtml",
     "plaintext",
     "stylesheet",
 ]
@@ -83,6 +90,64 @@ class Throttle:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+class TickingHtml(pn.viewable.Viewer):
+    """An escaped-HTML view of the store that re-renders once a second only while it must.
+
+    The header's elapsed time and the badge's "offline for 12 s" change by themselves;
+    everything else changes only when the store does. Subclasses give :meth:`_render` (the
+    HTML), :attr:`_watch` (the store params it depends on) and :meth:`_wants_tick`.
+    """
+
+    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+
+    large = param.Boolean(default=False, doc="Wall-monitor size.")
+
+    _tick = param.Integer(default=0, precedence=-1, doc="Advanced once a second while ticking.")
+
+    _watch: tuple[str, ...] = ()
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._callback: Any = None
+        self._pane = pn.pane.HTML(
+            self._render(),
+            stylesheets=[stylesheet()],
+            css_classes=["sd-monitor"] if self.large else [],
+            sizing_mode="stretch_width",
+            margin=(5, 10),
+        )
+        self.store.param.watch(self._update, list(self._watch))
+        self.param.watch(self._update, "_tick")
+        self._ticking()
+
+    def _render(self) -> str:
+        raise NotImplementedError
+
+    def _wants_tick(self) -> bool:
+        return False
+
+    def _update(self, *events: Any) -> None:
+        self._pane.object = self._render()
+        self._ticking()
+
+    def _ticking(self) -> None:
+        want = self._wants_tick()
+        if want and self._callback is None:
+            try:
+                self._callback = pn.state.add_periodic_callback(self._advance, period=1000)
+            except Exception:  # no session (e.g. rendered once for a test)
+                self._callback = None
+        elif not want and self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def _advance(self) -> None:
+        self._tick += 1
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane
 
 
 from .actions import RunActions  # noqa: E402

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import Any
-
-import panel as pn
-import param
+from typing import TYPE_CHECKING, Any
 
 from ..format import (
     STATE_COLOURS,
@@ -26,8 +23,10 @@ from ..format import (
     run_status_colour,
     task_summary,
 )
-from ..store import RunStore
-from . import stylesheet
+from . import TickingHtml
+
+if TYPE_CHECKING:
+    from ..store import RunStore
 
 __all__ = ["RunHeader", "header_html"]
 
@@ -129,27 +128,10 @@ def failure_text(store: RunStore) -> str | None:
     return f"The run {status}."
 
 
-class RunHeader(pn.viewable.Viewer):
+class RunHeader(TickingHtml):
     """The run's title, status, progress and failure (see the module docstring)."""
 
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
-
-    large = param.Boolean(default=False, doc="Wall-monitor size.")
-
-    _tick = param.Integer(default=0, precedence=-1, doc="Advanced once a second while the run is active.")
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._callback: Any = None
-        self._pane = pn.pane.HTML(
-            self._render(),
-            stylesheets=[stylesheet()],
-            css_classes=["sd-monitor"] if self.large else [],
-            sizing_mode="stretch_width",
-            margin=(5, 10),
-        )
-        self.store.param.watch(self._update, ["run", "run_id", "tree_version", "notice", "run_error", "settled"])
-        self.param.watch(self._update, "_tick")
+    _watch = ("run", "run_id", "tree_version", "notice", "run_error", "settled")
 
     def _render(self) -> str:
         s = self.store
@@ -165,24 +147,7 @@ class RunHeader(pn.viewable.Viewer):
             failure=failure_text(s),
         )
 
-    def _update(self, *events: Any) -> None:
-        self._pane.object = self._render()
-        self._ticking()
-
-    def _ticking(self) -> None:
+    def _wants_tick(self) -> bool:
+        """Elapsed time moves by itself while the run is active."""
         s = self.store
-        want = bool(s.run_id) and run_status(s.run, s.settled) in _ACTIVE and not s.run.get("finishedAtMs")
-        if want and self._callback is None:
-            try:
-                self._callback = pn.state.add_periodic_callback(self._advance, period=1000)
-            except Exception:
-                self._callback = None
-        elif not want and self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-
-    def _advance(self) -> None:
-        self._tick += 1
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._pane
+        return bool(s.run_id) and run_status(s.run, s.settled) in _ACTIVE and not s.run.get("finishedAtMs")

@@ -14,14 +14,9 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any
-
-import panel as pn
-import param
 
 from ..format import format_ago, format_duration
-from ..store import RunStore
-from . import stylesheet
+from . import TickingHtml
 
 __all__ = ["ConnectionStatus", "connection_html"]
 
@@ -83,31 +78,10 @@ def connection_html(
     )
 
 
-class ConnectionStatus(pn.viewable.Viewer):
+class ConnectionStatus(TickingHtml):
     """A badge with the store's connection status (see the module docstring)."""
 
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
-
-    large = param.Boolean(default=False, doc="Wall-monitor size.")
-
-    _tick = param.Integer(default=0, precedence=-1, doc="Advanced once a second while offline.")
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._callback: Any = None
-        self._pane = pn.pane.HTML(
-            self._render(),
-            stylesheets=[stylesheet()],
-            css_classes=["sd-monitor"] if self.large else [],
-            sizing_mode="stretch_width",
-            margin=(5, 10),
-        )
-        self.store.param.watch(
-            self._update,
-            ["connection_status", "outage_since", "connection_error", "required_scope", "retry_in", "last_heartbeat"],
-        )
-        self.param.watch(self._update, "_tick")
-        self._ticking(self.store.connection_status)
+    _watch = ("connection_status", "outage_since", "connection_error", "required_scope", "retry_in", "last_heartbeat")
 
     def _render(self) -> str:
         s = self.store
@@ -120,25 +94,6 @@ class ConnectionStatus(pn.viewable.Viewer):
             last_heartbeat=s.last_heartbeat,
         )
 
-    def _update(self, *events: Any) -> None:
-        self._pane.object = self._render()
-        self._ticking(self.store.connection_status)
-
-    def _ticking(self, status: str) -> None:
+    def _wants_tick(self) -> bool:
         """Tick only while the "for N s" text changes by itself."""
-        want = status in ("offline", "unauthorized")
-        running = self._callback is not None
-        if want and not running:
-            try:
-                self._callback = pn.state.add_periodic_callback(self._advance, period=1000)
-            except Exception:  # no session (e.g. rendered once for a test)
-                self._callback = None
-        elif not want and running:
-            self._callback.stop()
-            self._callback = None
-
-    def _advance(self) -> None:
-        self._tick += 1
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._pane
+        return self.store.connection_status in ("offline", "unauthorized")

@@ -13,26 +13,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from inspector import DevToolsTree, InvalidDelta, InvalidSnapshot, SeqGap
 from inspector.treediff import diff_trees
 
+from .wire import delta as _delta, node, snap, task
+
 FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 
 
-def node(node_id: int, children: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": node_id, "type": "sequence", "name": "n", "props": {}, "children": children or [], "depth": 0}
-    out.update(extra)
-    return out
-
-
-def task(node_id: int, name: str, state: str = "pending", **extra: Any) -> dict[str, Any]:
-    t = {"nodeId": name, "kind": "compute", "iteration": 0, "state": state, "attempt": 0}
-    return node(node_id, type="task", name="task", props={"id": name}, task=t, **extra)
-
-
-def snap(root: dict[str, Any], seq: int = 0) -> dict[str, Any]:
-    return {"version": 1, "kind": "snapshot", "snapshot": {"version": 1, "runId": "r", "frameNo": seq, "seq": seq, "root": root}}
-
-
-def delta(base: int, ops: list[dict[str, Any]], seq: int | None = None) -> dict[str, Any]:
-    return {"version": 1, "kind": "delta", "delta": {"version": 1, "baseSeq": base, "seq": base + 1 if seq is None else seq, "ops": ops}}
+def delta(base: int, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    return _delta(base, *ops)
 
 
 def sample() -> DevToolsTree:

@@ -18,6 +18,8 @@ from dashboard.treerows import RowMirror, decode, rows_for
 from dashboard.views.tree import NodeTree, TreeComponent
 from inspector import DevToolsTree, TreeChange
 
+from .wire import delta, node, snap, task
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -38,25 +40,6 @@ class StubStore(param.Parameterized):
         changes = tuple(self.tree.apply(e) for e in events)
         self.param.update(last_changes=changes, tree_version=self.tree_version + 1, run_id=self.tree.run_id)
         return changes
-
-
-def node(node_id: int, children: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": node_id, "type": "sequence", "name": "seq", "props": {}, "children": children or [], "depth": 0}
-    out.update(extra)
-    return out
-
-
-def task(node_id: int, name: str, state: str = "pending", **fields: Any) -> dict[str, Any]:
-    t = {"nodeId": name, "kind": "compute", "iteration": 0, "state": state, "attempt": 1, **fields}
-    return node(node_id, type="task", name="task", props={"id": name}, task=t)
-
-
-def snap(root: dict[str, Any], seq: int = 0, run: str = "run-1") -> dict[str, Any]:
-    return {"version": 1, "kind": "snapshot", "snapshot": {"version": 1, "runId": run, "frameNo": seq, "seq": seq, "root": root}}
-
-
-def delta(base: int, *ops: dict[str, Any]) -> dict[str, Any]:
-    return {"version": 1, "kind": "delta", "delta": {"version": 1, "baseSeq": base, "seq": base + 1, "ops": list(ops)}}
 
 
 def sample_root() -> dict[str, Any]:
@@ -110,7 +93,7 @@ def test_esm_and_css_come_from_the_asset_files() -> None:
 def test_ready_gets_a_reset_with_every_row(rendered: Rendered) -> None:
     rendered.ready()
     (message,) = rendered.sync()
-    assert message["type"] == "reset" and message["run"] == "run-1" and message["seq"] == 1
+    assert message["type"] == "reset" and message["run"] == "r" and message["seq"] == 1
     assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
 
 

@@ -19,28 +19,11 @@ import pytest
 from dashboard.treerows import RowMirror, TreeFeed, decode, encode, message_bytes, patch_for, rows_for
 from inspector import DevToolsTree
 
+from .wire import delta, node, snap, task
+
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures" / "smithers-0.32"
 MAKE_WORKLOAD = HERE / "benchmarks" / "make_workload.py"
-
-
-def node(node_id: int, children: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": node_id, "type": "sequence", "name": "seq", "props": {}, "children": children or [], "depth": 0}
-    out.update(extra)
-    return out
-
-
-def task(node_id: int, name: str, state: str = "pending", **fields: Any) -> dict[str, Any]:
-    t = {"nodeId": name, "kind": "compute", "iteration": 0, "state": state, "attempt": 0, **fields}
-    return node(node_id, type="task", name="task", props={"id": name}, task=t)
-
-
-def snap(root: dict[str, Any], seq: int = 0, run: str = "r") -> dict[str, Any]:
-    return {"version": 1, "kind": "snapshot", "snapshot": {"version": 1, "runId": run, "frameNo": seq, "seq": seq, "root": root}}
-
-
-def delta(base: int, *ops: dict[str, Any]) -> dict[str, Any]:
-    return {"version": 1, "kind": "delta", "delta": {"version": 1, "baseSeq": base, "seq": base + 1, "ops": list(ops)}}
 
 
 def sample() -> DevToolsTree:

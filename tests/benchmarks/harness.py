@@ -1,0 +1,281 @@
+"""Shared plumbing of the benchmark scripts: servers, Chromium, page probes, statistics.
+
+Not a test module (``tests/benchmarks`` is not collected). Every wait polls with a deadline;
+nothing here sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--enable-precise-memory-info", "--disable-renderer-backgrounding",
+    "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
+]
+
+#: Installed before any page script: long tasks (PerformanceObserver) from page start.
+LONGTASKS = """
+window.__longtasks = [];
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longtasks.push({start: e.startTime, ms: e.duration});
+  }).observe({type: "longtask", buffered: true});
+} catch (e) {}
+"""
+
+#: The tree.js data object of the page (through open shadow roots), as ``find(document)``.
+FIND_TREE = """(() => {
+  const find = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.__smithersTree) return el.__smithersTree
+      if (el.shadowRoot) { const hit = find(el.shadowRoot); if (hit) return hit }
+    }
+    return null
+  };
+"""
+
+#: The header's task-summary element's data-* counts (searching open shadow roots).
+SUMMARY_COUNTS = """(() => {
+  const find = (root) => {
+    const hit = root.querySelector('[data-testid="task-summary"]');
+    if (hit) return hit
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) { const h = find(el.shadowRoot); if (h) return h }
+    }
+    return null
+  };
+  const el = find(document);
+  if (!el) return null;
+  return {total: +el.dataset.total, finished: +el.dataset.finished, running: +el.dataset.running,
+          failed: +el.dataset.failed};
+})()"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; return it (``TimeoutError`` if not)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)  # poll interval
+
+
+def gateway_install() -> Path:
+    chosen = os.environ.get("SMITHERS_GATEWAY_DIR")
+    if chosen:
+        return Path(chosen)
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "gateway" / "install.py")],
+                         check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def bun(install: Path) -> Path:
+    return install / "node_modules/@oven/bun-linux-x64/bin/bun"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    data = sorted(values)
+    k = (len(data) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.median(values):.1f} (min {min(values):.1f}, max {max(values):.1f}, n={len(values)})"
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+# ---------------------------------------------------------------------------- panel server
+
+
+class PanelServer:
+    """``smithers-dashboard serve`` (``panel serve apps/``) as a subprocess on a free port."""
+
+    def __init__(self, gateway_url: str, token: str | None = None, *, num_procs: int = 1,
+                 port: int | None = None, env: dict[str, str] | None = None, log: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.gateway_url = gateway_url
+        self.num_procs = num_procs
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["SMITHERS_GATEWAY_URL"] = gateway_url
+        full_env.pop("SMITHERS_TOKEN_FILE", None)
+        if token:
+            full_env["SMITHERS_TOKEN"] = token
+        else:
+            full_env.pop("SMITHERS_TOKEN", None)
+        full_env["PYTHONPATH"] = str(REPO)
+        self._log = open(log or os.devnull, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inspector.cli", "serve", "--port", str(self.port),
+             "--num-procs", str(num_procs)],
+            cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_until(self._up, 60, "the panel server")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/apps"
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"panel serve exited with {self.proc.returncode}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/apps", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def server_pids(self) -> list[int]:
+        """The Python processes serving sessions (the forked children with --num-procs)."""
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        procs = [root, *root.children(recursive=True)]
+        pythons = [p for p in procs if "python" in (p.name() or "").lower()]
+        if self.num_procs != 1:
+            # bokeh forks after binding: the children serve; the serve-CLI wrapper only waits.
+            leaves = [p for p in pythons if not p.children()]
+            return [p.pid for p in leaves]
+        # inspector.cli serve -> panel serve (the one that serves is the leaf)
+        return [p.pid for p in pythons if not p.children()]
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._log.close()
+
+    def __enter__(self) -> PanelServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---------------------------------------------------------------------------- chromium
+
+
+@contextlib.contextmanager
+def chromium(headless: bool = True) -> Iterator[Any]:
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=headless)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class WireCounter:
+    """Counts the WebSocket frames and bytes a page receives (Playwright's websocket events)."""
+
+    def __init__(self, page: Any) -> None:
+        self.frames = 0
+        self.bytes = 0
+        self.largest = 0
+        self.log: list[tuple[float, int]] = []
+        page.on("websocket", self._socket)
+
+    def _socket(self, ws: Any) -> None:
+        ws.on("framereceived", self._frame)
+
+    def _frame(self, payload: Any) -> None:
+        size = len(payload) if isinstance(payload, (bytes, str)) else 0
+        if isinstance(payload, str):
+            size = len(payload.encode("utf-8"))
+        self.frames += 1
+        self.bytes += size
+        self.largest = max(self.largest, size)
+        self.log.append((time.time(), size))
+
+    def since(self, t: float) -> tuple[int, int, int]:
+        sizes = [s for at, s in self.log if at >= t]
+        return len(sizes), sum(sizes), max(sizes or [0])
+
+
+def longest_task(page: Any, since_ms: float = 0.0) -> float:
+    tasks = page.evaluate("window.__longtasks || []")
+    return max([t["ms"] for t in tasks if t["start"] >= since_ms] or [0.0])
+
+
+def long_tasks(page: Any, since_ms: float = 0.0) -> list[float]:
+    tasks = page.evaluate("window.__longtasks || []")
+    return [t["ms"] for t in tasks if t["start"] >= since_ms]
+
+
+def tree_stats(page: Any) -> dict[str, Any] | None:
+    result: dict[str, Any] | None = page.evaluate(
+        FIND_TREE + "const d = find(document); return d ? {...d.stats, seq: d.seq, rows: d.rows.size} : null })()")
+    return result
+
+
+def summary_counts(page: Any) -> dict[str, int] | None:
+    result: dict[str, int] | None = page.evaluate(SUMMARY_COUNTS)
+    return result
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True)

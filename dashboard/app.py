@@ -45,6 +45,7 @@ from .views import (
     Timeline,
     stylesheet,
 )
+from .views.events import RecentEvents
 from .views.tree import NodeTree
 
 __all__ = ["Dashboard"]
@@ -99,13 +100,13 @@ class Dashboard(pn.viewable.Viewer):
             self.detail = NodeDetail(store=self.store)
             self.timeline = Timeline(store=self.store)
             self.scores = ScoresView(store=self.store)
-            self.events = EventLog(store=self.store)
+            self.events: EventLog | RecentEvents = EventLog(store=self.store)
             self.scrubber = FrameScrubber(store=self.store)
             self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled)
             self.runs = RunList(hub=self.hub, on_select=self.open_run)
             self._run_page = self._full_layout()
         else:
-            self.events = EventLog(store=self.store, height=560, theme="midnight")
+            self.events = RecentEvents(store=self.store, height=560)
             self._run_page = self._monitor_layout()
             self.store.param.watch(self._grey, "connection_status")
         self.store.param.watch(self._on_run, "run_id")
@@ -135,9 +136,12 @@ class Dashboard(pn.viewable.Viewer):
             ("Scores", self.scores),
             ("Events", self.events),
             ("Frames", self.scrubber),
-            dynamic=False,
+            # Dynamic: a hidden tab is not in the page, so its views cost the browser nothing
+            # while a big run streams (the event table and the timeline redraw as it does).
+            dynamic=True,
             sizing_mode="stretch_width",
         )
+        tabs.param.watch(lambda e: self.timeline.refresh() if e.new == 0 else None, "active")
         return pn.Column(top, main, tabs, sizing_mode="stretch_width")
 
     def _monitor_layout(self) -> pn.viewable.Viewable:

@@ -240,7 +240,7 @@ def test_timeline_and_event_log_render() -> None:
     assert "1 attempts" in timeline._note.object
     log = EventLog(store=store)
     models = render(log)
-    assert len(log._table.value) == 3 and log._table.value.iloc[0]["event"] == "node.failed"  # newest on top
+    assert len(log._table.value) == 3 and log._table.current_view.iloc[0]["event"] == "node.failed"  # newest on top
     tables = [m for m in models if type(m).__name__ == "DataTabulator"]
     assert_plaintext(tables, {"time", "event", "nodeId", "state", "message"})
 

@@ -5,10 +5,17 @@ Bounded by the store's ring buffer. "Follow" keeps the newest event on top as ev
 arrive; switching it off freezes the table (so a row can be read while a busy run keeps
 going) and the toggle counts what arrived meanwhile. Redraws are throttled to twice a
 second. Messages are Gateway text shown with the ``plaintext`` formatter.
+
+Cost: while following with no filter, only the records that arrived since the last redraw
+are sent (``Tabulator.stream`` with a rollover at the ring buffer's size); the browser shows
+them newest first by sorting on a hidden arrival number. Resending the whole log twice a
+second cost a 2,000-row table (~100 KB and a ~1 s main-thread task) per redraw on a busy
+run. A filter change, a resume or a run switch sends the (filtered) log once.
 """
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +24,12 @@ import panel as pn
 import param
 
 from ..store import EventRecord, RunStore
-from . import Throttle, plaintext
+from . import Throttle, plaintext, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["KINDS", "EventLog", "events_frame", "filter_events"]
+__all__ = ["KINDS", "EventLog", "RecentEvents", "events_frame", "filter_events"]
 
 #: Event-kind filter choices: label -> name prefixes.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -34,6 +41,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "connection": ("connection.", "stream."),
 }
 _COLUMNS = ["time", "event", "nodeId", "iteration", "state", "attempt", "message"]
+#: Hidden arrival number: the table sorts on it (newest first) in the browser.
+_ORDER = "n"
 
 
 def filter_events(events: Iterable[EventRecord], text: str = "", kind: str = "all") -> list[EventRecord]:
@@ -67,6 +76,13 @@ def events_frame(records: list[EventRecord], newest_first: bool = True) -> pd.Da
     return pd.DataFrame.from_records(rows, columns=_COLUMNS)
 
 
+def _numbered(records: list[EventRecord], first: int) -> pd.DataFrame:
+    """Oldest first, with the arrival number the browser sorts on."""
+    frame = events_frame(records, newest_first=False)
+    frame.insert(0, _ORDER, range(first, first + len(records)))
+    return frame
+
+
 class EventLog(pn.viewable.Viewer):
     """Filterable, followable event log (see the module docstring)."""
 
@@ -83,7 +99,9 @@ class EventLog(pn.viewable.Viewer):
         self._follow = pn.widgets.Toggle(label="Following", value=True, color="primary", width=140)
         self._count = pn.pane.Str("", margin=(12, 10))
         self._table = pn.widgets.Tabulator(
-            events_frame([]),
+            _numbered([], 0),
+            sorters=[{"field": _ORDER, "dir": "desc"}],
+            hidden_columns=[_ORDER],
             show_index=False,
             disabled=True,
             formatters=plaintext(*_COLUMNS),
@@ -94,10 +112,12 @@ class EventLog(pn.viewable.Viewer):
             theme=self.theme,
         )
         self._seen = 0
+        self._last: EventRecord | None = None  # the newest record in the table
+        self._next = 0  # arrival number of the next row
         self._throttle = Throttle(self._update, 0.5)
         self.store.param.watch(self._on_events, "events")
-        self._search.param.watch(lambda e: self._update(), "value_input")
-        self._kind.param.watch(lambda e: self._update(), "value")
+        self._search.param.watch(lambda e: self._update(full=True), "value_input")
+        self._kind.param.watch(lambda e: self._update(full=True), "value")
         self._follow.param.watch(self._on_follow, "value")
         self._update()
 
@@ -114,14 +134,78 @@ class EventLog(pn.viewable.Viewer):
         if event.new:
             self._update()
 
-    def _update(self) -> None:
+    def _appended(self, events: tuple[EventRecord, ...]) -> list[EventRecord] | None:
+        """The records after the newest one shown, or ``None`` if that one is gone (a run
+        switch, or more arrived than the ring buffer holds): then the log is resent."""
+        if self._last is None:
+            return list(events) if not self._table.value.shape[0] else None
+        for i in range(len(events) - 1, -1, -1):  # from the end: O(new records)
+            if events[i] is self._last:
+                return list(events[i + 1 :])
+        return None
+
+    def _update(self, *, full: bool = False) -> None:
         events = self.store.events
         self._seen = len(events)
-        shown = filter_events(events, self._search.value_input or "", self._kind.value)
+        text, kind = self._search.value_input or "", self._kind.value
+        new = None if full else self._appended(events)
         with pn.io.hold():
-            self._table.value = events_frame(shown)
-            self._count.object = f"{len(shown)} of {len(events)} events"
+            if new is not None and not text and kind == "all":
+                if new:
+                    self._table.stream(_numbered(new, self._next), rollover=max(len(events), 1), follow=False)
+                    self._next += len(new)
+                shown_count = len(events)
+            else:
+                shown = filter_events(events, text, kind)
+                self._table.value = _numbered(shown, self._next)
+                self._next += len(shown)
+                shown_count = len(shown)
+            self._last = events[-1] if events else None
+            self._count.object = f"{shown_count} of {len(events)} events"
 
     def __panel__(self) -> pn.viewable.Viewable:
         controls = pn.Row(self._search, self._kind, self._follow, self._count, sizing_mode="stretch_width")
         return pn.Column(controls, self._table, sizing_mode="stretch_width")
+
+
+class RecentEvents(pn.viewable.Viewer):
+    """The newest ``limit`` events as a plain list, for the wall monitor (nobody scrolls or
+    filters there).
+
+    One escaped HTML pane in a fixed-height box, redrawn at most once a second: a few KB per
+    redraw and no table layout, where a Tabulator re-measuring itself on every appended
+    row cost the wall's browser several long tasks a second on a busy run.
+    """
+
+    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+
+    limit = param.Integer(default=40, bounds=(1, None), doc="Events shown (newest first).")
+
+    height = param.Integer(default=560, doc="Height of the list in pixels.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._pane = pn.pane.HTML(self._render(), stylesheets=[stylesheet()], sizing_mode="stretch_width",
+                                  height=self.height, styles={"overflow": "hidden"})
+        self._throttle = Throttle(self._update, 1.0)
+        self.store.param.watch(self._throttle, "events")
+
+    def _render(self) -> str:
+        events = self.store.events
+        rows = []
+        for e in reversed(events[-self.limit :]):
+            when = datetime.fromtimestamp(e.time).strftime("%H:%M:%S")
+            detail = " · ".join(x for x in (e.node_id or "", e.state or "", e.message) if x)
+            rows.append(
+                f'<li data-event="{html.escape(e.event, quote=True)}"><span class="sd-muted">{when}</span> '
+                f"<b>{html.escape(e.event)}</b> {html.escape(detail[:200])}</li>"
+            )
+        if not rows:
+            return '<div class="sd-recent sd-muted">No events yet.</div>'
+        return f'<ul class="sd-recent" data-count="{len(events)}">{"".join(rows)}</ul>'
+
+    def _update(self) -> None:
+        self._pane.object = self._render()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._pane

@@ -106,6 +106,26 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
     return out
 
 
+#: Most task rows the chart draws. A chart is one Bokeh plot rebuilt whole, at 22 px a row:
+#: 4,000 rows would be an 88,000 px canvas and a multi-second main-thread task per redraw.
+MAX_ROWS = 150
+
+
+def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Attempt]:
+    """The attempts of at most ``limit`` task rows: every running or failed one first, then
+    the most recently started; in their original (oldest first) order."""
+    latest: dict[str, tuple[int, float]] = {}
+    for a in attempts:
+        urgent = 1 if a.outcome in ("running", "failed") else 0
+        prev = latest.get(a.row)
+        key = (max(urgent, prev[0]) if prev else urgent, max(a.start, prev[1]) if prev else a.start)
+        latest[a.row] = key
+    if len(latest) <= limit:
+        return attempts
+    keep = set(sorted(latest, key=lambda row: latest[row], reverse=True)[:limit])
+    return [a for a in attempts if a.row in keep]
+
+
 def timeline_frame(attempts: list[Attempt], now: float | None = None) -> pd.DataFrame:
     now = time.time() if now is None else now
     rows = sorted({a.row: min(b.start for b in attempts if b.row == a.row) for a in attempts}.items(), key=lambda kv: kv[1])
@@ -163,8 +183,25 @@ class Timeline(pn.viewable.Viewer):
         self._note = pn.pane.Str("", margin=(5, 10))
         self._chart = pn.pane.HoloViews(sizing_mode="stretch_width", min_height=160)
         self._throttle = Throttle(self._update, 1.0)
-        self.store.param.watch(self._throttle, ["events", "tree_version"])
+        self._stale = False
+        self.store.param.watch(self._changed, ["events", "tree_version"])
         self._update()
+
+    def _changed(self, *_: Any) -> None:
+        # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
+        # A chart is rebuilt whole (a new Bokeh plot), so on a 4,000-task run each redraw
+        # costs the browser a long task: skip them while nobody looks, and space them out
+        # as the run grows (1 s, plus 1 s per 500 attempts).
+        if self._chart.object is not None and not self._chart._models:
+            self._stale = True
+            return
+        self._throttle()
+
+    def refresh(self) -> None:
+        """Redraw now if something changed while the chart was not shown (tab switched to it)."""
+        if self._stale:
+            self._stale = False
+            self._update()
 
     def _states(self) -> dict[tuple[str, int], str]:
         tree = self.store.tree
@@ -173,7 +210,11 @@ class Timeline(pn.viewable.Viewer):
         return {(n.node_id, n.iteration or 0): n.state or "" for n in tree.walk() if n.node_id}
 
     def _update(self) -> None:
+        self._stale = False
         attempts = build_attempts(self.store.events, self._states())
+        self._throttle.interval = 1.0 + len(attempts) / 500
+        tasks = len({a.row for a in attempts})
+        attempts = recent_attempts(attempts)
         frame = timeline_frame(attempts)
         with pn.io.hold():
             self._chart.visible = bool(attempts)
@@ -184,7 +225,11 @@ class Timeline(pn.viewable.Viewer):
             else:
                 retries = sum(1 for a in attempts if a.attempt > 1)
                 failed = sum(1 for a in attempts if a.outcome == "failed")
-                self._note.object = f"{len(attempts)} attempts on {frame['node'].nunique()} tasks · {failed} failed · {retries} retries"
+                shown = frame["node"].nunique()
+                note = f"{len(attempts)} attempts on {shown} tasks · {failed} failed · {retries} retries"
+                if shown < tasks:
+                    note += f" (the {shown} running, failed or latest of {tasks} tasks)"
+                self._note.object = note
             self._chart.object = timeline_chart(frame)
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -288,6 +288,7 @@ def synthetic_part(args: argparse.Namespace, scratch: Path, view: str = "full") 
 
     recorded = wide_run(args.wide, rate=args.rate)
     replay = ReplayThread([recorded], speed=1.0, loop=False)
+    replay.call(replay.gateway.pause)  # held until the page shows the tree
     out: dict[str, Any] = {"view": view, "wide": args.wide, "rate": args.rate}
     try:
         run_id = wait_until(lambda: replay.call(lambda: replay.gateway.run_ids()), 10, "the replay run")[0]
@@ -298,10 +299,12 @@ def synthetic_part(args: argparse.Namespace, scratch: Path, view: str = "full") 
             wire = WireCounter(page)
             extra = "&view=monitor" if view == "monitor" else ""
             page.goto(f"{panel.url}?runId={run_id}{extra}", wait_until="commit", timeout=120_000)
-            wait_until(lambda: (tree_stats(page) or {}).get("rows", 0) > 1, 60, "the first tree reset")
+            wait_until(lambda: (tree_stats(page) or {}).get("rows", 0) > 1, 120, "the first tree reset")
+            page.wait_for_load_state("networkidle")
             start_ms = float(page.evaluate("performance.now()"))
             start = time.time()
             out["load_longest_ms"] = max(long_tasks(page, 0) or [0.0])
+            replay.call(replay.gateway.resume)
             while not replay.call(lambda: replay.gateway.run_done(run_id)):
                 page.wait_for_timeout(500)  # poll interval (keeps the page's event loop running)
             done = time.time()

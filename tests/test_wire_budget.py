@@ -165,6 +165,7 @@ async def per_delta_costs(sequences: int) -> dict[str, Any]:
     out["burst_messages"] = len(burst)
     out["burst_bytes"] = sum(len(m.encode("utf-8")) for m in burst)
     out["resets"] = session.view.tree.feed.stats.resets - session.resets_at_start
+    session.header._update()  # its redraws are throttled: render the current state now
     out["header_bytes"] = len(session.header._pane.object.encode("utf-8"))
     await session.close()
     return out

@@ -189,9 +189,9 @@ class Timeline(pn.viewable.Viewer):
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
-        # A chart is rebuilt whole (a new Bokeh plot), so on a 4,000-task run each redraw
-        # costs the browser a long task: skip them while nobody looks, and space them out
-        # as the run grows (1 s, plus 1 s per 500 attempts).
+        # A chart is rebuilt whole (a new HoloViews/Bokeh plot: ~0.4-0.7 s of the server's
+        # loop and a long task in the browser on a big run), so redraws are skipped while
+        # nobody looks and spaced so they take at most ~5% of the loop (see _update).
         if self._chart.object is not None and not self._chart._models:
             self._stale = True
             return
@@ -211,8 +211,8 @@ class Timeline(pn.viewable.Viewer):
 
     def _update(self) -> None:
         self._stale = False
+        started = time.perf_counter()
         attempts = build_attempts(self.store.events, self._states())
-        self._throttle.interval = 1.0 + len(attempts) / 500
         tasks = len({a.row for a in attempts})
         attempts = recent_attempts(attempts)
         frame = timeline_frame(attempts)
@@ -231,6 +231,8 @@ class Timeline(pn.viewable.Viewer):
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
             self._chart.object = timeline_chart(frame)
+        # At most ~5% of the server's loop: 20x the cost of this redraw, between 1 and 30 s.
+        self._throttle.interval = max(1.0, min(30.0, 20 * (time.perf_counter() - started)))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._note, self._chart, sizing_mode="stretch_width")

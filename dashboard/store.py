@@ -260,6 +260,7 @@ class RunStore(param.Parameterized):
         self._pending: dict[str, Any] = {}
         self._pending_changes: list[TreeChange] = []
         self._pending_events: list[EventRecord] = []
+        self._logged_outage: tuple[float | None, str] | None = None
         self._pending_refresh: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
@@ -393,11 +394,16 @@ class RunStore(param.Parameterized):
             )
             if state.status is ConnectionStatus.ONLINE and was not in ("online", "idle"):
                 self._pending_refresh.update(("run", "scores", "node"))
-            # Log transitions, not every retry of one outage.
-            if state.status.value != was and state.status.value in ("offline", "unauthorized"):
+            # Log each outage once (and a change of kind within it), not every retry: between
+            # retries the status passes through "connecting" while outage_since stays put.
+            outage = (state.outage_since, state.status.value)
+            if state.status.value in ("offline", "unauthorized") and outage != self._logged_outage:
+                self._logged_outage = outage
                 self._pending_events.append(
                     EventRecord(time.time(), f"connection.{state.status.value}", message=state.error or "")
                 )
+            elif state.status is ConnectionStatus.ONLINE:
+                self._logged_outage = None
         elif isinstance(item, Heartbeat):
             pending["last_heartbeat"] = item.at
         elif isinstance(item, RunEvent):

@@ -262,7 +262,7 @@ class GatewayConnection:
                     await self._events.put(frame)
                 else:
                     log.debug("ignoring frame of unknown type %s", getattr(frame, "type", "?"))
-        except GatewayUnavailable as exc:
+        except (GatewayUnavailable, GatewayRpcError) as exc:  # closed; 1008 is a rejected token
             self._closed_reason = exc
         except asyncio.CancelledError:
             self._closed_reason = GatewayUnavailable("connection closed")
@@ -342,9 +342,10 @@ class GatewayConnection:
 
 
 def _closed_error(exc: ConnectionClosed) -> GatewayUnavailable | GatewayRpcError:
-    rcvd = exc.rcvd
-    code = rcvd.code if rcvd is not None else None
-    reason = rcvd.reason if rcvd is not None else ""
+    # The peer's close frame, else ours (websockets closes with 1009 when a frame is too big).
+    close = exc.rcvd if exc.rcvd is not None else exc.sent
+    code = close.code if close is not None else None
+    reason = close.reason if close is not None else ""
     if code == 1008:
         return GatewayRpcError(ErrorCode.UNAUTHORIZED, reason or "authentication failed (close 1008)")
     if code == 1013:

@@ -198,7 +198,10 @@ def _expect_int(obj: Mapping[str, Any], key: str, path: str, *, optional: bool =
 def _describe(value: object) -> str:
     if value is None:
         return "nothing"
-    text = json.dumps(value, default=repr) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value, default=repr) if not isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError):
+        text = "(too deep to show)"
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
@@ -206,9 +209,11 @@ def _describe(value: object) -> str:
 
 def decode_json(data: str | bytes | bytearray) -> Any:
     """Parse one frame's text, turning any JSON failure into :class:`FrameDecodeError`."""
+    if not isinstance(data, str | bytes | bytearray):
+        raise FrameDecodeError(f"a frame must be JSON text, got {_describe(data)}")
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FrameDecodeError(f"not valid JSON ({exc})") from None
 
 
@@ -392,7 +397,9 @@ def decode_op(op: object, index: int = 0) -> DevToolsOp:
     if name == "addNode":
         node = _op_object(op, "node", index)
         position = op.get("index")
-        if isinstance(position, bool) or not isinstance(position, int | float) or not math.isfinite(position):
+        if isinstance(position, bool) or not isinstance(position, int | float) or (
+            isinstance(position, float) and not math.isfinite(position)
+        ):
             raise InvalidDelta(f"addNode needs a numeric index, got {_describe(position)}", op_index=index)
         return AddNode(parent_id=_op_id(op, "parentId", index), index=position, node=node)
     if name == "removeNode":

@@ -53,6 +53,8 @@ def copy_json(value: Any) -> Any:
     """A deep copy of a JSON value (dicts, lists, scalars): what ``structuredClone`` gives.
 
     Several times faster than :func:`copy.deepcopy` for the plain data frames carry.
+    Raises :class:`RecursionError` for a value nested deeper than the interpreter's stack;
+    callers turn that into a typed error (a frame that deep is refused whole).
     """
     if isinstance(value, dict):
         return {k: copy_json(v) for k, v in value.items()}
@@ -61,6 +63,13 @@ def copy_json(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: copy_json(v) for k, v in value.items()}
     return value
+
+
+def _copy_or_refuse(value: Any, error: type[InvalidDelta] | type[InvalidSnapshot], where: str) -> Any:
+    try:
+        return copy_json(value)
+    except RecursionError:
+        raise error(f"{where}: a value is nested too deeply") from None
 
 
 class TreeNode:
@@ -143,10 +152,17 @@ class TreeNode:
         return self.name or self.type
 
     def to_wire(self) -> dict[str, Any]:
-        """The subtree as the Gateway's JSON (a fresh copy)."""
-        out = copy_json(self.fields)
-        out["children"] = [child.to_wire() for child in self.children]
-        return out  # type: ignore[no-any-return]
+        """The subtree as the Gateway's JSON (a fresh copy). Iterative: depth is no limit."""
+        out: dict[str, Any] = copy_json(self.fields)
+        out["children"] = []
+        stack: list[tuple[TreeNode, list[Any]]] = [(c, out["children"]) for c in reversed(self.children)]
+        while stack:
+            node, siblings = stack.pop()
+            wire: dict[str, Any] = copy_json(node.fields)
+            wire["children"] = []
+            siblings.append(wire)
+            stack.extend((c, wire["children"]) for c in reversed(node.children))
+        return out
 
     def __repr__(self) -> str:
         return f"TreeNode(id={self.id}, type={self.type!r}, label={self.label!r}, state={self.state!r})"
@@ -313,6 +329,8 @@ class DevToolsTree:
     def _apply_snapshot(self, snap: DevToolsSnapshot) -> TreeChange:
         index: dict[int, TreeNode] = {}
         root = _build(snap.root, None, index, {}, "$.snapshot.root", InvalidSnapshot)
+        run_state = _copy_or_refuse(snap.run_state, InvalidSnapshot, "$.snapshot.runState")
+        extra = _copy_or_refuse(snap.extra, InvalidSnapshot, "$.snapshot")
         previous = self.seq
         self.root = root
         self._index = index
@@ -323,8 +341,8 @@ class DevToolsTree:
         self.run_id = snap.run_id or self.run_id
         self.seq = snap.seq
         self.frame_no = snap.frame_no
-        self.run_state = copy_json(snap.run_state) if snap.run_state is not None else None
-        self.snapshot_extra = copy_json(snap.extra)
+        self.run_state = run_state
+        self.snapshot_extra = extra
         return TreeChange("snapshot", snap.seq, snap.frame_no, previous, rebuilt=True)
 
     def _apply_delta(self, delta: DevToolsDelta) -> TreeChange:
@@ -423,11 +441,12 @@ class DevToolsTree:
 
     def _update_task(self, op: UpdateTask, i: int, undo: list[_Undo]) -> None:
         node = self._target(op.id, i)
-        self._set_field(node, "task", None if op.task is None else copy_json(op.task), undo)
+        task = None if op.task is None else _copy_or_refuse(op.task, InvalidDelta, f"ops[{i}].task")
+        self._set_field(node, "task", task, undo)
 
     def _update_props(self, op: UpdateProps, i: int, undo: list[_Undo]) -> None:
         node = self._target(op.id, i)
-        self._set_field(node, "props", copy_json(op.props), undo)
+        self._set_field(node, "props", _copy_or_refuse(op.props, InvalidDelta, f"ops[{i}].props"), undo)
 
     def _add_node(self, op: AddNode, i: int, undo: list[_Undo]) -> int:
         parent = self._index.get(op.parent_id)
@@ -436,7 +455,8 @@ class DevToolsTree:
         fresh: dict[int, TreeNode] = {}
         node = _build(op.node, parent, fresh, self._index, f"ops[{i}].node", InvalidDelta)
         # Like Array.prototype.splice after Math.max(0, Math.min(index, length)).
-        position = int(max(0, min(op.index, len(parent.children))))
+        count = len(parent.children)
+        position = count if op.index >= count else max(0, int(op.index))
         parent.children.insert(position, node)
         self._index.update(fresh)
         for n in fresh.values():
@@ -531,7 +551,7 @@ def _build(
             value = raw.get(key)
             if value is not None and not isinstance(value, kind):
                 raise fail(f"{key} must be {'a string' if kind is str else 'an object'}", where)
-        fields = {k: copy_json(v) for k, v in raw.items() if k != "children"}
+        fields = {k: _copy_or_refuse(v, error, f"{where}.{k}") for k, v in raw.items() if k != "children"}
         node = TreeNode(node_id, fields, up)
         index[node_id] = node
         if up is None or root is None:

@@ -196,6 +196,8 @@ class DevToolsSubscription:
         #: comparison with ``getDevToolsSnapshot``: ``run.completed`` can arrive before the
         #: last delta, and settling on the first snapshot would miss it.
         self.settle_quiet = settle_quiet
+        #: How long the stream may wait, once per connection, for the event history's times.
+        self.history_timeout = 2.0
         self.state = ConnectionState()
         self.stats = SubscriptionStats()
         self.run_status: str | None = None
@@ -496,7 +498,11 @@ class DevToolsSubscription:
     async def _history_times(self) -> dict[tuple[str, str], list[float]]:
         """When each past node event happened, from the durable history (best effort)."""
         try:
-            rows = await self.client.list_run_events(self.run_id)
+            # Best effort, and bounded: the tree must not wait on a slow or hung HTTP API.
+            rows = await asyncio.wait_for(self.client.list_run_events(self.run_id), self.history_timeout)
+        except TimeoutError:
+            log.info("event history for %s took over %.1f s; using receipt times", self.run_id, self.history_timeout)
+            return {}
         except (GatewayRpcError, GatewayUnavailable) as exc:
             log.info("no event history for %s: %s", self.run_id, exc)
             return {}

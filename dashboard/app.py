@@ -53,6 +53,7 @@ __all__ = ["Dashboard"]
 log = logging.getLogger(__name__)
 
 _GREY = {"filter": "grayscale(1)", "opacity": "0.55", "transition": "filter .5s, opacity .5s"}
+_LIVE = {"filter": "none", "opacity": "1", "transition": "filter .5s, opacity .5s"}
 _ACTIVE_STATUSES = ("running", "waiting-approval", "waiting-event", "waiting-timer")
 
 
@@ -208,7 +209,8 @@ class Dashboard(pn.viewable.Viewer):
 
     def _grey(self, event: Any) -> None:
         offline = event.new in ("offline", "unauthorized")
-        self._content.styles = _GREY if offline else {"transition": "filter .5s, opacity .5s"}
+        # Explicit values both ways: the browser keeps a style key that is merely left out.
+        self._content.styles = _GREY if offline else _LIVE
 
     # ------------------------------------------------------------------ monitor rotation
 

@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 ready = {name: float(page.evaluate("window.__ready")) for name, page in pages.items()}
                 # Long tasks count from the end of each page's load (page build is reported apart).
                 for page in pages.values():
-                    page.wait_for_load_state("networkidle", timeout=120_000)
+                    page.wait_for_load_state("load", timeout=120_000)
                 ready_ms = {name: page.evaluate("performance.now()") for name, page in pages.items()}
                 load_longest = {name: max(long_tasks(page, 0.0) or [0.0]) for name, page in pages.items()}
                 status = "?"

@@ -610,3 +610,37 @@ async def test_the_store_logs_one_outage_once_however_many_retries(rich: ReplayG
         store.close()
         await hub.aclose()
         await proxy.stop()
+
+
+async def test_a_gateway_that_lost_history_answers_seq_out_of_range_and_we_rebaseline(rich: ReplayGateway) -> None:
+    """We come back asking for frames after seq N; the Gateway's history now ends before N.
+
+    What a restart onto an older database (or a rewind we never heard of) looks like: while
+    we cannot reach it, the run is rewound, so the ``run.time_travel_jumped`` reaches nobody
+    and our ``afterSeq`` is from a future that no longer exists. ``SeqOutOfRange`` must lead
+    to a fresh snapshot (the lower seq is the truth), not to a retry of the same resume.
+    """
+    from .chaos_proxy import ChaosProxy
+    from .gateway.server import free_port
+
+    run_id = rich.run_ids()[0]
+    async with ChaosProxy(rich.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
+        sub = client.devtools(run_id, backoff=fast_backoff(), stop_when_settled=True)
+        tl = Timeline(sub).start()
+        rich.resume()
+        await tl.until(lambda: (sub.tree.seq or 0) >= 6, what="the run under way")
+        rich.pause()
+        proxy.set_upstream(free_port())
+        proxy.cut_all()
+        await tl.until(lambda: len(tl.offline_states()) >= 2, what="unreachable")
+        ours = sub.tree.seq or 0
+        rich.rewind(run_id, 2)  # announced to no one
+        assert rich.run_seq(run_id) < ours
+        proxy.set_upstream(rich.port)
+        await tl.until(lambda: any("SeqOutOfRange" in r.reason for r in tl.resyncs()), what="the refused resume")
+        await tl.until(lambda: sub.tree.seq == 2, what="the rebaseline to the lower seq")
+        rich.resume()
+        await tl.wait(30)
+        truth = await client.get_devtools_snapshot(run_id)
+        assert data_lost(sub.tree, truth) == 0
+        assert tl.settled() is not None and sub.tree.seq == truth["seq"]

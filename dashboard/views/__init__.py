@@ -140,18 +140,27 @@ class TickingHtml(pn.viewable.Viewer):
         self._ticking()
 
     def _ticking(self) -> None:
+        # A plain asyncio timer, not pn.state.add_periodic_callback: started from a store
+        # update (the document is locked then), Panel's PeriodicCallback.start re-schedules
+        # itself on every next tick until the lock is free, which under a stream of store
+        # ticks never settles: a busy loop of ~1,000 restarts a second per session (found by
+        # bench_fanout.py: one idle wall session cost 0.9 of a core).
         want = self._wants_tick()
         if want and self._callback is None:
             try:
-                self._callback = pn.state.add_periodic_callback(self._advance, period=1000)
-            except Exception:  # no session (e.g. rendered once for a test)
-                self._callback = None
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (e.g. rendered once for a test)
+                return
+            self._callback = loop.call_later(1.0, self._advance)
         elif not want and self._callback is not None:
-            self._callback.stop()
+            self._callback.cancel()
             self._callback = None
 
     def _advance(self) -> None:
-        self._tick += 1
+        self._callback = None
+        if not self._pane._models:  # not on any page (session gone): stop until the store moves
+            return
+        self._tick += 1  # re-renders, and _ticking schedules the next second if still wanted
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._pane

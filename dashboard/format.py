@@ -34,24 +34,27 @@ __all__ = [
     "task_summary",
 ]
 
-#: One glyph per DevTools node type: the same icons Smithers' own devtools prints.
+#: One glyph per DevTools node type, from the symbols every desktop font has (DejaVu,
+#: Liberation, Segoe UI Symbol): wall monitors and servers rarely have a colour-emoji font,
+#: and a tofu box reads as "broken". ``dashboard/assets/tree.js`` keeps the same plain set
+#: (its ICONS) and upgrades to emoji only where the browser can draw them.
 NODE_ICONS: Mapping[str, str] = {
-    "workflow": "📋",
-    "task": "⚡",
-    "sequence": "➡️",
-    "parallel": "🛤️",
-    "merge-queue": "🔀",
-    "branch": "🌿",
-    "loop": "🔁",
-    "worktree": "🌳",
-    "approval": "✋",
-    "timer": "⏱️",
-    "subflow": "🔗",
-    "wait-for-event": "📡",
-    "saga": "🔄",
-    "try-catch": "🛡️",
-    "fragment": "📦",
-    "unknown": "❓",
+    "workflow": "▤",
+    "task": "●",
+    "sequence": "→",
+    "parallel": "⇉",
+    "merge-queue": "⇄",
+    "branch": "⋔",
+    "loop": "↻",
+    "worktree": "⎇",
+    "approval": "⚑",
+    "timer": "◔",
+    "subflow": "↪",
+    "wait-for-event": "◷",
+    "saga": "⟲",
+    "try-catch": "◈",
+    "fragment": "▭",
+    "unknown": "?",
 }
 
 #: Task states (``task.state``) to colours. Queued is grey, never green.

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from inspector.client import GatewayClient
+from inspector.history import TaskStateHistory
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import (
     Heartbeat,
@@ -95,6 +96,7 @@ class _Feed:
     settled: Settled | None = None
     events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=2000))
     stop_timer: asyncio.TimerHandle | None = None
+    history: TaskStateHistory = field(default_factory=TaskStateHistory)
 
     def observe(self, item: SubscriptionItem) -> None:
         if isinstance(item, StatusChanged):
@@ -108,8 +110,11 @@ class _Feed:
             name = item.frame.event
             if name.startswith("run.") and name != "run.completed":
                 self.settled = None
-        elif isinstance(item, TreeUpdated) and item.change.rewound:
-            self.settled = None
+        elif isinstance(item, TreeUpdated):
+            # Recorded here, in step with the tree: listeners run later, on a moved tree.
+            self.history.observe(item.tree, item.change)
+            if item.change.rewound:
+                self.settled = None
 
     def catch_up(self) -> list[SubscriptionItem]:
         """What a listener that joins now must be told to be where the others are."""
@@ -232,6 +237,12 @@ class GatewayHub:
         """The shared tree of a watched run (read it, never change it)."""
         feed = self._feeds.get(run_id)
         return feed.tree if feed else None
+
+    def frame_states(self, run_id: str, frame: int) -> dict[int, str] | None:
+        """Task states (DevTools id -> state) at ``frame`` as this process saw them stream,
+        or ``None`` if it did not watch that frame (see :mod:`inspector.history`)."""
+        feed = self._feeds.get(run_id)
+        return feed.history.states_at(frame) if feed else None
 
     def attach(self, run_id: str, listener: Listener) -> Subscription:
         """Start receiving ``run_id``'s subscription items.

@@ -323,7 +323,8 @@ class DevToolsSubscription:
                     item = self._status(ConnectionStatus.OFFLINE, error=str(exc), retry_in=delay)
                     if item:
                         yield item
-                    yield Resynced(f"connection lost: {exc}", exc)
+                    text = str(exc)
+                    yield Resynced(text if text.startswith("connection lost") else f"connection lost: {text}", exc)
                     fresh = self.tree.empty
                 finally:
                     self._conn = None

@@ -308,3 +308,83 @@ def test_tree_js_applies_messages_exactly_like_rows_for(fixture: str, batch: int
     for step, (state, want) in enumerate(zip(states, expected, strict=True)):
         assert state["resyncs"] == 0
         assert state["rows"] == want, f"tree.js differs from rows_for after message {step}"
+
+
+GAP_DRIVER = r"""
+const timers = []
+globalThis.setTimeout = (fn, ms) => { timers.push({fn, ms}); return timers.length }
+globalThis.clearTimeout = (id) => { if (id) timers[id - 1].fn = null }
+const {TreeData} = await import(process.argv[1])
+const msgs = JSON.parse(process.argv[2])
+const data = new TreeData()
+const sent = []
+const model = {send_msg: (m) => sent.push(m)}
+const log = []
+const fire = () => {  // run the due resync timers (not the drain ones) once
+  for (const t of timers.splice(0)) if (t.fn && t.ms > 0) { log.push(t.ms); t.fn() }
+}
+const step = (m) => { data.receive(JSON.stringify(m), model); while (data.inbox.length || data.job) data.drain() }
+step(msgs[0])                                   // reset seq 1
+step(msgs[2])                                   // seq 3: a gap -> ask once
+const afterGap = sent.length
+step(msgs[3])                                   // seq 4: still waiting, no second ask
+const afterMore = sent.length
+fire(); const retry1 = sent.length              // the reset never came: ask again
+fire(); const retry2 = sent.length
+step({...msgs[0], seq: 10})                     // the reset arrives
+fire(); const afterReset = sent.length           // no more asks
+step({...msgs[1], seq: 11})                     // and patches apply again
+console.log(JSON.stringify({afterGap, afterMore, retry1, retry2, afterReset, waits: log, seq: data.seq,
+                            syncing: data.syncing, first: sent[0]}))
+"""
+
+
+def test_tree_js_never_drops_a_gap_for_good(tmp_path: Any) -> None:
+    """A patch that does not follow on asks for a reset once; if the reset never comes the
+    ask is repeated with a growing interval; once a reset is applied the asking stops.
+    (The old code throttled asks and dropped the gap: a run that went quiet right after a
+    gap kept a stale row for good.)"""
+    import shutil
+    import subprocess
+
+    from dashboard.treerows import TreeFeed
+    from dashboard.views.tree import ASSETS
+    from tests.wire import delta, node, snap, task
+
+    node_bin = shutil.which("node")
+    assert node_bin is not None
+    tree = DevToolsTree()
+    tree.apply(snap(node(1, [task(10, "a"), task(11, "b")]), seq=1))
+    feed = TreeFeed()
+    msgs = [feed.reset(tree)]
+    for base, state in ((1, "in-progress"), (2, "finished"), (3, "failed")):
+        op = {"op": "updateTask", "id": 10, "task": task(10, "a", state)["task"]}
+        message = feed.update(tree, [tree.apply(delta(base, op))])
+        assert message is not None
+        msgs.append(message)
+    assert [m["seq"] for m in msgs] == [1, 2, 3, 4]
+    result = subprocess.run(
+        [node_bin, "--input-type=module", "-e", GAP_DRIVER, (ASSETS / "tree.js").as_uri(), json.dumps(msgs)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    out = json.loads(result.stdout)
+    assert out["afterGap"] == 1 and out["first"] == {"type": "ready", "seq": 0, "run": "r"}
+    assert out["afterMore"] == 1, "a second gap while a reset is owed must not ask again"
+    assert (out["retry1"], out["retry2"]) == (2, 3), "an unanswered ask is repeated"
+    assert out["waits"][:2] == [2000, 4000], "with a growing interval"
+    assert out["afterReset"] == 3 and out["syncing"] is False
+    assert out["seq"] == 11
+
+
+def test_tree_js_plain_icons_are_the_servers_icons() -> None:
+    """tree.js falls back to the same glyphs the server-rendered views use, for every node
+    type the Gateway knows (an unknown one gets "?")."""
+    import re
+
+    from dashboard.format import NODE_ICONS
+    from dashboard.views.tree import ASSETS
+
+    source = (ASSETS / "tree.js").read_text(encoding="utf-8")
+    block = source[source.index("const ICONS = {"):source.index("}\n", source.index("const ICONS = {"))]
+    plain = {m.group(1).strip('"'): m.group(2) for m in re.finditer(r'("?[\w-]+"?): \["[^"]+", "([^"]+)"\]', block)}
+    assert plain == dict(NODE_ICONS)

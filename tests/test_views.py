@@ -31,7 +31,7 @@ from dashboard.views.status import connection_html
 from dashboard.views.timeline import build_attempts
 from inspector.tree import DevToolsTree
 
-from .test_hub import FakeFeeds, FakeRpc, make_hub, snapshot_event, task_node, until
+from .test_hub import FakeFeeds, FakeRpc, delta_event, make_hub, set_state, snapshot_event, task_node, until
 
 XSS = "<script>alert('x')</script><img src=x onerror=alert(2)>"
 
@@ -300,6 +300,36 @@ async def test_dashboard_composes_and_follows_deep_links() -> None:
     # Explicit "none", not a missing key: Bokeh keeps a removed style key in the browser.
     assert monitor._content.styles.get("filter") == "none"
     monitor.close()
+    await hub.aclose()
+
+
+async def test_scrubber_shows_the_states_a_frame_had_when_it_streamed_them() -> None:
+    """Gateway 0.32 answers getDevToolsSnapshot(frameNo) with the tasks' CURRENT states (all
+    finished here); for frames the hub watched, the scrubber shows what they were then."""
+    feeds = FakeFeeds()
+    current = {n: snapshot_event("r1", n, [task_node(10, "a", "finished"), task_node(11, "b", "finished")])["snapshot"]
+               for n in range(5)}
+    rpc = FakeRpc({"getDevToolsSnapshot": lambda p: current[p["frameNo"]], "getRun": {}, "listScores": []})
+    hub = make_hub(feeds, rpc)
+    store = RunStore(hub=hub, run_id="r1")
+    scrubber = FrameScrubber(store=store, debounce=0.01)
+    render(scrubber)
+    await until(lambda: "r1" in feeds.queues)
+    feeds.push("r1", snapshot_event("r1", 1, [task_node(10, "a"), task_node(11, "b")]))
+    feeds.push("r1", delta_event(1, [set_state(10, "a", "in-progress")]))
+    feeds.push("r1", delta_event(2, [set_state(10, "a", "finished"), set_state(11, "b", "in-progress")]))
+    feeds.push("r1", delta_event(3, [set_state(11, "b", "finished")]))
+    await until(lambda: scrubber._slider.end == 4)
+    scrubber.show_frame(2)
+    await until(lambda: "Frame 2 of 4" in scrubber._status.object and "loading" not in scrubber._status.object)
+    assert "as this dashboard saw them stream" in scrubber._status.object
+    assert "1 node(s) changed from frame 1" in scrubber._status.object  # a: pending -> in-progress
+    text = html.unescape(scrubber._tree.object)
+    assert ">in-progress<" in text and ">pending<" in text and ">finished<" not in text
+    scrubber.show_frame(0)  # before the hub was watching: said, not guessed
+    await until(lambda: "Frame 0 of 4" in scrubber._status.object and "loading" not in scrubber._status.object)
+    assert "the Gateway's current ones" in scrubber._status.object
+    store.close()
     await hub.aclose()
 
 

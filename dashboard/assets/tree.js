@@ -23,12 +23,18 @@ const OVERSCAN = 8
 const INDENT = 14
 // Must match dashboard/treerows.py WIRE_KEYS.
 const WIRE = ["id", "parent", "depth", "type", "label", "state", "nodeId", "attempt", "maxAttempts", "iteration"]
+// [emoji, plain]: the plain glyphs are dashboard/format.py NODE_ICONS (keep them in step).
 const ICONS = {
   workflow: ["📋", "▤"], task: ["●", "●"], sequence: ["➡", "→"], parallel: ["⇶", "⇉"],
-  loop: ["↻", "↻"], approval: ["✋", "⚑"], branch: ["⑂", "⋔"], timer: ["⏱", "◔"], unknown: ["❓", "?"],
+  "merge-queue": ["🔀", "⇄"], branch: ["⑂", "⋔"], loop: ["↻", "↻"], worktree: ["🌳", "⎇"],
+  approval: ["✋", "⚑"], timer: ["⏱", "◔"], subflow: ["🔗", "↪"], "wait-for-event": ["📡", "◷"],
+  saga: ["🔄", "⟲"], "try-catch": ["🛡", "◈"], fragment: ["📦", "▭"], unknown: ["❓", "?"],
 }
 const RUNNING = new Set(["in-progress", "retrying"])
-const MIN_RESYNC_MS = 2000
+// After asking for a reset, wait this long for it before asking again, doubling up to
+// the maximum (a server that is gone is not flooded; one that dropped the ask is retried).
+const RESYNC_RETRY_MS = 2000
+const RESYNC_RETRY_MAX_MS = 30000
 const SLICE_MS = 12
 const FORGET_MS = 60000
 const NUMBER = new Intl.NumberFormat()  // toLocaleString builds a formatter per call
@@ -108,7 +114,13 @@ class TreeData {
     this.visible = []
     this.dirty = true
     this.views = new Set()
-    this.lastResync = 0
+    // A reset has been asked for and not applied yet: patches that do not follow on are
+    // dropped quietly meanwhile (the reset covers them), and the ask is repeated if the
+    // reset never comes. Never "drop a gap and hope": a run that goes quiet right after
+    // a gap must still end up showing the server's rows.
+    this.syncing = false
+    this.syncTimer = null
+    this.syncRetryMs = RESYNC_RETRY_MS
     // Timings for tests and profiling (milliseconds): the longest slice of message work,
     // the last visible-list rebuild and the slowest frame.
     this.stats = {resets: 0, patches: 0, maxSliceMs: 0, lastVisibleMs: 0, maxFrameMs: 0}
@@ -175,7 +187,8 @@ class TreeData {
       if (msg.seq <= this.seq) { return null }  // a duplicate (two handlers) or stale
       if (msg.type === "reset") { return this.reset(msg) }
       if (msg.seq !== this.seq + 1) {
-        this.resync(model)
+        this.stats.gaps = (this.stats.gaps ?? 0) + 1
+        if (!this.syncing) { this.resync(model) }
         return null
       }
       this.notify(this.patch(msg))
@@ -198,11 +211,26 @@ class TreeData {
     return null
   }
 
-  resync(model) {
-    const now = performance.now()
-    if (now - this.lastResync < MIN_RESYNC_MS) { return }
-    this.lastResync = now
-    model.send_msg({type: "ready", seq: 0, run: this.run ?? null})
+  // Ask the server for a reset (seq 0: "I have nothing you can patch") and keep asking,
+  // with a growing interval, until one is applied (see reset()).
+  resync(model, seq = 0) {
+    this.syncing = true
+    clearTimeout(this.syncTimer)
+    this.stats.resyncs = (this.stats.resyncs ?? 0) + 1
+    model.send_msg({type: "ready", seq, run: this.run ?? null})
+    const wait = this.syncRetryMs
+    this.syncRetryMs = Math.min(wait * 2, RESYNC_RETRY_MAX_MS)
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = null
+      if (this.syncing) { this.resync(model) }
+    }, wait)
+  }
+
+  synced() {
+    this.syncing = false
+    clearTimeout(this.syncTimer)
+    this.syncTimer = null
+    this.syncRetryMs = RESYNC_RETRY_MS
   }
 
   * reset(msg) {
@@ -252,6 +280,7 @@ class TreeData {
     if (follow !== null) { this.followId = follow }
     this.dirty = true
     this.stats.resets++
+    this.synced()
     return {structure: true, reset: true, newRun}
   }
 
@@ -842,12 +871,22 @@ export function render({model, el: host}) {
     // a closed component never comes back).
     if (!data.views.size) {
       clearTimeout(data.forget)
-      data.forget = setTimeout(() => { if (!data.views.size) { DATA.delete(model.id) } }, FORGET_MS)
+      data.forget = setTimeout(() => {
+        if (!data.views.size) {
+          data.synced()  // stop asking for a reset nobody will look at
+          DATA.delete(model.id)
+        }
+      }, FORGET_MS)
     }
   })
   // Tests and the debug overlay read this; it is not an API.
   host.__smithersTree = data
-  model.send_msg({type: "ready", seq: data.seq, run: data.run ?? null})
+  if (data.seq === 0) {
+    // Nothing yet: a reset is owed, and asked for again if it does not come.
+    data.resync(model, 0)
+  } else {
+    model.send_msg({type: "ready", seq: data.seq, run: data.run ?? null})
+  }
 }
 
 // For tests (tests/test_tree_view.py drives TreeData under Node); not an API.

@@ -29,7 +29,7 @@ from . import Throttle, plaintext, stylesheet
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["KINDS", "EventLog", "RecentEvents", "events_frame", "filter_events"]
+__all__ = ["KINDS", "QUIET_EVENTS", "EventLog", "RecentEvents", "events_frame", "filter_events"]
 
 #: Event-kind filter choices: label -> name prefixes.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -40,6 +40,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "approvals": ("approval.", "node.waiting_approval"),
     "connection": ("connection.", "stream."),
 }
+#: Events the wall list leaves out: a heartbeat every few seconds would push everything
+#: that happened off the screen of a quiet run (the badge shows the last heartbeat).
+QUIET_EVENTS = frozenset({"run.heartbeat", "heartbeat", "tick"})
 _COLUMNS = ["time", "event", "nodeId", "iteration", "state", "attempt", "message"]
 #: Hidden arrival number: the table sorts on it (newest first) in the browser.
 _ORDER = "n"
@@ -192,8 +195,12 @@ class RecentEvents(pn.viewable.Viewer):
 
     def _render(self) -> str:
         events = self.store.events
-        rows = []
-        for e in reversed(events[-self.limit :]):
+        rows: list[str] = []
+        for e in reversed(events):
+            if len(rows) >= self.limit:
+                break
+            if e.event in QUIET_EVENTS:
+                continue
             when = datetime.fromtimestamp(e.time).strftime("%H:%M:%S")
             detail = " · ".join(x for x in (e.node_id or "", e.state or "", e.message) if x)
             rows.append(

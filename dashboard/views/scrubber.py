@@ -9,8 +9,11 @@ that changed from the frame before highlighted (via :func:`inspector.treediff.di
 cached frames past the jump target are forgotten: they belong to a history that no longer
 exists. A late answer for a frame the slider has left is dropped.
 
-Note (Gateway 0.32): historical snapshots carry the tasks' *current* states
-(S getDevToolsSnapshot.js), so states shown for old frames may be newer than the frame.
+Task states: Gateway 0.32's historical snapshots carry the tasks' *current* states
+(its getDevToolsSnapshot.js attaches them from the node table), so a finished run's frame 2
+comes back all ``finished``. Where this process watched the stream at that frame, the
+scrubber shows the states the stream had then (:mod:`inspector.history`, kept by the hub)
+and says so; elsewhere it shows the Gateway's states and says that they are current ones.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..format import node_icon, state_colour, state_label
 from ..store import RunStore
 from . import stylesheet
 
-__all__ = ["FrameScrubber", "changed_ids", "frame_html"]
+__all__ = ["FrameScrubber", "changed_ids", "frame_html", "with_states"]
 
 
 def changed_ids(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> set[int]:
@@ -45,6 +48,24 @@ def changed_ids(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> s
             out.add(int(op["id"]))
         elif kind in ("addNode", "replaceRoot"):
             out.update(subtree_ids(op["node"]))
+    return out
+
+
+def with_states(node: Mapping[str, Any], states: Mapping[int, str]) -> dict[str, Any]:
+    """A copy of a wire tree whose task states are the ones in ``states`` (by DevTools id).
+
+    Task nodes missing from ``states`` did not exist, as tasks, at that frame in what was
+    observed; they keep the Gateway's state. The input (a shared, cached answer) is not
+    changed.
+    """
+    out = dict(node)
+    task = node.get("task")
+    node_id = node.get("id")
+    if isinstance(task, Mapping) and isinstance(node_id, int) and node_id in states:
+        out["task"] = {**task, "state": states[node_id]}
+    children = node.get("children")
+    if isinstance(children, list):
+        out["children"] = [with_states(c, states) if isinstance(c, Mapping) else c for c in children]
     return out
 
 
@@ -236,14 +257,38 @@ class FrameScrubber(pn.viewable.Viewer):
             return  # the slider moved on while we were fetching
         root = snap.get("root") if isinstance(snap.get("root"), Mapping) else None
         prev = before.get("root") if before and isinstance(before.get("root"), Mapping) else None
+        root, prev, observed = self._as_streamed(run_id, frame, root, prev)
         changed = changed_ids(prev, root) if root is not None else set()
+        where = (
+            "task states as this dashboard saw them stream at that frame"
+            if observed
+            else "task states are the Gateway's current ones (Smithers keeps each frame's structure, "
+            "not its states, and this dashboard was not watching then)"
+        )
         with pn.io.hold():
             self._status.object = (
-                f"Frame {frame} of {self._latest()} · {len(changed)} node(s) changed from frame {frame - 1}"
+                f"Frame {frame} of {self._latest()} · {len(changed)} node(s) changed from frame {frame - 1} · {where}"
                 if frame > 0
-                else f"Frame 0 of {self._latest()}"
+                else f"Frame 0 of {self._latest()} · {where}"
             )
             self._tree.object = frame_html(root, changed)
+
+    def _as_streamed(
+        self, run_id: str, frame: int, root: Mapping[str, Any] | None, prev: Mapping[str, Any] | None
+    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None, bool]:
+        """The two frames with the task states they had, where the hub watched them."""
+        hub = self.store.hub
+        frame_states = getattr(hub, "frame_states", None)
+        if root is None or frame_states is None:
+            return root, prev, False
+        states = frame_states(run_id, frame)
+        if states is None:
+            return root, prev, False
+        root = with_states(root, states)
+        if prev is not None:
+            before = frame_states(run_id, frame - 1)
+            prev = with_states(prev, before) if before is not None else None
+        return root, prev, True
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(

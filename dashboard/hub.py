@@ -106,9 +106,12 @@ class _Feed:
         elif isinstance(item, Settled):
             self.settled = item
         elif isinstance(item, RunEvent):
-            self.events.append(item)
             name = item.frame.event
-            if name.startswith("run.") and name != "run.completed":
+            if name == "run.heartbeat":  # liveness, not history: late joiners need only the last
+                self.last_heartbeat = time.time()
+                return
+            self.events.append(item)
+            if name.startswith("run.") and name != "run.completed" and not item.replayed:
                 self.settled = None
         elif isinstance(item, TreeUpdated):
             # Recorded here, in step with the tree: listeners run later, on a moved tree.

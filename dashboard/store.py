@@ -137,6 +137,10 @@ def event_record(item: RunEvent, at: float | None = None) -> EventRecord:
     )
 
 
+#: The Gateway's per-run liveness event: kept as ``last_heartbeat``, not in the event log.
+RUN_HEARTBEAT = "run.heartbeat"
+
+
 class RunStore(param.Parameterized):
     """One session's view of one run (see the module docstring).
 
@@ -166,7 +170,8 @@ class RunStore(param.Parameterized):
         Seconds until the next reconnect attempt (when offline or unauthorized).""")
 
     last_heartbeat = param.Number(default=None, allow_None=True, doc="""
-        Wall-clock time of the Gateway's last ``tick`` heartbeat.""")
+        Wall-clock time of the Gateway's last heartbeat (a socket ``tick`` or a
+        ``run.heartbeat`` event).""")
 
     run = param.Dict(default={}, doc="""
         The ``getRun`` record (workflowName, status, startedAtMs, finishedAtMs, errorJson,
@@ -406,6 +411,10 @@ class RunStore(param.Parameterized):
                 self._logged_outage = None
         elif isinstance(item, Heartbeat):
             pending["last_heartbeat"] = item.at
+        elif isinstance(item, RunEvent) and item.frame.event == RUN_HEARTBEAT:
+            # Once a second, for as long as anyone watches, even a finished run: logged, it
+            # would push the run's history out of the ring buffer within the hour.
+            pending["last_heartbeat"] = getattr(item, "received_at", None) or time.time()
         elif isinstance(item, RunEvent):
             record = event_record(item)
             self._pending_events.append(record)
@@ -416,8 +425,8 @@ class RunStore(param.Parameterized):
                 self._pending_refresh.add("scores")
                 if self._selected_key is not None and record.node_id == self._selected_key[0]:
                     self._pending_refresh.add("node")
-            if name.startswith("run.") and name != "run.completed":
-                pending["settled"] = False
+            if name.startswith("run.") and name != "run.completed" and not item.replayed:
+                pending["settled"] = False  # the run moved again (history says nothing new)
         elif isinstance(item, Settled):
             pending["settled"] = True
             self._pending_refresh.update(("run", "scores", "node"))

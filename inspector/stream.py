@@ -34,7 +34,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -60,6 +60,7 @@ __all__ = [
     "DevToolsSubscription",
     "Heartbeat",
     "Resynced",
+    "durable_run_events",
     "RunEvent",
     "Settled",
     "StatusChanged",
@@ -150,6 +151,50 @@ def _dotted(name: str) -> str:
     return str(words[0]).lower() + "." + "_".join(str(w).lower() for w in words[1:])
 
 
+#: Durable history entries that are bookkeeping, not something that happened to the run.
+_DURABLE_SKIP = frozenset({"FrameCommitted", "SnapshotCaptured"})
+#: Durable run endings -> the live ``run.completed`` status.
+_DURABLE_RUN_END = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
+#: The ``state`` a live node event carries, for durable entries (which carry none).
+_NODE_EVENT_STATE = {
+    "node.pending": "pending", "node.started": "in-progress", "node.retrying": "in-progress",
+    "node.finished": "finished", "node.failed": "failed", "node.cancelled": "cancelled", "node.skipped": "skipped",
+}
+
+
+def durable_run_events(rows: Iterable[Mapping[str, Any]], run_id: str) -> list[RunEvent]:
+    """The Gateway's durable event history (``/v1/api/events`` rows, oldest first) as the
+    replayed :class:`RunEvent` s its ``streamRunEvents`` would have sent, with their times.
+
+    The Gateway keeps a run's replay window in memory only until a second after the run
+    ends (``RUN_EVENT_TERMINAL_WINDOW_GRACE_MS`` in its gateway.js); a run opened later gets
+    an empty replay. Its durable history still has every event, under other names
+    (``NodeStarted`` for ``node.started``, ``RunFinished`` for ``run.completed``) and
+    without the live payloads' ``state``: both are put back here.
+    """
+    out: list[RunEvent] = []
+    for row in rows:
+        kind = row.get("event")
+        if not isinstance(kind, str) or kind in _DURABLE_SKIP:
+            continue
+        raw = row.get("payload")
+        payload: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
+        payload.pop("type", None)
+        payload.pop("correlation", None)
+        payload["runId"] = run_id
+        if kind in _DURABLE_RUN_END:
+            name = "run.completed"
+            payload.setdefault("status", _DURABLE_RUN_END[kind])
+        else:
+            name = _dotted(kind)
+            if name in _NODE_EVENT_STATE:
+                payload.setdefault("state", _NODE_EVENT_STATE[name])
+        stamp = row.get("timestampMs", payload.get("timestampMs"))
+        at = stamp / 1000.0 if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
+        out.append(RunEvent(EventFrame(name, payload), None, True, at))
+    return out
+
+
 def _take_time(times: dict[tuple[str, str], list[float]], frame: EventFrame) -> float | None:
     """The timestamp of the next unclaimed history event matching ``frame``."""
     payload = frame.payload if isinstance(frame.payload, Mapping) else {}
@@ -206,6 +251,10 @@ class DevToolsSubscription:
         self._started = False
         self._conn: GatewayConnection | None = None
         self._event_seq = 0  # last run-event seq seen, so a reconnect does not repeat history
+        self._durable_replayed = False  # the durable history stood in for an empty replay
+        self._durable_task: asyncio.Future[list[dict[str, Any]]] | None = None
+        #: How long the durable event history may take to load (in the background).
+        self.durable_history_timeout = 20.0
 
     def __repr__(self) -> str:
         return f"DevToolsSubscription({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -328,6 +377,9 @@ class DevToolsSubscription:
                     fresh = self.tree.empty
                 finally:
                     self._conn = None
+                    if self._durable_task is not None:
+                        self._durable_task.cancel()
+                        self._durable_task = None
                     await conn.close()
                 if delay and not await self._pause(delay):
                     return
@@ -354,6 +406,7 @@ class DevToolsSubscription:
         # or delivered if the Gateway refused the stream.
         held: list[RunEvent] | None = []
         history_times: dict[tuple[str, str], list[float]] | None = None
+        durable: asyncio.Future[list[dict[str, Any]]] | None = None
         stream_id: str | None = None
         stream_answered = False
         online = False
@@ -394,6 +447,24 @@ class DevToolsSubscription:
                         for event in held:
                             yield event
                     held = None
+            if (
+                durable is None
+                and not self._durable_replayed
+                and history_until == 0
+                and self._event_seq == 0
+                and is_terminal_run_status(self.run_status)
+            ):
+                # A finished run's replay is empty once the Gateway let its window go: read
+                # the durable history instead, in the background (the tree does not wait).
+                durable = self._durable_task = asyncio.ensure_future(
+                    asyncio.wait_for(self.client.list_run_events(self.run_id), self.durable_history_timeout)
+                )
+            if durable is not None and durable.done():
+                self._durable_replayed = True
+                self._durable_task = None
+                for event in self._durable_events(durable):
+                    yield event
+                durable = None
             if settle_at is not None and got_snapshot and time.monotonic() >= settle_at:
                 settle_at = None
                 async for out in self._reconcile(conn):
@@ -404,7 +475,7 @@ class DevToolsSubscription:
             if time.monotonic() - connected_at >= self.backoff.healthy_after:
                 healthy()
 
-            waiting = [f for f in (None if stream_answered else stream_req, run_req) if f is not None]
+            waiting = [f for f in (None if stream_answered else stream_req, run_req, durable) if f is not None]
             timeout = stall
             if settle_at is not None and got_snapshot:
                 timeout = max(0.0, min(stall, settle_at - time.monotonic()))
@@ -495,6 +566,18 @@ class DevToolsSubscription:
             yield event
 
     # ------------------------------------------------------------------ frame handling
+
+    def _durable_events(self, loaded: asyncio.Future[list[dict[str, Any]]]) -> list[RunEvent]:
+        """The durable history as replayed events; nothing (and a log line) if it failed."""
+        try:
+            rows = loaded.result()
+        except TimeoutError:
+            log.info("durable event history for %s took over %.0f s", self.run_id, self.durable_history_timeout)
+            return []
+        except (GatewayRpcError, GatewayUnavailable) as exc:
+            log.info("no durable event history for %s: %s", self.run_id, exc)
+            return []
+        return durable_run_events(rows, self.run_id)
 
     async def _history_times(self) -> dict[tuple[str, str], list[float]]:
         """When each past node event happened, from the durable history (best effort)."""

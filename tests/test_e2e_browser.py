@@ -168,6 +168,25 @@ def test_script_output_renders_as_text_without_a_dialog(
     assert browser_log.dialogs == []
 
 
+def test_a_run_opened_after_it_finished_shows_its_history(
+    gateway: GatewayServer, dashboard: DashboardServer, page: Page
+) -> None:
+    """Nobody watched the run live: its node events come from the Gateway's replay
+    (streamRunEvents) with the times of its durable history, into the Events tab and the
+    Timeline (``rich``: 14 task rows, ``flaky`` fails once and is retried)."""
+    run_id = gateway.launch_run("rich")
+    gateway.wait_for_run(run_id, timeout=60)
+    open_run(page, dashboard, run_id)
+    page.locator(".bk-tab", has_text=re.compile(r"^Timeline$")).last.click()
+    expect(page.get_by_text("15 attempts on 14 tasks · 1 failed · 1 retries")).to_be_visible(timeout=30_000)
+    page.locator(".bk-tab", has_text=re.compile(r"^Events$")).last.click()
+    page.get_by_placeholder("Filter: node, event, message…").fill("flaky")
+    for event in ("node.started", "node.failed", "node.retrying", "node.finished"):
+        expect(page.locator(".tabulator-cell", has_text=event).first).to_be_visible(timeout=20_000)
+    times = {t.strip() for t in page.locator('.tabulator-cell[tabulator-field="time"]').all_inner_texts()}
+    assert len(times) >= 4, f"history events must keep their own times, not one replay time: {times}"
+
+
 # ---------------------------------------------------------------------------- 3. rewind
 
 

@@ -219,6 +219,51 @@ async def test_run_event_history_is_replayed_once_and_marked(gateway: GatewaySer
     assert when[("node.finished", "ship")] <= run["finishedAtMs"] / 1000 + 1
 
 
+async def replay_window(client: GatewayClient, run_id: str) -> int:
+    """``currentSeq`` of the Gateway's in-memory replay window for a run (0: none)."""
+    conn = await client.open()
+    try:
+        answer = await (await conn.send_request("streamRunEvents", {"runId": run_id, "afterSeq": 0}))
+        assert answer.ok, answer
+        return int(answer.payload["currentSeq"])
+    finally:
+        await conn.close()
+
+
+async def test_a_run_opened_after_the_gateway_dropped_its_replay_still_has_its_history(gateway: GatewayServer) -> None:
+    """The Gateway keeps a run's replay window for one second after the run ends; a viewer
+    opening the run later gets an empty replay. The durable history (/v1/api/events) stands
+    in: every node event, replayed, with the Gateway's own times and the live names/states."""
+    from collections import Counter
+
+    from inspector.stream import RunEvent
+
+    run_id = await asyncio.to_thread(gateway.launch_run, "rich")
+    await asyncio.to_thread(gateway.wait_for_run, run_id)
+    async with GatewayClient(gateway.url, "op-token") as client:
+        deadline = time.monotonic() + 30
+        while await replay_window(client, run_id) != 0:
+            assert time.monotonic() < deadline, "the Gateway kept the replay window: the test cannot tell the paths apart"
+            await asyncio.sleep(0.2)
+        w = Watch(client.devtools(run_id, stop_when_settled=True))
+        await asyncio.wait_for(w.task, 60)
+        history = await client.list_run_events(run_id)
+    names = {"NodeStarted": "node.started", "NodeFinished": "node.finished", "NodeFailed": "node.failed",
+             "NodeRetrying": "node.retrying", "NodePending": "node.pending"}
+    expected = Counter((names[r["event"]], r["payload"]["nodeId"]) for r in history if r["event"] in names)
+    events = [e for e in w.of(RunEvent) if e.frame.event.startswith("node.")]
+    assert Counter((e.frame.event, e.frame.payload["nodeId"]) for e in events) == expected
+    assert all(e.replayed and e.at is not None for e in events)
+    states = {e.frame.event: e.frame.payload.get("state") for e in events}
+    assert states == {"node.pending": "pending", "node.started": "in-progress", "node.retrying": "in-progress",
+                      "node.finished": "finished", "node.failed": "failed"}
+    times = [e.at for e in events]
+    assert times == sorted(times)
+    completed = [e for e in w.of(RunEvent) if e.frame.event == "run.completed"]
+    assert completed and completed[0].frame.payload["status"] == "finished"
+    assert w.sub.settled
+
+
 async def test_joining_mid_run_sees_every_node_event_exactly_once(make_gateway: GatewayFactory) -> None:
     """History (replayed) and news (live) meet without a gap or a duplicate."""
     from collections import Counter

@@ -283,3 +283,21 @@ def test_store_without_hub_is_inert() -> None:
 
 
 _ = httpx  # used by the rewind test
+
+
+async def test_run_heartbeats_keep_time_but_never_fill_the_log() -> None:
+    """``run.heartbeat`` comes every second, even for a finished run: logged, 2,000 of them
+    would push the run's whole history out of the ring buffer in about half an hour."""
+    feeds, rpc = FakeFeeds(), FakeRpc(answers())
+    hub = make_hub(feeds, rpc)
+    store = RunStore(hub=hub, run_id="r1", max_events=10)
+    await started(feeds, "r1")
+    feeds.push("r1", run_event("r1", "node.finished", nodeId="a"), *[run_event("r1", "run.heartbeat") for _ in range(20)])
+    await until(lambda: store.last_heartbeat is not None and len(store.events) == 1)
+    assert [e.event for e in store.events] == ["node.finished"]
+    late = RunStore(hub=hub, run_id="r1")  # a late joiner's catch-up has no heartbeats either
+    await until(lambda: len(late.events) == 1)
+    assert late.last_heartbeat is not None
+    late.close()
+    store.close()
+    await hub.aclose()

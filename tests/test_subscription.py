@@ -302,3 +302,28 @@ async def test_tree_updates_carry_the_change() -> None:
         assert change.kind == "delta" and change.updated == (104,) and not change.rebuilt
         await w.stop()
         await client.aclose()
+
+
+def test_durable_history_rows_become_the_live_events() -> None:
+    """/v1/api/events rows -> the RunEvents streamRunEvents would have replayed."""
+    from inspector.stream import durable_run_events
+
+    rows = [
+        {"seq": 0, "event": "RunStarted", "payload": {"type": "RunStarted", "runId": "r", "timestampMs": 1000}, "timestampMs": 1000},
+        {"seq": 1, "event": "FrameCommitted", "payload": {"frameNo": 1}, "timestampMs": 1001},
+        {"seq": 2, "event": "NodeStarted", "payload": {"type": "NodeStarted", "nodeId": "a", "iteration": 0, "attempt": 1,
+                                                       "correlation": {"runId": "r"}}, "timestampMs": 1500},
+        {"seq": 3, "event": "NodeFailed", "payload": {"nodeId": "a", "error": {"message": "boom"}}, "timestampMs": 2000},
+        {"seq": 4, "event": "NodeWaitingApproval", "payload": {"nodeId": "gate"}, "timestampMs": 2500},
+        {"seq": 5, "event": "RunFailed", "payload": {}, "timestampMs": 3000},
+        {"seq": 6, "payload": {}},  # no event name: skipped
+    ]
+    events = durable_run_events(rows, "r")
+    assert [(e.frame.event, e.at) for e in events] == [
+        ("run.started", 1.0), ("node.started", 1.5), ("node.failed", 2.0), ("node.waiting_approval", 2.5),
+        ("run.completed", 3.0)]
+    assert all(e.replayed and e.seq is None and e.frame.payload["runId"] == "r" for e in events)
+    started, failed = events[1].frame.payload, events[2].frame.payload
+    assert started == {"runId": "r", "nodeId": "a", "iteration": 0, "attempt": 1, "state": "in-progress"}
+    assert failed["state"] == "failed" and failed["error"] == {"message": "boom"}
+    assert events[-1].frame.payload["status"] == "failed"

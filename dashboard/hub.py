@@ -192,6 +192,8 @@ class GatewayHub:
         self.grace = grace
         self.event_history = event_history
         self.crash_retry = crash_retry
+        #: Bound on shared read answers kept (done ones are evicted oldest first).
+        self.max_cached_reads = 256
         self._source = source or (lambda run_id, tree: client.devtools(run_id, tree=tree))
         self._feeds: dict[str, _Feed] = {}
         self._keys = 0
@@ -368,7 +370,7 @@ class GatewayHub:
             if fresh:
                 self.stats.reads_shared += 1
                 return await asyncio.shield(fut)
-        if len(self._reads) > 512:
+        if len(self._reads) >= self.max_cached_reads:
             self._prune_reads(now)
         fut = asyncio.ensure_future(self._read_once(method, params))
         self._reads[key] = _Cached(now, fut)
@@ -380,7 +382,13 @@ class GatewayHub:
         return result
 
     def _prune_reads(self, now: float) -> None:
+        """Drop answers older than 30 s; if that is not enough, the oldest answers (a burst
+        of distinct reads, e.g. frames scrubbed on a 10,000-node run, holds a snapshot
+        each). Reads in flight stay: their callers are waiting on them."""
         for key in [k for k, c in self._reads.items() if c.future.done() and now - c.at > 30]:
+            del self._reads[key]
+        excess = len(self._reads) - self.max_cached_reads // 2
+        for key in [k for k, c in self._reads.items() if c.future.done()][: max(0, excess)]:
             del self._reads[key]
 
     def forget_reads(self, run_id: str | None = None) -> None:

@@ -42,6 +42,7 @@ from .errors import (
     ErrorCode,
     FrameDecodeError,
     GatewayRpcError,
+    GatewayStalled,
     GatewayUnavailable,
 )
 from .protocol import (
@@ -207,7 +208,14 @@ class GatewayConnection:
         self._reader = asyncio.create_task(self._read_loop(), name="gateway-reader")
         return self.hello
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        """Close the socket; ``abort`` drops the TCP connection at once (a stalled peer
+        would keep a polite close waiting for its ``close_timeout``)."""
+        if abort:
+            transport = getattr(self._ws, "transport", None)
+            if transport is not None:
+                with contextlib.suppress(Exception):
+                    transport.abort()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(BaseException):
@@ -331,7 +339,7 @@ class GatewayConnection:
         except TimeoutError:
             if idle_ok:
                 return None
-            raise GatewayUnavailable(f"no frame from the gateway for {timeout:g} s") from None
+            raise GatewayStalled(f"no frame from the gateway for {timeout:g} s") from None
         if item is _CLOSED:
             self._events.put_nowait(_CLOSED)  # stay closed for later callers
             raise self._closed_reason or GatewayUnavailable("connection closed")

@@ -25,6 +25,7 @@ __all__ = [
     "FrameDecodeError",
     "GatewayError",
     "GatewayRpcError",
+    "GatewayStalled",
     "GatewayUnavailable",
     "InvalidDelta",
     "InvalidSnapshot",
@@ -157,6 +158,13 @@ class GatewayUnavailable(GatewayError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class GatewayStalled(GatewayUnavailable):
+    """The socket stayed silent past the stall timeout (no frame, no heartbeat).
+
+    A stalled peer will not answer a closing handshake either: the connection is aborted,
+    not closed politely, so recovery does not wait on it."""
 
 
 class GatewayRpcError(GatewayError):

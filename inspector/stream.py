@@ -38,7 +38,14 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .errors import DevToolsError, ErrorCode, FrameDecodeError, GatewayRpcError, GatewayUnavailable
+from .errors import (
+    DevToolsError,
+    ErrorCode,
+    FrameDecodeError,
+    GatewayRpcError,
+    GatewayStalled,
+    GatewayUnavailable,
+)
 from .protocol import (
     DevToolsDelta,
     DevToolsSnapshot,
@@ -334,6 +341,7 @@ class DevToolsSubscription:
                 self.stats.connects += 1
                 delay = 0.0
                 self._conn = conn
+                stalled = False
                 try:
                     async for out in self._session(conn, fresh):
                         yield out
@@ -365,6 +373,9 @@ class DevToolsSubscription:
                             yield item
                     fresh = True
                 except GatewayUnavailable as exc:
+                    stalled = isinstance(exc, GatewayStalled)
+                    if stalled:
+                        await conn.close(abort=True)  # now: a silent peer would stall a polite close
                     self.stats.reasons["connection lost"] += 1
                     delay = 0.0 if self._healthy else self.backoff.delay()
                     if self._healthy:
@@ -380,7 +391,7 @@ class DevToolsSubscription:
                     if self._durable_task is not None:
                         self._durable_task.cancel()
                         self._durable_task = None
-                    await conn.close()
+                    await conn.close(abort=stalled)
                 if delay and not await self._pause(delay):
                     return
         finally:
@@ -415,7 +426,9 @@ class DevToolsSubscription:
         stall = self.stall_timeout or max(45.0, 3 * conn.heartbeat_ms / 1000)
 
         def healthy() -> None:
-            if not self._healthy:
+            # Only a session that delivered the tree counts: a Gateway that takes the socket
+            # and ticks but never sends a snapshot must not reset the backoff each time.
+            if not self._healthy and got_snapshot:
                 self._healthy = True
                 self.backoff.reset()
 

@@ -60,6 +60,10 @@ class Plan:
     reject: bool = False
     before_response: bool = False
     hello_heartbeat_ms: int = 15_000
+    #: Answer ``streamDevTools`` but never send the snapshot (a broken Gateway).
+    no_snapshot: bool = False
+    #: Seconds the peer keeps the socket up (sending ``tick`` s) before ``then``.
+    linger: float = 0.0
 
 
 class ScriptedGateway:
@@ -183,7 +187,8 @@ class ScriptedGateway:
         if not plan.before_response:
             await ws.send(response)
         sent_seq = self.truth.seq or 0
-        await ws.send(self._devtools(stream_id, self.snapshot_event()))
+        if not plan.no_snapshot:
+            await ws.send(self._devtools(stream_id, self.snapshot_event()))
         if plan.before_response:
             await ws.send(response)
         for frame in plan.frames:
@@ -193,6 +198,11 @@ class ScriptedGateway:
                 await ws.send(json.dumps(frame).replace("$STREAM", stream_id))
             else:
                 await ws.send(frame)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + plan.linger
+        while loop.time() < until:  # the peer's behaviour, paced: not a test's synchronisation
+            await ws.send(json.dumps({"type": "event", "event": "tick", "payload": {"ts": 0}}))
+            await asyncio.sleep(0.02)
         if plan.then == "close":
             await ws.close(plan.close_code, "scripted close")
             return

@@ -45,7 +45,7 @@ from inspector.tree import DevToolsTree
 
 from .chaos_proxy import Timeline, data_lost
 from .scripted_gateway import Plan, ScriptedGateway, task_node
-from .test_subscription import equal_to_truth, fast_backoff, watch
+from .test_subscription import Watch, equal_to_truth, fast_backoff, watch
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -644,3 +644,22 @@ async def test_a_gateway_that_lost_history_answers_seq_out_of_range_and_we_rebas
         truth = await client.get_devtools_snapshot(run_id)
         assert data_lost(sub.tree, truth) == 0
         assert tl.settled() is not None and sub.tree.seq == truth["seq"]
+
+
+async def test_a_gateway_that_ticks_but_never_sends_the_tree_is_backed_off() -> None:
+    """A session counts as healthy (and resets the backoff) only once it delivered the tree:
+    a peer that takes the socket, answers and ticks past ``healthy_after`` but never sends a
+    snapshot must see the retry delays grow, not a hot loop at the base delay."""
+    async with ScriptedGateway() as gw:
+        broken = Plan(no_snapshot=True, linger=0.15, then="close")
+        gw.plans = [broken] * 6
+        client = GatewayClient(gw.url, "tok")
+        backoff = Backoff(base=0.05, cap=5.0, healthy_after=0.05)
+        w = Watch(client.devtools(gw.run_id, backoff=backoff))
+        await w.until(lambda: gw.connections >= 7, timeout=30)
+        assert backoff.attempt >= 6, "every broken session must count as a failed attempt"
+        await w.until(equal_to_truth(gw, w), timeout=30)  # the seventh connection is honest
+        await gw.advance(set_state(gw, 100, "in-progress"))  # ... and streams: healthy, reset
+        await w.until(lambda: backoff.attempt == 0, timeout=10)
+        await w.stop()
+        await client.aclose()

@@ -329,3 +329,15 @@ async def test_twelve_stores_on_one_run_cost_one_gateway_connection(gateway: Any
 def _no_shared_hubs_leak() -> Any:
     yield
     GatewayHub._registry.clear()
+
+
+async def test_shared_read_cache_is_bounded_hard() -> None:
+    """Hundreds of distinct reads within seconds (frames scrubbed on a big run) must not
+    pile up: the cache evicts the oldest answers, never one still in flight."""
+    feeds, rpc = FakeFeeds(), FakeRpc({"getDevToolsSnapshot": lambda p: {"frame": p["frameNo"]}})
+    hub = make_hub(feeds, rpc)
+    hub.max_cached_reads = 20
+    for frame in range(200):
+        assert await hub.read("getDevToolsSnapshot", {"runId": "r", "frameNo": frame}) == {"frame": frame}
+        assert len(hub._reads) <= 20
+    await hub.aclose()

@@ -8,32 +8,37 @@ Built from the run events the store logged (``node.pending`` gives a node's iter
 Live node events carry no timestamps: their times are when the hub received them (a few
 ms after the fact). Events from before we looked come from the Gateway's event replay
 (``streamRunEvents``) stamped with the times of its durable history (``/v1/api/events``).
+
+The chart is ONE Bokeh figure for the life of the view, updated in place
+(:class:`InPlaceChart`): a redraw replaces its ``ColumnDataSource.data``, its row factors
+and its height, never the figure. Replacing the figure (what a new HoloViews object in a
+``pn.pane.HoloViews`` does) made the browser build a new plot view per redraw: 0.3-0.5 s of
+main-thread time on a big live run (docs/performance.md, section 2), and 0.4-0.7 s of the
+server's loop. Hover tooltips use plain ``@field`` references, which Bokeh escapes (never
+``{safe}``): node ids are Gateway text.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import holoviews as hv
-import pandas as pd
 import panel as pn
 import param
-from bokeh.models import HoverTool
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.plotting import figure
 
 from ..format import STATE_COLOURS, format_duration
 from ..store import EventRecord, RunStore
 from . import Throttle
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["Attempt", "Timeline", "build_attempts", "timeline_chart"]
+    from bokeh.document import Document
 
-if "bokeh" not in hv.Store.renderers:
-    import holoviews.plotting.bokeh  # noqa: F401
+__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "timeline_chart", "timeline_data"]
 
 _OUTCOME_COLOURS = {
     "running": STATE_COLOURS["in-progress"],
@@ -106,9 +111,27 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
     return out
 
 
-#: Most task rows the chart draws. A chart is one Bokeh plot rebuilt whole, at 22 px a row:
-#: 4,000 rows would be an 88,000 px canvas and a multi-second main-thread task per redraw.
-MAX_ROWS = 150
+#: Most task rows the chart draws, at :data:`ROW_HEIGHT` px a row. The browser's cost of a
+#: redraw is mostly handing the repainted canvas to the compositor, which grows with the
+#: canvas: traced on a big live run (2 cores, software compositing), 150 rows (a 3,360 px
+#: canvas) cost ~0.3 s of main thread per second of redraws, 50 rows ~0.17 s.
+MAX_ROWS = 50
+
+#: Seconds between redraws at least (the chart's own clock: running bars grow). See
+#: :meth:`Timeline._update` for the upper part of the interval.
+MIN_INTERVAL = 2.0
+
+#: Pixels per task row. A bar is :data:`BAR_HEIGHT` of its row (14 px): the figure grows with
+#: its rows instead of squeezing them, so a burst of many tasks keeps readable bars.
+ROW_HEIGHT = 22
+BAR_HEIGHT = 0.64
+
+#: Shortest bar drawn, as a share of the chart's time span: a 20 ms attempt in a 10-minute
+#: run would be a fraction of a pixel. Only the drawing is stretched; the hover says the
+#: real duration.
+MIN_BAR_SHARE = 0.003
+
+_COLUMNS = ("start", "end", "row", "node", "iteration", "attempt", "outcome", "duration", "colour")
 
 
 def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Attempt]:
@@ -126,51 +149,117 @@ def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Atte
     return [a for a in attempts if a.row in keep]
 
 
-def timeline_frame(attempts: list[Attempt], now: float | None = None) -> pd.DataFrame:
+def _local_ms(t: float) -> float:
+    """Epoch seconds as the milliseconds Bokeh's datetime axis shows as this machine's wall
+    clock (Bokeh formats epoch ms as UTC; the old chart passed naive local datetimes)."""
+    return (t + time.localtime(t).tm_gmtoff) * 1000.0
+
+
+def timeline_data(attempts: list[Attempt], now: float | None = None) -> tuple[dict[str, list[Any]], list[str]]:
+    """The chart's columns (one entry per attempt) and its task rows, top row first.
+
+    Rows are ordered by their first attempt's start (the oldest on top); an attempt still
+    running ends ``now``. O(attempts): this runs on every redraw.
+    """
     now = time.time() if now is None else now
-    rows = sorted({a.row: min(b.start for b in attempts if b.row == a.row) for a in attempts}.items(), key=lambda kv: kv[1])
-    index = {name: i for i, (name, _) in enumerate(rows)}
-    records = []
+    first: dict[str, float] = {}
     for a in attempts:
-        end = a.end if a.end is not None else now
-        records.append(
-            {
-                "start": datetime.fromtimestamp(a.start),
-                "end": datetime.fromtimestamp(max(end, a.start + 0.02)),
-                "y": index[a.row],
-                "y1": index[a.row],
-                "node": a.row,
-                "attempt": a.attempt,
-                "outcome": a.outcome,
-                "duration": format_duration(end - a.start),
-                "colour": _OUTCOME_COLOURS.get(a.outcome, "#80868b"),
-            }
-        )
-    return pd.DataFrame.from_records(
-        records, columns=["start", "y", "end", "y1", "node", "attempt", "outcome", "duration", "colour"]
-    )
+        if a.row not in first or a.start < first[a.row]:
+            first[a.row] = a.start
+    rows = sorted(first, key=first.__getitem__)
+    ends = [a.end if a.end is not None else now for a in attempts]
+    span = (max(ends) - min(a.start for a in attempts)) if attempts else 0.0
+    shortest = max(0.02, span * MIN_BAR_SHARE)
+    data: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+    for a, end in zip(attempts, ends, strict=True):
+        data["start"].append(_local_ms(a.start))
+        data["end"].append(_local_ms(max(end, a.start + shortest)))
+        data["row"].append(a.row)
+        data["node"].append(a.node_id)
+        data["iteration"].append(a.iteration)
+        data["attempt"].append(a.attempt)
+        data["outcome"].append(a.outcome)
+        data["duration"].append(format_duration(end - a.start))
+        data["colour"].append(_OUTCOME_COLOURS.get(a.outcome, "#80868b"))
+    return data, rows
 
 
-def timeline_chart(frame: pd.DataFrame, *, row_height: int = 22) -> hv.Segments:
-    rows = frame.drop_duplicates("y").sort_values("y")
-    yticks = list(zip(rows["y"], rows["node"], strict=True))
-    hover = HoverTool(tooltips=[("node", "@node"), ("attempt", "@attempt"), ("outcome", "@outcome"), ("duration", "@duration")])
-    height = max(160, 60 + row_height * len(yticks))
-    segments = hv.Segments(frame, ["start", "y", "end", "y1"], ["node", "attempt", "outcome", "duration", "colour"])
-    return segments.opts(
-        color="colour",
-        line_width=max(6, row_height - 8),
-        yticks=yticks or None,
-        invert_yaxis=True,
-        height=height,
-        responsive=True,
-        tools=[hover],
-        xlabel="time",
-        ylabel="",
-        show_grid=True,
-        toolbar="above",
-        ylim=(-0.8, max(len(yticks), 1) - 0.2),
+def chart_height(rows: int) -> int:
+    """The figure's height for ``rows`` task rows: room for the axis and toolbar, then
+    :data:`ROW_HEIGHT` a row."""
+    return max(160, 60 + ROW_HEIGHT * rows)
+
+
+class InPlaceChart:
+    """A Bokeh figure shown by a ``pn.pane.Bokeh`` for the life of a view, changed in place.
+
+    :meth:`apply` runs a change to the figure's models (new ``ColumnDataSource.data``,
+    range factors, height) where Bokeh allows it: at once when the figure is on no server
+    page (a test's ``Document``, a notebook cell, not rendered yet), else on the page's
+    next tick, when the session holds its document lock (a server session refuses model
+    changes made outside it: Bokeh raises "_pending_writes should be non-None"). Changes
+    queued before that tick collapse into the latest: a burst costs one update.
+    """
+
+    def __init__(self, fig: Any, **pane_params: Any) -> None:
+        self.figure = fig
+        self.pane = pn.pane.Bokeh(fig, **pane_params)
+        self._pending: Callable[[], None] | None = None
+        self._scheduled: Document | None = None
+
+    def apply(self, change: Callable[[], None]) -> None:
+        doc = self.figure.document
+        if doc is None or doc.session_context is None:
+            self._pending = None
+            change()
+            self._push(doc)
+            return
+        self._pending = change
+        if self._scheduled is not doc:
+            self._scheduled = doc
+            doc.add_next_tick_callback(self._run_pending)
+
+    def _run_pending(self) -> None:
+        self._scheduled = None
+        change, self._pending = self._pending, None
+        if change is not None:
+            change()
+
+    def _push(self, doc: Document | None) -> None:
+        """In a notebook the changes travel through the cell's comm, which Panel pushes only
+        for its own updates."""
+        if doc is None:
+            return
+        for ref in list(self.pane._models):
+            view = pn.state._views.get(ref)
+            if view is not None and view[3] is not None and view[2] is doc:
+                pn.io.notebook.push(doc, view[3])
+
+
+def timeline_chart() -> tuple[Any, ColumnDataSource]:
+    """An empty Gantt figure and its data source: one bar (``hbar``) per attempt, coloured by
+    outcome, on a row per task (a categorical y axis, oldest task on top) over a datetime x
+    axis. Fill it with :func:`timeline_data` (``source.data``, ``y_range.factors`` reversed,
+    :func:`chart_height`)."""
+    source = ColumnDataSource({c: [] for c in _COLUMNS})
+    hover = HoverTool(
+        tooltips=[("node", "@node"), ("iteration", "@iteration"), ("attempt", "@attempt"), ("outcome", "@outcome"),
+                  ("duration", "@duration")],
     )
+    fig = figure(
+        x_axis_type="datetime",
+        y_range=FactorRange(factors=[]),
+        height=chart_height(0),
+        sizing_mode="stretch_width",
+        tools=[hover, "xpan", "xwheel_zoom", "xbox_zoom", "reset", "save"],
+        toolbar_location="above",
+        x_axis_label="time",
+    )
+    fig.hbar(y="row", left="start", right="end", height=BAR_HEIGHT, source=source, fill_color="colour",
+             line_color="colour")
+    fig.yaxis.major_label_text_font_size = "11px"
+    fig.outline_line_color = None
+    return fig, source
 
 
 class Timeline(pn.viewable.Viewer):
@@ -181,18 +270,20 @@ class Timeline(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._note = pn.pane.Str("", margin=(5, 10))
-        self._chart = pn.pane.HoloViews(sizing_mode="stretch_width", min_height=160)
-        self._throttle = Throttle(self._update, 1.0)
+        self._figure, self._source = timeline_chart()
+        self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
+        self._chart = self._plot.pane
+        self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
         self.store.param.watch(self._changed, ["events", "tree_version"])
         self._update()
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
-        # A chart is rebuilt whole (a new HoloViews/Bokeh plot: ~0.4-0.7 s of the server's
-        # loop and a long task in the browser on a big run), so redraws are skipped while
-        # nobody looks and spaced so they take at most ~5% of the loop (see _update).
-        if self._chart.object is not None and not self._chart._models:
+        # Redraws are cheap now (new data for one figure), but computing the attempts walks
+        # the event log and the tree: skipped while nobody looks, and spaced so they take
+        # at most ~5% of the loop (see _update).
+        if not self._chart._models:
             self._stale = True
             return
         self._throttle()
@@ -215,7 +306,7 @@ class Timeline(pn.viewable.Viewer):
         attempts = build_attempts(self.store.events, self._states())
         tasks = len({a.row for a in attempts})
         attempts = recent_attempts(attempts)
-        frame = timeline_frame(attempts)
+        data, rows = timeline_data(attempts)
         with pn.io.hold():
             self._chart.visible = bool(attempts)
             if not attempts:
@@ -225,14 +316,26 @@ class Timeline(pn.viewable.Viewer):
             else:
                 retries = sum(1 for a in attempts if a.attempt > 1)
                 failed = sum(1 for a in attempts if a.outcome == "failed")
-                shown = frame["node"].nunique()
+                shown = len(rows)
                 note = f"{len(attempts)} attempts on {shown} tasks · {failed} failed · {retries} retries"
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
-            self._chart.object = timeline_chart(frame)
-        # At most ~5% of the server's loop: 20x the cost of this redraw, between 1 and 30 s.
-        self._throttle.interval = max(1.0, min(30.0, 20 * (time.perf_counter() - started)))
+        self._plot.apply(lambda: self._draw(data, rows))
+        # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
+        # (the browser's part, a canvas repaint, is what bounds the rate now).
+        self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
+
+    def _draw(self, data: dict[str, list[Any]], rows: list[str]) -> None:
+        """Change the figure's models, never the figure: factors first (a bar whose row is
+        not a factor yet is not drawn), then the bars, then the height if the rows changed."""
+        factors = rows[::-1]  # a categorical y axis puts its first factor at the bottom
+        if list(self._figure.y_range.factors) != factors:
+            self._figure.y_range.factors = factors
+        self._source.data = data
+        height = chart_height(len(rows))
+        if self._figure.height != height:
+            self._figure.height = height
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._note, self._chart, sizing_mode="stretch_width")

@@ -1,0 +1,258 @@
+"""The timeline and scores charts update IN PLACE: one Bokeh figure for the life of the view.
+
+A regression guard that does not time anything: replacing the chart's plot on every redraw (a
+new HoloViews object in a ``pn.pane.HoloViews``) cost the browser 0.3-0.5 s of main-thread time
+per redraw on a big live run (docs/performance.md, section 2). These tests render the views into
+a Bokeh document, change the store several times and check that the figure, its data source,
+glyph and hover tool are the same models as before, that no new plot model appeared, and that
+what changed is the data source's data, the row factors and the height; the browser test checks
+the same in Chromium (the page keeps one plot view, the same object, across updates) through a
+real Panel server, where a change made outside the session's document lock would raise.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import panel as pn
+import pytest
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Plot
+from playwright import sync_api
+
+from dashboard.store import EventRecord, RunStore
+from dashboard.views import ScoresView, Timeline
+from dashboard.views.timeline import MAX_ROWS, ROW_HEIGHT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from bokeh.model import Model
+    from playwright.sync_api import Browser
+
+XSS = "<script>alert('x')</script><img src=x onerror=alert(2)>"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def rendered(view: Any) -> tuple[Document, Model, list[tuple[str, str]]]:
+    """The view's root in a document of its own, and the (model type, attribute) of every
+    change the document sees from now on."""
+    doc = Document()
+    root = pn.panel(view).get_root(doc)
+    doc.add_root(root)
+    changes: list[tuple[str, str]] = []
+    doc.on_change(lambda event: changes.append((type(getattr(event, "model", None)).__name__,
+                                                str(getattr(event, "attr", type(event).__name__)))))
+    return doc, root, changes
+
+
+def plots(doc: Document) -> list[Model]:
+    return [m for m in doc.models if isinstance(m, Plot)]
+
+
+def structural(doc: Document) -> dict[str, str]:
+    """Ids of the models a plot rebuild would replace: plots, sources, glyph renderers, hovers."""
+    kinds = (Plot, ColumnDataSource, GlyphRenderer, HoverTool)
+    return {m.id: type(m).__name__ for m in doc.models if isinstance(m, kinds)}
+
+
+def started(t: float, node: str, **kw: Any) -> EventRecord:
+    return EventRecord(t, "node.started", node_id=node, **kw)
+
+
+def finished(t: float, node: str, event: str = "node.finished", **kw: Any) -> EventRecord:
+    return EventRecord(t, event, node_id=node, **kw)
+
+
+def test_timeline_redraws_change_data_not_the_plot() -> None:
+    store = RunStore()
+    store.events = (started(1.0, "a"),)
+    view = Timeline(store=store)
+    doc, root, changes = rendered(view)
+    assert len(plots(doc)) == 1
+    figure_id, source_id = view._figure.id, view._source.id
+    before = structural(doc)
+    assert view._source.data["row"] == ["a"]
+
+    events = list(store.events)
+    for step in range(1, 7):
+        t = 1.0 + step
+        events += [finished(t, f"t{step - 1}" if step > 1 else "a"), started(t, f"t{step}"),
+                   started(t + 0.1, XSS if step == 3 else f"u{step}", iteration=step)]
+        if step == 4:
+            events += [finished(t + 0.2, f"u{step}", "node.failed", iteration=step),
+                       EventRecord(t + 0.3, "node.retrying", node_id=f"u{step}", iteration=step, attempt=2),
+                       started(t + 0.4, f"u{step}", iteration=step)]
+        changes.clear()
+        store.events = tuple(events)
+
+        # The same plot, data source, glyph and hover; no plot model came or went.
+        assert [p.id for p in plots(doc)] == [figure_id]
+        assert view._source.id == source_id
+        assert structural(doc) == before
+        assert root.children[1] is view._figure, "the layout still holds the same figure"
+        # What changed: the bars' data, the row factors (when rows came), the height.
+        assert ("ColumnDataSource", "data") in changes
+        assert ("Column", "children") not in changes and not any(kind == "RootAddedEvent" for _, kind in changes)
+        assert {model for model, _ in changes} <= {"ColumnDataSource", "FactorRange", "figure", "HTML"}
+        rows = list(dict.fromkeys(view._source.data["row"]))
+        assert list(view._figure.y_range.factors) == sorted(rows, key=lambda r: rows.index(r), reverse=True)
+        assert view._figure.height == max(160, 60 + ROW_HEIGHT * len(rows))
+    assert len(view._source.data["row"]) == 1 + 6 * 2 + 1, "every attempt is a bar (u4 retried)"
+    data = view._source.data
+    assert [(o, a) for n, o, a in zip(data["node"], data["outcome"], data["attempt"], strict=True) if n == "u4"] == [
+        ("failed", 1), ("running", 2)]
+    assert "u4 [4]" in view._figure.y_range.factors and XSS + " [3]" in view._figure.y_range.factors
+    assert view._figure.y_range.factors[-1] == "a", "the oldest task is the top row"
+    assert "14 attempts on 13 tasks · 1 failed · 1 retries" in view._note.object
+    # The hover shows Gateway text as text: plain @field references (Bokeh escapes them).
+    (hover,) = [m for m in doc.models if isinstance(m, HoverTool)]
+    assert [name for name, _ in hover.tooltips] == ["node", "iteration", "attempt", "outcome", "duration"]
+    assert all("{safe}" not in value for _, value in hover.tooltips)
+
+
+def test_timeline_many_tasks_keep_readable_rows() -> None:
+    """A burst of many tasks grows the figure (22 px a row, at most MAX_ROWS rows); it never
+    squeezes the bars; and the cap keeps running and failed tasks."""
+    store = RunStore()
+    view = Timeline(store=store)
+    doc, _, _ = rendered(view)
+    events = [started(float(i), f"task-{i}") for i in range(400)]
+    events += [finished(400.0 + i, f"task-{i}") for i in range(5, 400)]
+    events += [finished(900.0, "task-0", "node.failed")]
+    store.events = tuple(events)
+    factors = list(view._figure.y_range.factors)
+    assert len(factors) == MAX_ROWS
+    assert view._figure.height == 60 + ROW_HEIGHT * MAX_ROWS
+    assert {"task-0", "task-1", "task-4", "task-399"} <= set(factors)
+    assert len(plots(doc)) == 1
+
+
+def test_hidden_timeline_does_no_work_until_shown() -> None:
+    store = RunStore()
+    view = Timeline(store=store)
+    store.events = (started(1.0, "a"),)  # never rendered: nothing on screen to update
+    assert view._stale and view._source.data["row"] == []
+    doc, _, _ = rendered(view)
+    view.refresh()
+    assert not view._stale and view._source.data["row"] == ["a"]
+    assert len(plots(doc)) == 1
+
+
+def test_scores_update_data_not_the_plot() -> None:
+    store = RunStore()
+    view = ScoresView(store=store)
+    doc, root, changes = rendered(view)
+    figure_id = view._figure.id
+    before = structural(doc)
+    rows: list[dict[str, Any]] = []
+    for i in range(4):
+        rows.append({"nodeId": f"n{i}", "iteration": i % 2, "scorerName": f"s{i % 3}", "score": 0.2 * i, "reason": XSS})
+        changes.clear()
+        store.scores = list(rows)
+        assert [p.id for p in plots(doc)] == [figure_id]
+        assert structural(doc) == before
+        assert ("ColumnDataSource", "data") in changes
+        assert ("Column", "children") not in changes
+    assert list(view._figure.x_range.factors) == ["n0[0]", "n1[1]", "n2[0]", "n3[1]"]
+    assert list(view._colours.factors) == ["s0", "s1", "s2"]
+    assert view._source.data["reason"] == [XSS] * 4
+    assert view._figure.y_range.end == pytest.approx(1.05)
+    store.scores = [*rows, {"nodeId": "n9", "scorerName": "s0", "score": 2.0}]
+    assert view._figure.y_range.end == pytest.approx(2.1)
+    (hover,) = [m for m in doc.models if isinstance(m, HoverTool)]
+    assert all("{safe}" not in value for _, value in hover.tooltips)
+
+
+# ---------------------------------------------------------------------------- in Chromium
+
+PLOT_VIEWS = """(figureId) => {
+  const views = [...Bokeh.index.query((v) => v.model != null && (v.model.type === "Figure" || v.model.type === "Plot"))];
+  const mine = views.find((v) => v.model.id === figureId);
+  const source = mine ? mine.model.renderers[0].data_source : null;
+  return {plots: views.length, stamp: mine ? (mine.__stamp || null) : null,
+          rows: source ? source.data.row.length : -1, factors: mine ? mine.model.y_range.factors.length : -1,
+          canvases: views.map((v) => v.canvas_view ? 1 : 0).reduce((a, b) => a + b, 0)};
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def poll(predicate: Callable[[], Any], timeout: float, what: str, page: Any) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(20)
+
+
+@pytest.mark.browser
+def test_served_timeline_keeps_one_plot_view(browser: Browser) -> None:
+    """Through a real Panel server (changes land on the session's next tick, under its lock)
+    into Chromium: after several store updates the page still has one plot view, the very
+    same object (a stamp set on it survives), showing the new bars."""
+    store = RunStore()
+    store.events = (started(time.time() - 5, "a"),)
+    views: list[Timeline] = []
+
+    def make() -> Any:
+        view = Timeline(store=store)
+        views.append(view)
+        return view
+
+    port = free_port()
+    server = pn.serve(make, port=port, threaded=True, show=False, start=True)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the server thread needs a moment to listen
+            try:
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                page.wait_for_timeout(100)
+        poll(lambda: views, 20, "the session's view", page)
+        figure_id = views[0]._figure.id
+        state = poll(lambda: (s := page.evaluate(PLOT_VIEWS, figure_id))["rows"] == 1 and s, 20, "the first bar", page)
+        assert state["plots"] == 1
+        page.evaluate("(id) => { Bokeh.index.find_one_by_id(id).__stamp = 'first'; }", figure_id)
+        now = time.time()
+        events = list(store.events)
+        for step in range(1, 5):  # 41 rows: under MAX_ROWS
+            events += [started(now + step * 0.1, f"task-{step}-{i}") for i in range(10)]
+            store.events = tuple(events)  # the Throttle (no loop in this thread) redraws at once
+            want = 1 + 10 * step
+            state = poll(lambda w=want: (s := page.evaluate(PLOT_VIEWS, figure_id))["rows"] == w and s, 20,
+                         f"{want} bars", page)
+            assert state == {"plots": 1, "stamp": "first", "rows": want, "factors": want, "canvases": 1}
+        assert views[0]._figure.id == figure_id and len(views) == 1
+        assert errors == []
+    finally:
+        context.close()
+        server.stop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from typing import Any
 
 import panel as pn
@@ -51,6 +52,32 @@ from .views.tree import NodeTree
 __all__ = ["Dashboard"]
 
 log = logging.getLogger(__name__)
+
+#: Panel extensions the views need (the run list, event log and tables are Tabulators).
+EXTENSIONS = ("tabulator",)
+
+
+def _in_notebook_kernel() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def ensure_extensions() -> None:
+    """Load the JavaScript our views need in a notebook that ran a bare ``pn.extension()``.
+
+    In a notebook, a model whose JavaScript was not loaded by ``pn.extension(...)`` does
+    not render (Panel only warns). Loading it here publishes the missing bundle in the
+    cell that builds the Dashboard, before the Dashboard's own output, so ``pn.extension()``
+    followed by ``Dashboard(...)`` just works. Served apps load theirs up front
+    (``apps/main.py``).
+    """
+    from panel.config import panel_extension
+
+    missing = [name for name in EXTENSIONS if name not in panel_extension._loaded_extensions]
+    if missing and _in_notebook_kernel():
+        pn.extension(*missing)
+
 
 _GREY = {"filter": "grayscale(1)", "opacity": "0.55", "transition": "filter .5s, opacity .5s"}
 _LIVE = {"filter": "none", "opacity": "1", "transition": "filter .5s, opacity .5s"}
@@ -83,6 +110,7 @@ class Dashboard(pn.viewable.Viewer):
         config: DashboardConfig | None = None,
         **params: Any,
     ) -> None:
+        ensure_extensions()
         self.config = config or load_config()
         params.setdefault("rotate_seconds", self.config.monitor_rotate_seconds)
         super().__init__(view=view, **params)

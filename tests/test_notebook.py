@@ -105,8 +105,8 @@ def test_notebook_renders_the_dashboard_and_goes_online(gateway: GatewayServer, 
     html = "".join(str(o["data"].get("text/html", "")) for o in shown)
     assert "bk-" in html or "Bokeh" in html or "data-root-id" in html, html[:500]
 
-    # Everything the Dashboard needs was loaded by the extension call the README gives,
-    # pn.extension("tabulator") (Panel warns when a model's JavaScript is missing from the page).
+    # A bare pn.extension(), as the README gives it, is enough: the Dashboard loads what else
+    # it needs (Panel warns when a model's JavaScript is missing from the page).
     streams = "".join(o.get("text", "") for c in code for o in c.outputs if o.get("output_type") == "stream")
     missing = [line for line in streams.splitlines() if "not imported on instantiation" in line]
     assert not missing, f"the Dashboard needs extensions the notebook's pn.extension(...) did not load: {missing}"

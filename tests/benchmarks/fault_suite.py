@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:
 from inspector.client import GatewayClient  # noqa: E402
 from inspector.errors import ErrorCode, GatewayRpcError, GatewayUnavailable  # noqa: E402
 from inspector.replay import ReplayGateway  # noqa: E402
-from inspector.status import ConnectionStatus  # noqa: E402
-from inspector.stream import Heartbeat, TreeUpdated  # noqa: E402
+from inspector.status import Backoff, ConnectionStatus  # noqa: E402
+from inspector.stream import Heartbeat, RunEvent, TreeUpdated  # noqa: E402
 from inspector.transcript import load_runs  # noqa: E402
 from tests.chaos_proxy import ChaosProxy, Timeline, data_lost  # noqa: E402
 from tests.gateway.install import install  # noqa: E402
@@ -255,6 +255,38 @@ async def hung_http(gw: GatewayServer) -> Row:
         row.recovered = int(gap < 3.0)
         row.ttr = [gap]
         row.ok = not crash and gap < 3.0 and row.lost == 0
+    return row
+
+
+async def replay_forgotten(gw: GatewayServer) -> Row:
+    row = Row("replay window gone (run opened after it ended)",
+              "real Gateway: open a finished run once it dropped its in-memory replay (1 s after the end)",
+              "every node event still arrives, replayed, with the Gateway's own times")
+    run_id = await asyncio.to_thread(gw.launch_run, "rich")
+    await asyncio.to_thread(gw.wait_for_run, run_id)
+    async with GatewayClient(gw.url, TOKEN) as client:
+        history = await client.list_run_events(run_id)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            conn = await client.open()
+            try:
+                answer = await (await conn.send_request("streamRunEvents", {"runId": run_id, "afterSeq": 0}))
+            finally:
+                await conn.close()
+            if answer.ok and answer.payload.get("currentSeq") == 0:
+                break
+            await asyncio.sleep(0.2)  # poll interval
+        sub = client.devtools(run_id, stop_when_settled=True)
+        tl = Timeline(sub).start()
+        crash = await finish(tl, 60)
+    nodes = [r for r in history if str(r.get("event", "")).startswith("Node")]
+    got = [i for _, i in tl.items if isinstance(i, RunEvent) and i.frame.event.startswith("node.")]
+    timed = [e for e in got if e.replayed and e.at is not None]
+    row.injected = 1
+    row.recovered = int(len(timed) == len(nodes))
+    row.lost = len(nodes) - len(timed) if len(timed) <= len(nodes) else 0
+    row.observed = crash or f"{len(timed)} of {len(nodes)} node events from the durable history, each with its time"
+    row.ok = not crash and row.recovered == 1
     return row
 
 
@@ -557,6 +589,29 @@ async def storm(seed: int) -> Row:
     return row
 
 
+async def tree_never_sent() -> Row:
+    row = Row("a Gateway that ticks but never sends the tree",
+              "scripted: 6 sockets answer streamDevTools and tick past healthy_after, no snapshot, then close",
+              "each counts as a failed attempt (delays grow), the seventh (honest) lands and resets")
+    async with ScriptedGateway() as gw:
+        gw.plans = [Plan(no_snapshot=True, linger=0.15, then="close")] * 6
+        client = GatewayClient(gw.url, "tok")
+        sub = client.devtools(gw.run_id, backoff=Backoff(base=0.05, cap=5.0, healthy_after=0.05))
+        tl = Timeline(sub).start()
+        landed = await until(lambda: not sub.tree.empty, 60)
+        retries = [s.retry_in for _, s in tl.states() if s.status is ConnectionStatus.OFFLINE and s.retry_in is not None]
+        ceilings = [s.attempt for _, s in tl.states() if s.status is ConnectionStatus.OFFLINE]
+        await tl.stop()
+        await client.aclose()
+    row.injected = 6
+    row.recovered = 6 if landed else 0
+    row.lost = 0 if landed else None
+    row.observed = f"attempts {ceilings}, waits {[round(r, 2) for r in retries]}; tree after socket {gw.connections}"
+    row.said = said(tl)
+    row.ok = landed and ceilings == sorted(ceilings) and len(set(ceilings)) >= 6
+    return row
+
+
 async def token_revoked() -> Row:
     row = Row("token invalid mid-session", "replay set_token('rotated') for ~1.5 s, then back", "unauthorized with the "
               "message, slow retries, back online after restore")
@@ -689,6 +744,7 @@ async def main(seed: int, json_out: Path | None) -> int:
     rows += await hostile_rows()
     rows.append(await storm(seed))
     rows.append(await token_revoked())
+    rows.append(await tree_never_sent())
     rows.append(await rpc_sequences(seed))
     install_dir = await asyncio.to_thread(install)
     with tempfile.TemporaryDirectory() as work:
@@ -697,6 +753,7 @@ async def main(seed: int, json_out: Path | None) -> int:
         try:
             scenarios: list[Awaitable[Row]] = [
                 random_cuts(gw, seed), first_snapshot_cut(gw), latency(gw), read_stall(gw), hung_http(gw),
+                replay_forgotten(gw),
                 kill_restart(gw), down_at_start(gw),  # these two stop the Gateway: last
             ]
             for scenario in scenarios:

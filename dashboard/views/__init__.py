@@ -2,14 +2,16 @@
 """The dashboard's views: ``pn.viewable.Viewer`` s bound to a :class:`~dashboard.store.RunStore`.
 
 Every view renders Gateway-supplied text (node names, props, outputs, diffs, errors,
-score reasons) as TEXT: through ``pn.pane.Str``, Tabulator columns with the
-``plaintext`` formatter, or HTML built with :func:`html.escape` around every value.
-Nothing untrusted ever reaches a Markdown or HTML pane raw.
+score reasons) as TEXT: through :class:`TextPane` (never a bare ``pn.pane.Str``, which is
+HTML: see there), Tabulator columns with the ``plaintext`` formatter, or HTML built with
+:func:`html.escape` around every value. Nothing untrusted ever reaches a Markdown, HTML or
+Str pane raw (``tests/test_security_browser.py`` checks every view in Chromium).
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from functools import cache
 from pathlib import Path
@@ -33,6 +35,7 @@ __all__ = [
     "RunList",
     "ScoresView",
     "Timeline",
+    "TextPane",
     "Throttle",
     "TickingHtml",
     "plaintext",
@@ -51,6 +54,28 @@ def stylesheet() -> str:
 def plaintext(*columns: str) -> dict[str, dict[str, str]]:
     """Tabulator formatters that show these columns as text, never as HTML."""
     return {c: {"type": "plaintext"} for c in columns}
+
+
+_TEXT_WRAP = "pre { white-space: pre-wrap; overflow-wrap: break-word; }"
+
+
+class TextPane(pn.pane.Str):
+    """A ``pn.pane.Str`` whose text is escaped: safe for Gateway-supplied text.
+
+    Panel's own ``Str`` (1.9) only wraps its object in ``<pre>`` and the browser sets that
+    as innerHTML, scripts run: ``Str("<img src=x onerror=...>")`` is live markup. Found by
+    ``tests/test_security_browser.py`` (an approval title, props, an action's error).
+    Long lines wrap (``pre-wrap``, long words broken): Gateway text has no length limit, and an
+    unbroken ``<pre>`` line widened the whole page.
+    """
+
+    def __init__(self, object: Any = None, **params: Any) -> None:
+        params["stylesheets"] = [_TEXT_WRAP, *params.get("stylesheets", [])]
+        super().__init__(object, **params)
+
+    def _transform_object(self, obj: Any) -> dict[str, Any]:
+        text = "" if obj is None else str(obj)
+        return super()._transform_object(html.escape(text, quote=False) if text else text)
 
 
 class Throttle:

@@ -23,7 +23,7 @@ from inspector.client import GatewayClient
 from inspector.errors import ErrorCode, GatewayError, GatewayRpcError
 
 from ..store import RunStore
-from . import stylesheet
+from . import TextPane, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -59,7 +59,7 @@ class Action(pn.viewable.Viewer):
         self._arm = pn.widgets.Button(label=self.label, color="warning", width=170, margin=(4, 4))
         self._yes = pn.widgets.Button(label="Confirm", color="danger", width=90, margin=(4, 4), visible=False)
         self._no = pn.widgets.Button(label="Keep", width=70, margin=(4, 4), visible=False)
-        self._question = pn.pane.Str("", margin=(8, 4), visible=False)
+        self._question = TextPane("", margin=(8, 4), visible=False)
         self._arm.on_click(self._set_armed)
         self._no.on_click(self._disarm)
         self._yes.on_click(self._fire)
@@ -112,7 +112,7 @@ class RunActions(pn.viewable.Viewer):
         self._approvals = pn.Column(margin=0)
         #: The (approve, deny) controls per pending approval, in ``approvals`` order.
         self.approval_actions: list[tuple[Action, Action]] = []
-        self._message = pn.pane.Str("", margin=(4, 8), styles={"white-space": "pre-wrap"})
+        self._message = TextPane("", margin=(4, 8), sizing_mode="stretch_width")
         self.param.watch(lambda e: setattr(self._message, "object", e.new), "message")
         self.param.watch(self._render_approvals, "approvals")
         if self.store is not None:
@@ -195,10 +195,13 @@ class RunActions(pn.viewable.Viewer):
             title = str(approval.get("requestTitle") or approval.get("nodeId") or "approval")
             approve = functools.partial(self._decide, approval, True)
             deny = functools.partial(self._decide, approval, False)
-            pair = (Action(approve, label="Approve", confirm_text=f"Approve {title}?"),
-                    Action(deny, label="Deny", confirm_text=f"Deny {title}?"))
+            # The question beside the buttons names no Gateway text: the title (any length)
+            # has a line of its own above them.
+            pair = (Action(approve, label="Approve", confirm_text="Approve this request?"),
+                    Action(deny, label="Deny", confirm_text="Deny this request?"))
             self.approval_actions.append(pair)
-            rows.append(pn.Row(pn.pane.Str(f"Waiting for approval: {title}", margin=(8, 4)), *pair, margin=0))
+            rows.append(pn.Column(TextPane(f"Waiting for approval: {title}", margin=(8, 4), sizing_mode="stretch_width"),
+                                  pn.Row(*pair, margin=0), margin=0, sizing_mode="stretch_width"))
         self._approvals.objects = rows
 
     def __panel__(self) -> pn.viewable.Viewable:

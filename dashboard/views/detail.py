@@ -22,7 +22,7 @@ import param
 
 from ..format import format_value, node_icon, state_colour, state_label
 from ..store import RunStore
-from . import plaintext, stylesheet
+from . import TextPane, plaintext, stylesheet
 
 __all__ = ["NodeDetail", "diff_html", "output_frame", "task_html", "title_html"]
 
@@ -181,7 +181,7 @@ class NodeDetail(pn.viewable.Viewer):
         css = [stylesheet()]
         self._title = pn.pane.HTML(title_html(None), stylesheets=css, sizing_mode="stretch_width", margin=(5, 10))
         self._task = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
-        self._props = pn.pane.Str("", sizing_mode="stretch_width", styles={"font-size": "0.85em"})
+        self._props = TextPane("", sizing_mode="stretch_width", styles={"font-size": "0.85em"})
         self._out_msg = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
         self._out_table = pn.widgets.Tabulator(
             output_frame(None),

@@ -23,7 +23,7 @@ from inspector.errors import GatewayError
 
 from ..format import format_duration, run_elapsed
 from ..hub import GatewayHub
-from . import plaintext
+from . import TextPane, plaintext
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -77,7 +77,7 @@ class RunList(pn.viewable.Viewer):
         self._workflow = pn.widgets.TextInput(label="Workflow", placeholder="any", width=170)
         self._search = pn.widgets.TextInput(label="Search", placeholder="run id, workflow…", width=240)
         self._refresh = pn.widgets.Button(label="Refresh", width=100, margin=(24, 10))
-        self._message = pn.pane.Str("Loading runs…", margin=(5, 10))
+        self._message = TextPane("Loading runs…", margin=(5, 10))
         self._table = pn.widgets.Tabulator(
             runs_frame([]),
             show_index=False,

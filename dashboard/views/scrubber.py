@@ -32,7 +32,7 @@ from inspector.treediff import diff_trees, subtree_ids
 
 from ..format import node_icon, state_colour, state_label
 from ..store import RunStore
-from . import stylesheet
+from . import TextPane, stylesheet
 
 __all__ = ["FrameScrubber", "changed_ids", "frame_html", "with_states"]
 
@@ -125,7 +125,7 @@ class FrameScrubber(pn.viewable.Viewer):
         self._cache: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
         self._slider = pn.widgets.IntSlider(label="Frame", start=0, end=1, value=0, sizing_mode="stretch_width")
         self._live_button = pn.widgets.Button(label="Go live", color="primary", width=110, disabled=True)
-        self._status = pn.pane.Str("", margin=(5, 10))
+        self._status = TextPane("", margin=(5, 10))
         self._tree = pn.pane.HTML(frame_html(None, set()), stylesheets=[stylesheet()], sizing_mode="stretch_width",
                                   max_height=520, styles={"overflow": "auto"})
         self._timer: asyncio.TimerHandle | None = None

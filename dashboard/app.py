@@ -33,6 +33,7 @@ from inspector.errors import GatewayError
 
 from .config import DashboardConfig, load_config
 from .hub import GatewayHub
+from .panel_compat import keep_assets_local
 from .store import RunStore
 from .views import (
     ConnectionStatus,
@@ -111,6 +112,7 @@ class Dashboard(pn.viewable.Viewer):
         **params: Any,
     ) -> None:
         ensure_extensions()
+        keep_assets_local()
         self.config = config or load_config()
         params.setdefault("rotate_seconds", self.config.monitor_rotate_seconds)
         super().__init__(view=view, **params)

@@ -343,7 +343,9 @@ def page(chromium: Browser, browser_log: BrowserLog) -> Iterator[Page]:
 
     page.on("dialog", on_dialog)
     page.on("console", lambda m: log.console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: log.page_errors.append(str(e)))
+    # A page error names the last message the page received: usually the patch that broke it.
+    page.on("pageerror", lambda e: log.page_errors.append(
+        f"{e} | last frame received: {log.ws_received[-1][:1500] if log.ws_received else '-'}"))
     page.on("request", lambda r: log.check_url(r.url))
     page.on("websocket", lambda ws: _watch_websocket(log, ws))
     page.add_init_script(ROW_RECORDER)
@@ -356,7 +358,10 @@ def page(chromium: Browser, browser_log: BrowserLog) -> Iterator[Page]:
     assert log.dialogs == [], f"a dialog opened: {log.dialogs}"
     assert log.page_errors == [], f"uncaught errors in the page: {log.page_errors}"
     assert log.console_errors == [], f"errors on the page's console: {log.console_errors}"
-    assert log.external_requests == [], f"requests to non-loopback hosts: {log.external_requests}"
+    assert log.external_requests == [], (
+        f"requests to non-loopback hosts: {log.external_requests}; frames naming them: "
+        f"{[f[:600] for f in log.frames_with('https://')][:2]}"
+    )
     for secret in SECRETS:
         assert not log.frames_with(secret), f"a WebSocket frame carried the token {secret!r}"
 

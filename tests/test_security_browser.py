@@ -423,8 +423,13 @@ def test_hostile_text_is_shown_as_text_in_every_view(
     rows = page.locator(".st-row[data-node-id]")
     expect(rows).to_have_count(5, timeout=20_000)
     # The state filter offers the hostile state by name.
-    options = page.locator("select option").all_inner_texts()
-    assert any(HOSTILE_STATE in " ".join(o.split()) for o in options), f"the state filter lacks the hostile state: {options}"
+    deadline = time.monotonic() + 20
+    while True:  # the filter is replaced (not edited) when a new state appears: poll
+        options = page.locator("select option").all_inner_texts()
+        if any(HOSTILE_STATE in " ".join(o.split()) for o in options):
+            break
+        assert time.monotonic() < deadline, f"the state filter lacks the hostile state: {options}"
+        page.wait_for_timeout(100)
     assert_nothing_ran(page, "run page")
 
     # --- node detail of the hostile task: Task (agent, prompt, props), Output, Diff, Scores

@@ -157,16 +157,22 @@ class NodeTree(pn.viewable.Viewer):
             placeholder="Search label, nodeId, state…", width=220, margin=(4, 4),
             styles={"flex": "1 1 180px"},
         )
-        self._state = pn.widgets.Select(options={"All states": ""}, value="", width=150, margin=(4, 4))
+        self._state = self._state_select({"All states": ""}, "")
         self._expand = pn.widgets.Button(label="Expand all", width=92, margin=(4, 4))
         self._collapse = pn.widgets.Button(label="Collapse all", width=92, margin=(4, 4))
         self._follow = pn.widgets.Toggle(label="Follow", value=True, width=76, margin=(4, 4))
         self._search.param.watch(lambda e: setattr(self.tree, "query", e.new or ""), "value_input")
-        self._state.param.watch(lambda e: setattr(self.tree, "state_filter", e.new or ""), "value")
         self._expand.on_click(lambda _e: self.tree.expand_all())
         self._collapse.on_click(lambda _e: self.tree.collapse_all())
         self._follow.link(self.tree, value="follow", bidirectional=True)
         self.tree.param.watch(self._tree_selected, "selected")
+        # A wrapping flex row: the tree often gets under half a screen beside the node
+        # details, where five controls in one row would overflow into the next panel.
+        self._state_slot = pn.Column(self._state, margin=0, width=158)
+        self._toolbar = pn.FlexBox(
+            self._search, self._state_slot, self._expand, self._collapse, self._follow,
+            flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
+        )
         self._watchers: list[Any] = []
         self._extra_states: frozenset[str] | None = None
         self._bind_store(None, self.store)
@@ -211,7 +217,19 @@ class NodeTree(pn.viewable.Viewer):
         options = {"All states": ""}
         for state in (*COMMON_STATES, *sorted(extra)):
             options[state] = state
-        self._state.options = options
+        # A new Select, not new options on the shown one: Bokeh's Select view throws on an
+        # ``options`` change that reaches it before it rendered (a page still loading when a
+        # run with a new state ticks), and the rest of that patch is lost. A changed child of
+        # a plain Bokeh column is a plain layout update (the toolbar's FlexBox, a templated
+        # component, does not redraw a replaced child).
+        value = self._state.value if self._state.value in options.values() else ""
+        self._state = self._state_select(options, value)
+        self._state_slot.objects = [self._state]
+
+    def _state_select(self, options: dict[str, str], value: str) -> pn.widgets.Select:
+        select = pn.widgets.Select(options=options, value=value, width=150, margin=(4, 4))
+        select.param.watch(lambda e: setattr(self.tree, "state_filter", e.new or ""), "value")
+        return select
 
     def _tree_selected(self, event: param.parameterized.Event) -> None:
         if self.store is not None and self.store.selected_node != event.new:
@@ -222,12 +240,6 @@ class NodeTree(pn.viewable.Viewer):
             self.tree.selected = event.new
 
     def __panel__(self) -> pn.viewable.Viewable:
-        # A wrapping flex row: the tree often gets under half a screen beside the node
-        # details, where five controls in one row would overflow into the next panel.
-        toolbar = pn.FlexBox(
-            self._search, self._state, self._expand, self._collapse, self._follow,
-            flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
-        )
         if not self.toolbar:
             return pn.Column(self.tree, sizing_mode="stretch_both", min_height=300)
-        return pn.Column(toolbar, self.tree, sizing_mode="stretch_both", min_height=300)
+        return pn.Column(self._toolbar, self.tree, sizing_mode="stretch_both", min_height=300)

@@ -5,7 +5,7 @@ A :class:`~inspector.replay.ReplayGateway` loops the synthetic ``wide`` run; the
 with ``--num-procs``; ``--sessions`` Bokeh client sessions (``bokeh.client.pull_session``) open the
 run's wall view. Printed: the serving processes, how many DevTools streams the Gateway opened for
 the run (at most one per process), and each process's CPU seconds over ``--seconds``.
-Not measured: sessions per process before the per-delta latency doubles (see docs/performance.md).
+Sessions per process before the per-delta latency doubles: ``bench_knee.py`` (docs/performance.md, section 5).
 
     .venv/bin/python tests/benchmarks/bench_numprocs.py [--num-procs 2] [--sessions 8]
 """

@@ -12,6 +12,7 @@ real Gateway sends for it: one ``updateTask`` per delta, ``concurrency`` tasks i
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from inspector.transcript import RecordedRun, TimedDevToolsEvent, TimedRunEvent
@@ -52,8 +53,10 @@ def wide_run(sequences: int = 2000, *, rate: float = 40.0, concurrency: int = 16
     body["children"] = [parallel, task("join", 2)]
     root["children"] = [body]
 
+    # A copy: the changes below rewrite the nodes' tasks, and the first snapshot must stay
+    # the run's start (all pending), not its end.
     snapshot = {"version": 1, "kind": "snapshot",
-                "snapshot": {"version": 1, "runId": run_id, "frameNo": 0, "seq": 0, "root": root}}
+                "snapshot": {"version": 1, "runId": run_id, "frameNo": 0, "seq": 0, "root": copy.deepcopy(root)}}
     devtools = [TimedDevToolsEvent(0.0, snapshot)]
     events: list[TimedRunEvent] = [TimedRunEvent(0.0, "run.started", {"runId": run_id})]
     seq = 0

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "short_labels",
+    "shorten",
     "NODE_ICONS",
     "RUN_STATUS_COLOURS",
     "STATE_COLOURS",
@@ -163,6 +165,31 @@ def format_clock(at: float | None) -> str:
     if at is None:
         return ""
     return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def shorten(text: str, limit: int = 32) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (for axis labels and legends,
+    where a 300-character node id would push the plot off the page)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_labels(keys: Iterable[str], limit: int = 32) -> dict[str, str]:
+    """Each key's label for a categorical axis: shortened (:func:`shorten`) and still unique
+    (`` #2``, `` #3`` where two long keys share their beginning). Charts put the labels on
+    the axis and keep the whole key in their data for the hover."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in keys:
+        if key in out:
+            continue
+        label = shorten(key, limit)
+        n = 1
+        while label in taken:
+            n += 1
+            label = shorten(key, limit - len(f" #{n}")) + f" #{n}"
+        taken.add(label)
+        out[key] = label
+    return out
 
 
 def format_value(value: Any, limit: int = 400) -> str:

@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from dashboard.format import shorten
 from inspector.replay import ReplayGateway
 from inspector.transcript import RecordedAnswer, RecordedRun, TimedDevToolsEvent, TimedRunEvent, rpc_key
 from tests.browser import wait_until
@@ -103,12 +104,10 @@ def _task(node_id: int, depth: int, task: dict[str, Any], props: dict[str, Any] 
 
 
 #: The hostile task nodeId (the tree, the timeline, the events and the scores chart show it;
-#: the Gateway refuses it in RPCs) and the scorer names: short, because the charts draw them
-#: on their axes and legend, where a 300-character label leaves the plot no room (a layout
-#: limit of the charts, see docs/reliability.md), and the hover check needs the glyphs on
-#: screen. The tooltips' long field (the reason) carries the whole of :data:`HOSTILE`.
-HOSTILE_NODE_ID = '<img src=x onerror="window.__xss=7">@{x}{safe}'
-SCORER = "<b>bold</b>@{reason}{safe}"
+#: the Gateway refuses it in RPCs) and the scorer names. Long: the charts shorten what they
+#: draw on their axes and legend (the hover and the tables show it whole).
+HOSTILE_NODE_ID = '<img src=x onerror="window.__xss=7">@{x}{safe} ' + "n" * 250
+SCORER = "<b>bold</b>@{reason}{safe} " + "s" * 250
 SCORER_2 = '<svg onload="window.__xss=8">'
 HOSTILE_STATE = hostile("state")
 
@@ -536,7 +535,7 @@ def test_hostile_text_is_shown_as_text_in_every_view(
     expect(page.locator('[data-testid="failure-banner"]')).to_contain_text(hostile("run-error"), timeout=20_000)
     see(page, hostile("label"), "monitor tree")
     recent = page.locator(".sd-recent")
-    for text in (marker("node-error"), marker("event"), HOSTILE_NODE_ID):
+    for text in (marker("node-error"), marker("event"), shorten(HOSTILE_NODE_ID, 60)):
         expect(recent).to_contain_text(text, timeout=20_000)
     screenshot(page, tmp_path, "hostile-monitor.png")
     assert_nothing_ran(page, "monitor")

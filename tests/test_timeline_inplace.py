@@ -22,6 +22,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Plot
 from playwright import sync_api
 
+from dashboard.format import shorten
 from dashboard.store import EventRecord, RunStore
 from dashboard.views import ScoresView, Timeline
 from dashboard.views.timeline import MAX_ROWS, ROW_HEIGHT
@@ -108,7 +109,7 @@ def test_timeline_redraws_change_data_not_the_plot() -> None:
     data = view._source.data
     assert [(o, a) for n, o, a in zip(data["node"], data["outcome"], data["attempt"], strict=True) if n == "u4"] == [
         ("failed", 1), ("running", 2)]
-    assert "u4 [4]" in view._figure.y_range.factors and XSS + " [3]" in view._figure.y_range.factors
+    assert "u4 [4]" in view._figure.y_range.factors and shorten(XSS + " [3]") in view._figure.y_range.factors
     assert view._figure.y_range.factors[-1] == "a", "the oldest task is the top row"
     assert "14 attempts on 13 tasks · 1 failed · 1 retries" in view._note.object
     # The hover shows Gateway text as text: plain @field references (Bokeh escapes them).
@@ -132,6 +133,27 @@ def test_timeline_many_tasks_keep_readable_rows() -> None:
     assert view._figure.height == 60 + ROW_HEIGHT * MAX_ROWS
     assert {"task-0", "task-1", "task-4", "task-399"} <= set(factors)
     assert len(plots(doc)) == 1
+
+
+def test_long_node_ids_and_scorer_names_are_shortened_on_the_charts_only() -> None:
+    """A 300-character node id or scorer name would push the plot off the page: the axes and
+    the legend shorten it; the data (and so the hover) keeps it whole."""
+    long_id = "n" * 300
+    store = RunStore()
+    timeline = Timeline(store=store)
+    rendered(timeline)
+    store.events = (started(1.0, long_id), started(2.0, "short"))
+    factors = list(timeline._figure.y_range.factors)
+    assert factors[-1] == "n" * 31 + "…" and "short" in factors
+    assert long_id in timeline._source.data["node"]
+    scores = ScoresView(store=store)
+    rendered(scores)
+    store.scores = [{"nodeId": long_id, "iteration": 0, "scorerName": "s" * 300, "score": 0.5, "reason": "r"},
+                    {"nodeId": long_id, "iteration": 1, "scorerName": "s", "score": 0.5, "reason": "r"}]
+    assert list(scores._figure.x_range.factors) == ["n" * 31 + "…", "n" * 28 + "… #2"]
+    assert scores._source.data["node"] == [long_id, long_id]
+    assert scores._source.data["scorer"] == ["s" * 300, "s"]
+    assert [len(x) for x in scores._source.data["scorer_label"]] == [24, 1]
 
 
 def test_hidden_timeline_does_no_work_until_shown() -> None:

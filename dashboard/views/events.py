@@ -23,6 +23,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from ..format import shorten
 from ..store import EventRecord, RunStore
 from . import Throttle, plaintext, stylesheet
 
@@ -202,10 +203,11 @@ class RecentEvents(pn.viewable.Viewer):
             if e.event in QUIET_EVENTS:
                 continue
             when = datetime.fromtimestamp(e.time).strftime("%H:%M:%S")
-            detail = " · ".join(x for x in (e.node_id or "", e.state or "", e.message) if x)
+            # Each part cut on its own: a 300-character node id must not hide the message.
+            detail = " · ".join(x for x in (shorten(e.node_id or "", 60), shorten(e.state or "", 40), e.message[:200]) if x)
             rows.append(
                 f'<li data-event="{html.escape(e.event, quote=True)}"><span class="sd-muted">{when}</span> '
-                f"<b>{html.escape(e.event)}</b> {html.escape(detail[:200])}</li>"
+                f"<b>{html.escape(shorten(e.event, 60))}</b> {html.escape(detail)}</li>"
             )
         if not rows:
             return '<div class="sd-recent sd-muted">No events yet.</div>'

@@ -23,7 +23,7 @@ from bokeh.models import CategoricalColorMapper, ColumnDataSource, FactorRange, 
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
-from ..format import format_value
+from ..format import format_value, short_labels, shorten
 from ..store import RunStore
 from . import Throttle, plaintext
 from .timeline import InPlaceChart
@@ -35,6 +35,8 @@ __all__ = ["ScoresView", "scores_chart", "scores_data", "scores_frame"]
 
 _COLUMNS = ["target", "node", "iteration", "attempt", "scorer", "score", "reason", "source", "scored"]
 _CHART_COLUMNS = ["target", "score", "node", "iteration", "scorer", "reason"]
+#: The legend's text per point: the scorer's name, shortened (the hover shows it whole).
+_LEGEND = "scorer_label"
 
 
 def scores_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -66,7 +68,7 @@ def scores_chart() -> tuple[Any, ColumnDataSource, CategoricalColorMapper]:
     ``node[iteration]`` (a categorical x axis), one colour per scorer with a legend on the
     right. Fill it with :func:`scores_data` (``source.data``, ``x_range.factors``, the
     mapper's factors and palette, ``y_range`` start/end)."""
-    source = ColumnDataSource({c: [] for c in _CHART_COLUMNS})
+    source = ColumnDataSource({c: [] for c in (*_CHART_COLUMNS, _LEGEND)})
     hover = HoverTool(
         tooltips=[("node", "@node"), ("iteration", "@iteration"), ("scorer", "@scorer"), ("score", "@score{0.000}"),
                   ("reason", "@reason")]
@@ -83,7 +85,7 @@ def scores_chart() -> tuple[Any, ColumnDataSource, CategoricalColorMapper]:
         y_axis_label="score",
     )
     fig.scatter(x="target", y="score", size=11, source=source, color={"field": "scorer", "transform": colours},
-                legend_field="scorer")
+                legend_field=_LEGEND)
     legend = fig.legend[0]
     fig.center.remove(legend)
     fig.add_layout(legend, "right")
@@ -97,7 +99,10 @@ def scores_data(frame: pd.DataFrame) -> tuple[dict[str, list[Any]], list[str], l
     order), its scorers, and its y range (0 to 1.05 at least, stretched to the scores)."""
     data = frame.dropna(subset=["score"])
     columns = {c: data[c].tolist() for c in _CHART_COLUMNS}
-    targets = list(dict.fromkeys(columns["target"]))
+    columns[_LEGEND] = [shorten(str(s), 24) for s in columns["scorer"]]
+    labels = short_labels(columns["target"])  # the axis' text; the hover shows node whole
+    columns["target"] = [labels[t] for t in columns["target"]]
+    targets = list(labels.values())
     scorers = list(dict.fromkeys(columns["scorer"]))
     scores = columns["score"]
     low = min(0.0, float(min(scores))) if scores else 0.0

@@ -29,7 +29,7 @@ import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
-from ..format import STATE_COLOURS, format_duration
+from ..format import STATE_COLOURS, format_duration, short_labels
 from ..store import EventRecord, RunStore
 from . import Throttle
 
@@ -166,7 +166,10 @@ def timeline_data(attempts: list[Attempt], now: float | None = None) -> tuple[di
     for a in attempts:
         if a.row not in first or a.start < first[a.row]:
             first[a.row] = a.start
-    rows = sorted(first, key=first.__getitem__)
+    # The axis shows each row's label (a 300-character node id would push the plot off the
+    # page); the hover shows the whole node id from the data.
+    labels = short_labels(sorted(first, key=first.__getitem__))
+    rows = list(labels.values())
     ends = [a.end if a.end is not None else now for a in attempts]
     span = (max(ends) - min(a.start for a in attempts)) if attempts else 0.0
     shortest = max(0.02, span * MIN_BAR_SHARE)
@@ -174,7 +177,7 @@ def timeline_data(attempts: list[Attempt], now: float | None = None) -> tuple[di
     for a, end in zip(attempts, ends, strict=True):
         data["start"].append(_local_ms(a.start))
         data["end"].append(_local_ms(max(end, a.start + shortest)))
-        data["row"].append(a.row)
+        data["row"].append(labels[a.row])
         data["node"].append(a.node_id)
         data["iteration"].append(a.iteration)
         data["attempt"].append(a.attempt)

@@ -31,7 +31,6 @@ Every wait polls a condition with a deadline. Screenshots of the hostile run go 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -47,10 +46,10 @@ import pytest
 from playwright.sync_api import expect
 
 from dashboard.format import shorten
-from inspector.replay import ReplayGateway
 from inspector.transcript import RecordedAnswer, RecordedRun, TimedDevToolsEvent, TimedRunEvent, rpc_key
 from tests.browser import wait_until
 from tests.gateway.server import ADMIN_TOKEN
+from tests.replay_thread import ReplayThread
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -210,38 +209,6 @@ def hostile_status_run() -> RecordedRun:
     row = {"runId": RUN_2, "workflowName": hostile("workflow-2"), "status": hostile("status"), "errorJson": None}
     return RecordedRun(run_id=RUN_2, workflow=hostile("workflow-2"), devtools=(TimedDevToolsEvent(0.0, snapshot),),
                        run_events=(TimedRunEvent(1.0, "run.started", {"runId": RUN_2}),), row=row, source="hostile")
-
-
-class ReplayThread:
-    """A :class:`ReplayGateway` on its own thread and loop (the test's thread drives Playwright)."""
-
-    def __init__(self, runs: list[RecordedRun], **kwargs: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.gateway = ReplayGateway(runs, **kwargs)
-        started = threading.Event()
-
-        def main() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.gateway.start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=main, daemon=True, name="hostile-replay")
-        self.thread.start()
-        if not started.wait(30):
-            raise TimeoutError("the replay gateway did not start")
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the gateway's loop (its methods are not thread-safe) and return its result."""
-        async def run() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")

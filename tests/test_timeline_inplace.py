@@ -12,7 +12,6 @@ real Panel server, where a change made outside the session's document lock would
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,25 +19,20 @@ import panel as pn
 import pytest
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Plot
-from playwright import sync_api
 
 from dashboard.format import shorten
 from dashboard.store import EventRecord, RunStore
 from dashboard.views import ScoresView, Timeline
 from dashboard.views.timeline import MAX_ROWS, ROW_HEIGHT
+from tests.gateway.server import free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from bokeh.model import Model
     from playwright.sync_api import Browser
 
 XSS = "<script>alert('x')</script><img src=x onerror=alert(2)>"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 def rendered(view: Any) -> tuple[Document, Model, list[tuple[str, str]]]:
@@ -204,20 +198,6 @@ PLOT_VIEWS = """(figureId) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 def poll(predicate: Callable[[], Any], timeout: float, what: str, page: Any) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -230,7 +210,7 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, page: Any) -> 
 
 
 @pytest.mark.browser
-def test_served_timeline_keeps_one_plot_view(browser: Browser) -> None:
+def test_served_timeline_keeps_one_plot_view(chromium: Browser) -> None:
     """Through a real Panel server (changes land on the session's next tick, under its lock)
     into Chromium: after several store updates the page still has one plot view, the very
     same object (a stamp set on it survives), showing the new bars."""
@@ -245,7 +225,7 @@ def test_served_timeline_keeps_one_plot_view(browser: Browser) -> None:
 
     port = free_port()
     server = pn.serve(make, port=port, threaded=True, show=False, start=True)
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

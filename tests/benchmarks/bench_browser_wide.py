@@ -27,12 +27,10 @@ rows on screen (which includes loading Bokeh/Panel itself). Goal: the tree's fir
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from tests.benchmarks.harness import (  # noqa: E402
     tree_stats,
     wait_until,
 )
+from tests.replay_thread import ReplayThread  # noqa: E402
 
 TERMINAL = ("finished", "failed", "cancelled")
 
@@ -170,45 +169,6 @@ def recorded_workload(nodes: int, deltas: int, scratch: Path) -> Any:
     events = [json.loads(line)["payload"]["event"] for line in path.read_text().splitlines()]
     timed = tuple(TimedDevToolsEvent(float(i * 20), e) for i, e in enumerate(events))
     return RecordedRun(run_id="bench-run", workflow="bench", devtools=timed)
-
-
-class ReplayThread:
-    """A ReplayGateway on its own thread and loop (the benchmark's thread drives Playwright)."""
-
-    def __init__(self, runs: list[Any], **kwargs: Any) -> None:
-        from inspector.replay import ReplayGateway
-
-        self.loop = asyncio.new_event_loop()
-        self.gateway = ReplayGateway(runs, **kwargs)
-        started = threading.Event()
-
-        def main() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.gateway.start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=main, daemon=True)
-        self.thread.start()
-        if not started.wait(30):
-            raise TimeoutError("the replay gateway did not start")
-
-    def call(self, fn: Any) -> Any:
-        result: list[Any] = []
-        done = threading.Event()
-
-        def run() -> None:
-            result.append(fn())
-            done.set()
-
-        self.loop.call_soon_threadsafe(run)
-        done.wait(30)
-        return result[0]
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 FIRST_PAINT = FIND_TREE + """

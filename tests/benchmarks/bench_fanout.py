@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from tests.benchmarks.bench_browser_wide import ReplayThread  # noqa: E402
 from tests.benchmarks.harness import PanelServer, cpu_seconds, load_average, rss_mb, wait_until  # noqa: E402
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
+from tests.replay_thread import ReplayThread  # noqa: E402
 
 
 class Sessions:

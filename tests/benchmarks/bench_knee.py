@@ -44,7 +44,6 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from tests.benchmarks.bench_browser_wide import ReplayThread  # noqa: E402
 from tests.benchmarks.bench_fanout import Sessions  # noqa: E402
 from tests.benchmarks.bench_vs_monitor import OURS_RECORDER, first_times, latencies  # noqa: E402
 from tests.benchmarks.harness import (  # noqa: E402
@@ -60,6 +59,7 @@ from tests.benchmarks.harness import (  # noqa: E402
     wait_until,
 )
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
+from tests.replay_thread import ReplayThread  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable

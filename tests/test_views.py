@@ -143,6 +143,8 @@ def test_attempts_from_events_with_retry_and_loop() -> None:
         ("flaky", 0, 1, "failed"), ("flaky", 0, 2, "finished"), ("refine", 1, 1, "finished"),
     ]
     assert build_attempts(events)[-1].outcome == "running"
+    # The tree lagging the log (still "pending" after node.started) keeps the attempt running.
+    assert build_attempts(events, {("refine", 1): "pending"})[-1].outcome == "running"
 
 
 def test_event_filters() -> None:
@@ -326,6 +328,9 @@ async def test_scrubber_shows_the_states_a_frame_had_when_it_streamed_them() -> 
     assert "1 node(s) changed from frame 1" in scrubber._status.object  # a: pending -> in-progress
     text = html.unescape(scrubber._tree.object)
     assert ">in-progress<" in text and ">pending<" in text and ">finished<" not in text
+    scrubber.show_frame(1)  # the first frame watched: frame 0 was not, so structure only
+    await until(lambda: "Frame 1 of 4" in scrubber._status.object and "loading" not in scrubber._status.object)
+    assert "0 node(s) changed from frame 0" in scrubber._status.object
     scrubber.show_frame(0)  # before the hub was watching: said, not guessed
     await until(lambda: "Frame 0 of 4" in scrubber._status.object and "loading" not in scrubber._status.object)
     assert "the Gateway's current ones" in scrubber._status.object

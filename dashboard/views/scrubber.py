@@ -286,8 +286,10 @@ class FrameScrubber(pn.viewable.Viewer):
             return root, prev, False
         root = with_states(root, states)
         if prev is not None:
+            # Frame N-1 unwatched (the hub joined at N): compare structure only, with N's
+            # states on both sides, rather than call every node changed.
             before = frame_states(run_id, frame - 1)
-            prev = with_states(prev, before) if before is not None else None
+            prev = with_states(prev, before if before is not None else states)
         return root, prev, True
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -48,6 +48,7 @@ _OUTCOME_COLOURS = {
     "skipped": STATE_COLOURS["skipped"],
     "interrupted": "#80868b",
 }
+_CLOSING_STATES = frozenset({"finished", "failed", "cancelled", "skipped"})
 _CLOSE = {"node.finished": "finished", "node.failed": "failed", "node.cancelled": "cancelled", "node.skipped": "skipped"}
 
 
@@ -104,10 +105,12 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
             if current is not None:
                 current.end, current.outcome = e.time, outcome
     for key, attempt in open_.items():
+        # Only a state that ends an attempt closes it: a task the tree still shows pending
+        # has just started (run events can arrive before the DevTools delta that says so).
         state = (states or {}).get(key)
-        if state is not None and state not in ("in-progress", "retrying"):
+        if state in _CLOSING_STATES:
             attempt.end = last
-            attempt.outcome = state if state in _OUTCOME_COLOURS else "interrupted"
+            attempt.outcome = state
     return out
 
 

@@ -139,7 +139,7 @@ class Dashboard(pn.viewable.Viewer):
         else:
             self.events = RecentEvents(store=self.store, height=560)
             self._run_page = self._monitor_layout()
-            self.store.param.watch(self._grey, "connection_status")
+            self.store.param.watch(self._grey, ["connection_status", "outage_since"])
         self.store.param.watch(self._on_run, "run_id")
         self.store.param.watch(self._on_selected, "selected_node")
         self.param.watch(self._on_node_key, "node_key")
@@ -237,8 +237,11 @@ class Dashboard(pn.viewable.Viewer):
         if event.new and event.new != current:
             self.store.select_task(event.new)
 
-    def _grey(self, event: Any) -> None:
-        offline = event.new in ("offline", "unauthorized")
+    def _grey(self, *events: Any) -> None:
+        # Grey for the whole outage, retries included (a "connecting" between two of them
+        # has ``outage_since`` set), not only while the status says "offline".
+        status = self.store.connection_status
+        offline = status in ("offline", "unauthorized") or (status == "connecting" and self.store.outage_since is not None)
         # Explicit values both ways: the browser keeps a style key that is merely left out.
         self._content.styles = _GREY if offline else _LIVE
 

@@ -108,6 +108,11 @@ def test_connection_html_says_how_long_and_escapes() -> None:
     text = connection_html("unauthorized", required_scope="observability:read")
     assert 'data-connection-status="unauthorized"' in text and "observability:read" in text
     assert "SMITHERS_TOKEN" in connection_html("unauthorized")
+    # Between two retries of an outage the badge still says how long it has been down.
+    text = connection_html("connecting", outage_since=now - 12, error=XSS, now=now)
+    assert 'data-connection-status="connecting"' in text and "offline for 12 s" in text
+    assert "<script>" not in text
+    assert "offline" not in connection_html("connecting", now=now)
 
 
 def test_diff_and_title_escape_everything() -> None:
@@ -298,7 +303,9 @@ async def test_dashboard_composes_and_follows_deep_links() -> None:
     render(monitor)
     monitor.store.connection_status = "offline"
     assert monitor._content.styles.get("filter") == "grayscale(1)"
-    monitor.store.connection_status = "online"
+    monitor.store.param.update(connection_status="connecting", outage_since=time.time() - 5)  # a retry
+    assert monitor._content.styles.get("filter") == "grayscale(1)", "grey for the whole outage"
+    monitor.store.param.update(connection_status="online", outage_since=None)
     # Explicit "none", not a missing key: Bokeh keeps a removed style key in the browser.
     assert monitor._content.styles.get("filter") == "none"
     monitor.close()

@@ -66,6 +66,12 @@ def connection_html(
             detail = f"some reads need the scope {required_scope}"
         elif last_heartbeat is not None:
             title = f"last heartbeat {format_ago(last_heartbeat, now)}"
+    elif status == "connecting" and outage_since is not None:
+        # Between two retries of an outage: still down, and for how long (a wall screen
+        # must not flip between "offline" and a bare "connecting" every few seconds).
+        label = f"Reconnecting · offline for {format_duration(now - outage_since)}"
+        title = "since " + time.strftime("%H:%M:%S", time.localtime(outage_since))
+        detail = " · ".join(p for p in (title, error) if p)
     elif status == "connecting" and error:
         detail = error
     safe_status = html.escape(status, quote=True)
@@ -96,4 +102,7 @@ class ConnectionStatus(TickingHtml):
 
     def _wants_tick(self) -> bool:
         """Tick only while the "for N s" text changes by itself."""
-        return self.store.connection_status in ("offline", "unauthorized")
+        s = self.store
+        return s.connection_status in ("offline", "unauthorized") or (
+            s.connection_status == "connecting" and s.outage_since is not None
+        )

@@ -23,7 +23,7 @@ from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Plot
 from dashboard.format import shorten
 from dashboard.store import EventRecord, RunStore
 from dashboard.views import ScoresView, Timeline
-from dashboard.views.timeline import MAX_ROWS, ROW_HEIGHT
+from dashboard.views.timeline import MAX_ROWS, ROW_HEIGHT, ROW_SLOTS, chart_height, is_blank_factor, row_slots
 from tests.gateway.server import free_port
 
 if TYPE_CHECKING:
@@ -97,8 +97,11 @@ def test_timeline_redraws_change_data_not_the_plot() -> None:
         assert ("Column", "children") not in changes and not any(kind == "RootAddedEvent" for _, kind in changes)
         assert {model for model, _ in changes} <= {"ColumnDataSource", "FactorRange", "figure", "HTML"}
         rows = list(dict.fromkeys(view._source.data["row"]))
-        assert list(view._figure.y_range.factors) == sorted(rows, key=lambda r: rows.index(r), reverse=True)
-        assert view._figure.height == max(160, 60 + ROW_HEIGHT * len(rows))
+        factors = list(view._figure.y_range.factors)
+        slots = row_slots(len(rows))
+        assert len(factors) == slots and all(is_blank_factor(f) for f in factors[: slots - len(rows)])
+        assert factors[slots - len(rows):] == sorted(rows, key=lambda r: rows.index(r), reverse=True)
+        assert view._figure.height == max(160, 60 + ROW_HEIGHT * slots)
     assert len(view._source.data["row"]) == 1 + 6 * 2 + 1, "every attempt is a bar (u4 retried)"
     data = view._source.data
     assert [(o, a) for n, o, a in zip(data["node"], data["outcome"], data["attempt"], strict=True) if n == "u4"] == [
@@ -127,6 +130,39 @@ def test_timeline_many_tasks_keep_readable_rows() -> None:
     assert view._figure.height == 60 + ROW_HEIGHT * MAX_ROWS
     assert {"task-0", "task-1", "task-4", "task-399"} <= set(factors)
     assert len(plots(doc)) == 1
+
+
+def test_timeline_grows_in_steps_so_the_page_is_laid_out_rarely() -> None:
+    """A new figure height makes BokehJS lay out the whole page again: as a run's tasks start
+    one by one, the height changes only at the steps of ROW_SLOTS, never per row, and blank
+    rows (never equal to a Gateway label, even a zero-width one) hold the space below."""
+    store = RunStore()
+    view = Timeline(store=store)
+    doc, _, changes = rendered(view)
+    heights = []
+    events: list[EventRecord] = [started(0.0, "\u200b")]  # a hostile id that looks like a blank row
+    for i in range(1, 60):
+        events.append(started(float(i), f"task-{i}"))
+        store.events = tuple(events)
+        if not heights or heights[-1] != view._figure.height:
+            heights.append(view._figure.height)
+        factors = list(view._figure.y_range.factors)
+        assert len(set(factors)) == len(factors), "no duplicate factor (BokehJS would throw)"
+        assert factors[-1] == view._source.data["row"][0], "the oldest row on top"
+        if len(events) <= MAX_ROWS:
+            assert factors[-2:] == ["task-1", "\u200b"]
+    assert heights == [chart_height(slots) for slots in ROW_SLOTS]
+    changes.clear()
+    store.events = ()  # another run: nothing to show; the next one starts small again
+    assert view._chart.visible is False
+    store.events = (started(100.0, "next"),)
+    assert view._figure.height == chart_height(ROW_SLOTS[0])
+    assert list(view._figure.y_range.factors)[-1] == "next"
+    # Once the run has ended, no row will come: the figure fits its rows, no blank ones.
+    store.events = (started(100.0, "next"), finished(101.0, "next"), started(102.0, "last"))
+    store.run = {"runId": "r", "status": "finished"}
+    assert list(view._figure.y_range.factors) == ["last", "next"]
+    assert view._figure.height == chart_height(2)
 
 
 def test_long_node_ids_and_scorer_names_are_shortened_on_the_charts_only() -> None:
@@ -252,7 +288,7 @@ def test_served_timeline_keeps_one_plot_view(chromium: Browser) -> None:
             want = 1 + 10 * step
             state = poll(lambda w=want: (s := page.evaluate(PLOT_VIEWS, figure_id))["rows"] == w and s, 20,
                          f"{want} bars", page)
-            assert state == {"plots": 1, "stamp": "first", "rows": want, "factors": want, "canvases": 1}
+            assert state == {"plots": 1, "stamp": "first", "rows": want, "factors": row_slots(want), "canvases": 1}
         assert views[0]._figure.id == figure_id and len(views) == 1
         assert errors == []
     finally:

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
     from bokeh.document import Document
 
-__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "timeline_chart", "timeline_data"]
+__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "padded_factors", "row_slots", "timeline_chart",
+           "timeline_data"]
 
 _OUTCOME_COLOURS = {
     "running": STATE_COLOURS["in-progress"],
@@ -196,6 +197,45 @@ def chart_height(rows: int) -> int:
     return max(160, 60 + ROW_HEIGHT * rows)
 
 
+#: The row counts the figure is sized for while its run is live. A new height makes BokehJS lay
+#: out the whole page again (``invalidate_layout`` bubbles to the root: 100-340 ms of main
+#: thread on a full page here, traced), so while the run executes the figure grows in these
+#: steps, never row by row, and does not shrink; the rows it does not use yet are blank. Once
+#: the run has ended it fits its rows exactly.
+ROW_SLOTS = (10, 25, MAX_ROWS)
+
+#: Run statuses after which no attempt starts: the figure fits its rows.
+_RUN_OVER = frozenset({"finished", "failed", "cancelled"})
+
+
+def row_slots(rows: int, current: int = 0) -> int:
+    """The rows the figure is sized for when it shows ``rows`` task rows and was sized for
+    ``current``: the first step of :data:`ROW_SLOTS` that holds them, never fewer than
+    ``current``."""
+    fits = next((slots for slots in ROW_SLOTS if slots >= rows), rows)
+    return max(fits, current)
+
+
+def padded_factors(rows: list[str], slots: int) -> list[str]:
+    """The y axis factors for ``rows`` (top row first) in a figure sized for ``slots`` rows:
+    a categorical axis puts its first factor at the bottom, so the blank rows (distinct
+    zero-width labels, none equal to a real label) come first, then the rows bottom up."""
+    taken = set(rows)
+    blanks: list[str] = []
+    width = 1
+    while len(blanks) < slots - len(rows):
+        label = "\u200b" * width
+        width += 1
+        if label not in taken:
+            blanks.append(label)
+    return blanks + rows[::-1]
+
+
+def is_blank_factor(factor: str) -> bool:
+    """A row :func:`padded_factors` added to keep the figure's height."""
+    return bool(factor) and not factor.strip("\u200b")
+
+
 class InPlaceChart:
     """A Bokeh figure shown by a ``pn.pane.Bokeh`` for the life of a view, changed in place.
 
@@ -264,6 +304,7 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
     fig.hbar(y="row", left="start", right="end", height=BAR_HEIGHT, source=source, fill_color="colour",
              line_color="colour")
     fig.yaxis.major_label_text_font_size = "11px"
+    fig.yaxis.major_tick_line_color = None  # a row is its label and its grid line
     fig.outline_line_color = None
     return fig, source
 
@@ -281,7 +322,8 @@ class Timeline(pn.viewable.Viewer):
         self._chart = self._plot.pane
         self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
-        self.store.param.watch(self._changed, ["events", "tree_version"])
+        self._slots = 0  # rows the figure is sized for (row_slots); 0 while it shows nothing
+        self.store.param.watch(self._changed, ["events", "tree_version", "run"])
         self._update()
 
     def _changed(self, *_: Any) -> None:
@@ -313,6 +355,13 @@ class Timeline(pn.viewable.Viewer):
         tasks = len({a.row for a in attempts})
         attempts = recent_attempts(attempts)
         data, rows = timeline_data(attempts)
+        if not attempts:
+            self._slots = 0
+        elif (self.store.run or {}).get("status") in _RUN_OVER:
+            self._slots = len(rows)
+        else:
+            self._slots = row_slots(len(rows), self._slots)
+        slots = self._slots
         with pn.io.hold():
             self._chart.visible = bool(attempts)
             if not attempts:
@@ -327,19 +376,19 @@ class Timeline(pn.viewable.Viewer):
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
-        self._plot.apply(lambda: self._draw(data, rows))
+        self._plot.apply(lambda: self._draw(data, rows, slots))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
         # (the browser's part, a canvas repaint, is what bounds the rate now).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
-    def _draw(self, data: dict[str, list[Any]], rows: list[str]) -> None:
+    def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int) -> None:
         """Change the figure's models, never the figure: factors first (a bar whose row is
-        not a factor yet is not drawn), then the bars, then the height if the rows changed."""
-        factors = rows[::-1]  # a categorical y axis puts its first factor at the bottom
+        not a factor yet is not drawn), then the bars, then the height if the row slots changed."""
+        factors = padded_factors(rows, slots)
         if list(self._figure.y_range.factors) != factors:
             self._figure.y_range.factors = factors
         self._source.data = data
-        height = chart_height(len(rows))
+        height = chart_height(slots)
         if self._figure.height != height:
             self._figure.height = height
 

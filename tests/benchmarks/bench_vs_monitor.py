@@ -59,6 +59,7 @@ from tests.benchmarks.harness import (  # noqa: E402
     summary_counts,
     wait_until,
 )
+from tests.benchmarks.trace_tasks import CATEGORIES, long_task_report  # noqa: E402
 
 WORKFLOW = """/** @jsxImportSource smithers-orchestrator */
 import { z } from "zod";
@@ -286,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--our-view", choices=["full", "monitor"], default="full")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trace", type=Path, help="write a Chromium trace of our page while the run streams "
+                        "here, and print what its longest tasks were made of (trace_tasks.py)")
     args = parser.parse_args(argv)
     install = gateway_install()
     result: dict[str, Any] = {"wide": args.wide, "pace": args.pace, "our_view": args.our_view,
@@ -295,12 +298,17 @@ def main(argv: list[str] | None = None) -> int:
         gw = CliGateway(install, args.wide, args.pace, scratch / "cli-gateway.log")
         try:
             with PanelServer(gw.url, None, log=scratch / "panel.log") as panel, chromium() as browser:
+                panel_port = panel.port
                 pages = {}
                 for name, script in (("ours", OURS_RECORDER), ("monitor", MONITOR_RECORDER)):
                     context = browser.new_context(viewport={"width": 1400, "height": 1000})
                     page = context.new_page()
                     page.add_init_script(LONGTASKS + script)
                     pages[name] = page
+                if args.trace:
+                    # Started on a blank page: V8's sampler, started on a page that has
+                    # compiled Bokeh, stops that page's main thread for seconds.
+                    browser.start_tracing(page=pages["ours"], categories=CATEGORIES)
                 # Warm both servers' first page load before the run exists.
                 pages["ours"].goto(panel.url, wait_until="networkidle", timeout=120_000)
                 pages["monitor"].goto(f"{gw.url}/monitor", wait_until="networkidle", timeout=120_000)
@@ -331,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                 # Let both pages settle (the last changes arrive after the run ends).
                 pages["ours"].wait_for_timeout(3000)  # settle window (measured figures stop at the run's end)
                 recorder.stop()
+                if args.trace:
+                    args.trace.write_bytes(browser.stop_tracing())
                 gw_first = first_times(recorder.seen)
                 result["status"] = status
                 result["run_seconds"] = finished - launched
@@ -364,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"longest task: ours {ours['longest_task_ms']:.0f} ms, Monitor {mon['longest_task_ms']:.0f} ms")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
+    if args.trace:
+        for task in long_task_report(args.trace, f":{panel_port}/", top=3):
+            print(json.dumps(task))
     return 0
 
 

@@ -10,7 +10,7 @@ Samples every ``--every`` seconds: Gateway deltas released so far, the panel ser
 and the page's DOM node count. Growth is reported after a warm-up of ``--warmup`` deltas.
 Goals: server RSS growth < 20 MB, JS heap growth < 20 MB.
 
-    .venv/bin/python tests/benchmarks/soak_monitor.py [--deltas 100000] [--speed 20]
+    .venv/bin/python tests/benchmarks/soak_monitor.py [--deltas 100000] [--speed 20] [--seconds S]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=40)
     parser.add_argument("--speed", type=float, default=20)
     parser.add_argument("--every", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="also stop after this long (a soak of hours: a large --deltas and a time limit)")
     args = parser.parse_args(argv)
     run = wide_run(args.wide, rate=args.rate)
     per_run = len(run.devtools) - 1
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.time()
             seen_runs: set[str] = set()
             deltas = 0
-            while deltas < args.deltas:
+            while deltas < args.deltas and (args.seconds is None or time.time() - started < args.seconds):
                 page.wait_for_timeout(args.every * 1000)  # sampling interval (the page keeps running)
                 ids = replay.call(replay.gateway.run_ids)
                 for r in ids:

@@ -94,9 +94,11 @@ def _profile_samples(events: list[dict[str, Any]], pid: int) -> list[tuple[float
     return out
 
 
-def long_task_report(path: Path, url_part: str = "", top: int = 3, min_ms: float = 50.0) -> list[dict[str, Any]]:
+def long_task_report(path: Path, url_part: str = "", top: int = 3, min_ms: float = 50.0,
+                     after_mark: str | None = None) -> list[dict[str, Any]]:
     """The ``top`` longest top-level tasks (≥ ``min_ms``) of the renderer whose scripts' URL
-    contains ``url_part``, each with what it contained."""
+    contains ``url_part``, each with what it contained; with ``after_mark``, only the tasks
+    that began after the page's ``performance.mark(after_mark)``."""
     events = _events(path)
     threads = [k for k, url in main_threads(events).items() if url_part in url]
     if not threads:
@@ -108,8 +110,14 @@ def long_task_report(path: Path, url_part: str = "", top: int = 3, min_ms: float
     for e in sorted((e for e in mine if e.get("name") in _TASKS), key=lambda e: (e["ts"], -e.get("dur", 0))):
         if not outer or e["ts"] >= outer[-1]["ts"] + outer[-1].get("dur", 0):
             outer.append(e)
-    tasks = sorted((e for e in outer if e.get("dur", 0) >= min_ms * 1000), key=lambda e: -e["dur"])[:top]
+    tasks = sorted((e for e in outer if e.get("dur", 0) >= min_ms * 1000), key=lambda e: -e["dur"])
+    if after_mark is not None:
+        marks = [e["ts"] for e in events if e.get("pid") == pid and e.get("name") == after_mark]
+        if not marks:
+            raise SystemExit(f"no performance.mark({after_mark!r}) in the trace")
+        tasks = [e for e in tasks if e["ts"] >= marks[0]]
     samples = _profile_samples(events, pid)
+    tasks = tasks[:top]
     origin = min((e["ts"] for e in mine), default=0)
     report = []
     for task in tasks:
@@ -137,6 +145,35 @@ def long_task_report(path: Path, url_part: str = "", top: int = 3, min_ms: float
             "cpu_samples_within": within.most_common(30),
         })
     return report
+
+
+def kind(task: dict[str, Any]) -> str:
+    """What a task of :func:`long_task_report` was, in the terms docs/performance.md uses."""
+    events = [name for name, _ in task["events_ms"]]
+    within = [fn for fn, _ in task["cpu_samples_within"]]
+    if any(name.startswith("FunctionCall") and "bokeh" in name and ":520" in name for name in events) \
+            or any(fn.startswith("repaint bokeh") for fn in within):
+        return "chart repaint (BokehJS, animation frame)"
+    if any(fn.startswith("invalidate_layout bokeh") for fn in within):
+        return "model change -> BokehJS page layout"
+    if any(fn.startswith("apply_json_patch bokeh") for fn in within):
+        return "model change, no layout"
+    if events[:1] in (["MajorGC"], ["MinorGC"]):
+        return "garbage collection"
+    if any("tree.js" in fn for fn in within):
+        return "tree.js"
+    return "other: " + ", ".join(events[:2])
+
+
+def kinds(report: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Tasks of a report by :func:`kind`: how many, the longest and the total ms, longest first."""
+    out: dict[str, dict[str, float]] = {}
+    for task in report:
+        row = out.setdefault(kind(task), {"n": 0, "max_ms": 0.0, "total_ms": 0.0})
+        row["n"] += 1
+        row["max_ms"] = max(row["max_ms"], task["ms"])
+        row["total_ms"] = round(row["total_ms"] + task["ms"], 1)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["max_ms"]))
 
 
 def main(argv: list[str] | None = None) -> int:

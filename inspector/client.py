@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import platform
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -123,6 +124,24 @@ def _http_base(base_url: str) -> str:
     if scheme not in ("http", "https"):
         raise ValueError(f"gateway URL must be http(s) or ws(s), got {parts.scheme!r}")
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+#: Said after a certificate the client does not trust: the operator's remedy.
+CERTIFICATE_HINT = "the gateway's TLS certificate is not trusted here; for a private CA, set SSL_CERT_FILE to its certificate"
+
+
+def _unreachable(what: str, url: str, exc: BaseException) -> GatewayUnavailable:
+    """``GatewayUnavailable`` for a failed connection to ``url``, with the remedy when the
+    cause was a TLS certificate the client does not trust (it is often wrapped: httpx's
+    ``ConnectError`` carries the ``ssl`` error as its cause)."""
+    detail = str(exc) or type(exc).__name__
+    cause: BaseException | None = exc
+    for _ in range(5):
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    hint = f"; {CERTIFICATE_HINT}" if isinstance(cause, ssl.SSLCertVerificationError) else ""
+    return GatewayUnavailable(f"{what}cannot reach the gateway at {url} ({detail}){hint}")
 
 
 def _redact_connect(frame: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -466,7 +485,7 @@ class GatewayClient:
         except httpx.TimeoutException:
             raise GatewayUnavailable(f"{method}: the gateway did not answer within {self.timeout:g} s") from None
         except httpx.TransportError as exc:
-            raise GatewayUnavailable(f"{method}: cannot reach the gateway at {self.base_url} ({exc})") from None
+            raise _unreachable(f"{method}: ", self.base_url, exc) from None
         frame: ResponseFrame | None = None
         try:
             decoded = decode_frame(response.content)
@@ -553,7 +572,7 @@ class GatewayClient:
             try:
                 response = await self._http.get("/v1/api/events", params=query, headers=self._auth_headers())
             except httpx.HTTPError as exc:
-                raise GatewayUnavailable(f"events: cannot reach the gateway at {self.base_url} ({exc})") from None
+                raise _unreachable("events: ", self.base_url, exc) from None
             try:
                 body = response.json()
             except ValueError:
@@ -603,7 +622,7 @@ class GatewayClient:
                 raise GatewayRpcError(ErrorCode.UNAUTHORIZED, f"websocket upgrade refused (HTTP {status})", status=status) from None
             raise GatewayUnavailable(f"websocket upgrade refused (HTTP {status})", status=status) from None
         except (OSError, TimeoutError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
-            raise GatewayUnavailable(f"cannot reach the gateway at {self.ws_url} ({exc or type(exc).__name__})") from None
+            raise _unreachable("", self.ws_url, exc) from None
         if self.recorder is not None:
             self.recorder.new_session()
         conn = GatewayConnection(ws, recorder=self.recorder)

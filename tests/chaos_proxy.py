@@ -46,6 +46,7 @@ from inspector.stream import Resynced, Settled, StatusChanged, TreeUpdated
 from inspector.treediff import diff_trees
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Mapping
 
     from inspector.stream import DevToolsSubscription, SubscriptionItem
@@ -230,8 +231,12 @@ class ChaosProxy:
     """
 
     def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", host: str = "127.0.0.1",
-                 seed: int = 0) -> None:
+                 seed: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.upstream_host = upstream_host
+        #: Serve TLS (``https://`` / ``wss://``) with this server context and speak plain TCP to
+        #: the upstream: a TLS-terminating proxy, as in front of a Gateway in production. The
+        #: faults act on the plaintext inside, so a cut or a stall behaves as without TLS.
+        self.tls = tls
         self.upstream_port = upstream_port
         self.host = host
         self.port = 0
@@ -267,7 +272,7 @@ class ChaosProxy:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     @property
     def active(self) -> int:
@@ -275,7 +280,7 @@ class ChaosProxy:
         return len(self._links)
 
     async def start(self) -> ChaosProxy:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, ssl=self.tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -154,6 +155,28 @@ async def test_unreachable_gateway_is_gateway_unavailable() -> None:
     async with client_with(handler, rpc_retries=0) as client:
         with pytest.raises(GatewayUnavailable, match="cannot reach"):
             await client.get_run("r")
+
+
+async def test_an_untrusted_certificate_says_how_to_trust_it() -> None:
+    """httpx wraps the ssl error in a ConnectError; the message still names the remedy."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    async with client_with(handler, rpc_retries=0) as client:
+        with pytest.raises(GatewayUnavailable, match="certificate verify failed") as info:
+            await client.get_run("r")
+    assert "SSL_CERT_FILE" in str(info.value)
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with client_with(refused, rpc_retries=0) as client:
+        with pytest.raises(GatewayUnavailable) as plain:
+            await client.get_run("r")
+    assert "SSL_CERT_FILE" not in str(plain.value), "no certificate hint for a refused connection"
 
 
 async def test_401_without_a_frame_is_unauthorized() -> None:

@@ -22,10 +22,12 @@ and connections are told apart by their request line.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trustme
 
 from inspector.client import GatewayClient
 from inspector.protocol import is_terminal_run_status
@@ -35,6 +37,8 @@ from inspector.stream import Settled, TreeUpdated
 from .chaos_proxy import ChaosProxy, Timeline, data_lost
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .gateway.plugin import GatewayFactory
     from .gateway.server import GatewayServer
 
@@ -291,3 +295,68 @@ async def test_gateway_down_when_the_dashboard_starts(make_gateway: GatewayFacto
         assert_said_what_was_wrong(tl)
         run = await assert_nothing_lost(gw, tl, run_id)
         assert run["status"] == "finished"
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def private_ca() -> trustme.CA:
+    """A certificate authority of the operator's own (as behind a company's TLS proxy)."""
+    return trustme.CA()
+
+
+def tls_terminator(ca: trustme.CA) -> ssl.SSLContext:
+    """The proxy's server side: a certificate for 127.0.0.1 signed by ``ca``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+async def test_tls_gateway_behind_a_terminating_proxy(make_gateway: GatewayFactory, private_ca: trustme.CA,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``https://`` and ``wss://`` to a Gateway behind a TLS-terminating proxy whose certificate
+    a private CA signed, trusted the standard way (``SSL_CERT_FILE``, read by httpx and by
+    Python's ssl for websockets); a connection cut mid-stream inside TLS recovers as without it."""
+    ca_file = tmp_path / "ca.pem"
+    private_ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    gw = make_gateway(pace=0.5)
+    run_id = await asyncio.to_thread(gw.launch_run, "rich")
+    async with ChaosProxy(gw.port, seed=23, tls=tls_terminator(private_ca)) as proxy, \
+            GatewayClient(proxy.url, TOKEN) as client:
+        assert proxy.url.startswith("https://")
+        proxy.cut_next(3_000)  # the first socket ends 3,000 plaintext bytes in (the first snapshot)
+        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        await tl.wait(120)
+        assert [c.offset for c in proxy.cuts] == [3_000]
+        assert proxy.websocket_connections() >= 2, "resumed over a new wss:// connection"
+        assert_said_what_was_wrong(tl)
+        run = await assert_nothing_lost(gw, tl, run_id)
+        assert run["status"] == "finished"
+        # HTTP goes through the same TLS proxy (the proxy logs each connection's first request;
+        # the RPC may reuse the kept-alive connection of the event-history fetch).
+        assert (await client.get_run(run_id))["status"] == "finished"
+        assert any(r.startswith(("POST /v1/rpc/", "GET /v1/api/")) for r in proxy.requests), proxy.requests
+
+
+async def test_tls_certificate_not_trusted_says_so_and_backs_off(make_gateway: GatewayFactory,
+                                                                 private_ca: trustme.CA,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A certificate the client does not trust is never accepted: every attempt fails the
+    handshake, the status says it is the certificate, and retries back off."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    gw = make_gateway(pace=0.5)
+    run_id = await asyncio.to_thread(gw.launch_run, "demo")
+    async with ChaosProxy(gw.port, seed=29, tls=tls_terminator(private_ca)) as proxy, \
+            GatewayClient(proxy.url, TOKEN) as client:
+        sub = client.devtools(run_id, backoff=quick_backoff())
+        tl = Timeline(sub).start()
+        await tl.until(lambda: len(tl.offline_states()) >= 3, timeout=15, what="three refused handshakes")
+        await tl.stop()
+        errors = [s.error or "" for s in tl.offline_states()]
+        assert all("certificate verify failed" in e and "SSL_CERT_FILE" in e for e in errors), errors
+        assert_backoff_escalates(tl, 0.8)
+        assert sub.tree.empty and sub.stats.connects == 0
+        assert "online" not in tl.statuses()

@@ -22,6 +22,7 @@ and connections are told apart by their request line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from inspector.status import Backoff, ConnectionState, ConnectionStatus
 from inspector.stream import Settled, TreeUpdated
 
 from .chaos_proxy import ChaosProxy, Timeline, data_lost
+from .forward_proxy import ForwardProxy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -360,3 +362,45 @@ async def test_tls_certificate_not_trusted_says_so_and_backs_off(make_gateway: G
         assert_backoff_escalates(tl, 0.8)
         assert sub.tree.empty and sub.stats.connects == 0
         assert "online" not in tl.statuses()
+
+
+# ---------------------------------------------------------------------------- a forward proxy
+
+
+def use_forward_proxy(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The environment a company network gives the dashboard's server: every connection
+    through ``url`` (both spellings; nothing bypassed)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, url)
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_gateway_through_a_forward_proxy(scheme: str, make_gateway: GatewayFactory, private_ca: trustme.CA,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HTTP_PROXY`` / ``HTTPS_PROXY`` are honoured for the HTTP RPC and the WebSocket alike:
+    a run watched through a forward proxy (to a plain Gateway, or to one behind TLS) ends on
+    the Gateway's tree, and the proxy saw all of it."""
+    gw = make_gateway(pace=0.5)
+    run_id = await asyncio.to_thread(gw.launch_run, "rich")
+    ca_file = tmp_path / "ca.pem"
+    private_ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    async with contextlib.AsyncExitStack() as stack:
+        target = gw.url
+        if scheme == "https":
+            target = (await stack.enter_async_context(ChaosProxy(gw.port, tls=tls_terminator(private_ca)))).url
+        forward = await stack.enter_async_context(ForwardProxy())
+        use_forward_proxy(monkeypatch, forward.url)
+        client = await stack.enter_async_context(GatewayClient(target, TOKEN))
+        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        await tl.wait(120)
+        run = await assert_nothing_lost(gw, tl, run_id)
+        assert run["status"] == "finished" and (await client.get_run(run_id))["status"] == "finished"
+        host_port = target.split("://", 1)[1]
+        assert host_port in forward.tunnels, ("the WebSocket was tunnelled", forward.requests)
+        if scheme == "http":
+            assert any(line.startswith(("POST http://", "GET http://")) for line in forward.forwarded), forward.requests
+        else:
+            assert forward.forwarded == [] and len(forward.tunnels) >= 2, ("HTTPS calls tunnel too", forward.requests)

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import sqlite3
 import ssl
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -39,8 +42,6 @@ from .chaos_proxy import ChaosProxy, Timeline, data_lost
 from .forward_proxy import ForwardProxy
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .gateway.plugin import GatewayFactory
     from .gateway.server import GatewayServer
 
@@ -297,6 +298,55 @@ async def test_gateway_down_when_the_dashboard_starts(make_gateway: GatewayFacto
         assert_said_what_was_wrong(tl)
         run = await assert_nothing_lost(gw, tl, run_id)
         assert run["status"] == "finished"
+
+
+def backup_database(gw: GatewayServer, to: Path) -> None:
+    """A consistent copy of the running Gateway's SQLite database (the backup API: what an
+    operator's nightly backup takes while the Gateway writes)."""
+    with contextlib.closing(sqlite3.connect(gw.db_path)) as live, contextlib.closing(sqlite3.connect(to)) as copy:
+        live.backup(copy)
+
+
+def restore_database(gw: GatewayServer, backup: Path) -> None:
+    """Put ``backup`` in place of the stopped Gateway's database (and drop its journal files)."""
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{gw.db_path}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(backup, gw.db_path)
+
+
+async def test_gateway_restored_from_an_older_backup_answers_seq_out_of_range(
+        make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    """The real Gateway restarted onto an older copy of its database: its history for the run
+    now ends before the seq we resume after, and it answers ``SeqOutOfRange`` ("fromSeq N is
+    newer than current seq M"). The subscription must take that as "history changed under
+    us": a fresh snapshot at the LOWER seq, not a retry of the same resume, and say so."""
+    gw = make_gateway(pace=0.5, SLOW=40)
+    run_id = await asyncio.to_thread(gw.launch_run, "slow")
+    backup = tmp_path / "backup.db"
+    async with ChaosProxy(gw.port, seed=31) as proxy, GatewayClient(proxy.url, TOKEN) as client:
+        sub = client.devtools(run_id, backoff=quick_backoff())
+        tl = Timeline(sub).start()
+        await tl.until(lambda: (sub.tree.seq or 0) >= 3, timeout=60, what="the run under way")
+        await asyncio.to_thread(backup_database, gw, backup)
+        backed_up = (await truth(gw, run_id))["seq"]
+        await tl.until(lambda: (sub.tree.seq or 0) >= backed_up + 3, timeout=60, what="the run past the backup")
+        await asyncio.to_thread(gw.kill)
+        tl.note_fault("gateway killed, restored from an older backup")
+        ours = sub.tree.seq or 0
+        await asyncio.to_thread(restore_database, gw, backup)
+        await asyncio.to_thread(gw.start)
+        restored = (await truth(gw, run_id))["seq"]
+        assert restored < ours, (restored, ours)
+        await tl.until(lambda: any("SeqOutOfRange" in r.reason for r in tl.resyncs()), timeout=30,
+                       what="the refused resume")
+        deadline = time.monotonic() + 30
+        while lost := data_lost(sub.tree, await truth(gw, run_id)):
+            assert time.monotonic() < deadline, f"the tree never matched the restored Gateway ({lost} ops off; {sub})"
+            await asyncio.sleep(0.1)  # poll interval
+        assert sub.tree.seq == (await truth(gw, run_id))["seq"] < ours
+        assert sub.state.status is ConnectionStatus.ONLINE
+        await tl.stop()
+        assert_said_what_was_wrong(tl)
 
 
 # ---------------------------------------------------------------------------- TLS

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import ssl
 import struct
 import time
 from collections import deque
@@ -46,13 +47,14 @@ from inspector.stream import Resynced, Settled, StatusChanged, TreeUpdated
 from inspector.treediff import diff_trees
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Callable, Mapping
+
+    import trustme
 
     from inspector.stream import DevToolsSubscription, SubscriptionItem
     from inspector.tree import DevToolsTree
 
-__all__ = ["ChaosProxy", "Cut", "FrameSpan", "Stall", "Timeline", "data_lost"]
+__all__ = ["ChaosProxy", "Cut", "FrameSpan", "Stall", "Timeline", "data_lost", "tls_server_context"]
 
 _CHUNK = 64 * 1024
 
@@ -209,6 +211,14 @@ class _Link:
         self.closed = False
         self.tasks: list[asyncio.Task[None]] = []
         self.request_line = ""
+
+
+def tls_server_context(ca: trustme.CA, host: str = "127.0.0.1") -> ssl.SSLContext:
+    """A TLS terminator's server side (``ChaosProxy(..., tls=...)``): a certificate for
+    ``host`` signed by ``ca``, e.g. an operator's private CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(context)
+    return context
 
 
 def _is_websocket(request_line: str) -> bool:

@@ -23,11 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import sqlite3
-import ssl
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -38,10 +34,12 @@ from inspector.protocol import is_terminal_run_status
 from inspector.status import Backoff, ConnectionState, ConnectionStatus
 from inspector.stream import Settled, TreeUpdated
 
-from .chaos_proxy import ChaosProxy, Timeline, data_lost
+from .chaos_proxy import ChaosProxy, Timeline, data_lost, tls_server_context
 from .forward_proxy import ForwardProxy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .gateway.plugin import GatewayFactory
     from .gateway.server import GatewayServer
 
@@ -300,20 +298,6 @@ async def test_gateway_down_when_the_dashboard_starts(make_gateway: GatewayFacto
         assert run["status"] == "finished"
 
 
-def backup_database(gw: GatewayServer, to: Path) -> None:
-    """A consistent copy of the running Gateway's SQLite database (the backup API: what an
-    operator's nightly backup takes while the Gateway writes)."""
-    with contextlib.closing(sqlite3.connect(gw.db_path)) as live, contextlib.closing(sqlite3.connect(to)) as copy:
-        live.backup(copy)
-
-
-def restore_database(gw: GatewayServer, backup: Path) -> None:
-    """Put ``backup`` in place of the stopped Gateway's database (and drop its journal files)."""
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{gw.db_path}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(backup, gw.db_path)
-
-
 async def test_gateway_restored_from_an_older_backup_answers_seq_out_of_range(
         make_gateway: GatewayFactory, tmp_path: Path) -> None:
     """The real Gateway restarted onto an older copy of its database: its history for the run
@@ -327,13 +311,13 @@ async def test_gateway_restored_from_an_older_backup_answers_seq_out_of_range(
         sub = client.devtools(run_id, backoff=quick_backoff())
         tl = Timeline(sub).start()
         await tl.until(lambda: (sub.tree.seq or 0) >= 3, timeout=60, what="the run under way")
-        await asyncio.to_thread(backup_database, gw, backup)
+        await asyncio.to_thread(gw.backup_database, backup)
         backed_up = (await truth(gw, run_id))["seq"]
         await tl.until(lambda: (sub.tree.seq or 0) >= backed_up + 3, timeout=60, what="the run past the backup")
         await asyncio.to_thread(gw.kill)
         tl.note_fault("gateway killed, restored from an older backup")
         ours = sub.tree.seq or 0
-        await asyncio.to_thread(restore_database, gw, backup)
+        await asyncio.to_thread(gw.restore_database, backup)
         await asyncio.to_thread(gw.start)
         restored = (await truth(gw, run_id))["seq"]
         assert restored < ours, (restored, ours)
@@ -358,13 +342,6 @@ def private_ca() -> trustme.CA:
     return trustme.CA()
 
 
-def tls_terminator(ca: trustme.CA) -> ssl.SSLContext:
-    """The proxy's server side: a certificate for 127.0.0.1 signed by ``ca``."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    return context
-
-
 async def test_tls_gateway_behind_a_terminating_proxy(make_gateway: GatewayFactory, private_ca: trustme.CA,
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``https://`` and ``wss://`` to a Gateway behind a TLS-terminating proxy whose certificate
@@ -375,7 +352,7 @@ async def test_tls_gateway_behind_a_terminating_proxy(make_gateway: GatewayFacto
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
     gw = make_gateway(pace=0.5)
     run_id = await asyncio.to_thread(gw.launch_run, "rich")
-    async with ChaosProxy(gw.port, seed=23, tls=tls_terminator(private_ca)) as proxy, \
+    async with ChaosProxy(gw.port, seed=23, tls=tls_server_context(private_ca)) as proxy, \
             GatewayClient(proxy.url, TOKEN) as client:
         assert proxy.url.startswith("https://")
         proxy.cut_next(3_000)  # the first socket ends 3,000 plaintext bytes in (the first snapshot)
@@ -401,7 +378,7 @@ async def test_tls_certificate_not_trusted_says_so_and_backs_off(make_gateway: G
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     gw = make_gateway(pace=0.5)
     run_id = await asyncio.to_thread(gw.launch_run, "demo")
-    async with ChaosProxy(gw.port, seed=29, tls=tls_terminator(private_ca)) as proxy, \
+    async with ChaosProxy(gw.port, seed=29, tls=tls_server_context(private_ca)) as proxy, \
             GatewayClient(proxy.url, TOKEN) as client:
         sub = client.devtools(run_id, backoff=quick_backoff())
         tl = Timeline(sub).start()
@@ -440,7 +417,7 @@ async def test_gateway_through_a_forward_proxy(scheme: str, make_gateway: Gatewa
     async with contextlib.AsyncExitStack() as stack:
         target = gw.url
         if scheme == "https":
-            target = (await stack.enter_async_context(ChaosProxy(gw.port, tls=tls_terminator(private_ca)))).url
+            target = (await stack.enter_async_context(ChaosProxy(gw.port, tls=tls_server_context(private_ca)))).url
         forward = await stack.enter_async_context(ForwardProxy())
         use_forward_proxy(monkeypatch, forward.url)
         client = await stack.enter_async_context(GatewayClient(target, TOKEN))

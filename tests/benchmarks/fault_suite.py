@@ -9,8 +9,10 @@ Three kinds of scenario, each ending with the dashboard's tree compared to the G
 
 - **network**, through :class:`tests.chaos_proxy.ChaosProxy` to a real Smithers Gateway 0.32
   under Bun: random cuts (seeded byte offsets, FIN and RST, mid-frame), cuts inside the first
-  large snapshot, latency with jitter, a read stall, a hung HTTP API, the Gateway killed and
-  restarted mid-run, the Gateway down when the dashboard starts;
+  large snapshot, latency with jitter, a read stall, a hung HTTP API, cuts inside TLS
+  (``https://`` / ``wss://``, a private CA) and through a forward proxy (``HTTPS_PROXY``), the
+  Gateway restored from an older backup of its database, the Gateway killed and restarted
+  mid-run, the Gateway down when the dashboard starts;
 - **hostile peer**, :class:`tests.scripted_gateway.ScriptedGateway`: malformed JSON, unknown
   frame types, duplicate / late / reordered deltas, unknown node ids, unknown node types and
   states, oversized frames, poisonous-but-valid JSON;
@@ -30,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import random
 import re
 import statistics
@@ -41,6 +45,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import trustme
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -52,13 +58,14 @@ from inspector.replay import ReplayGateway  # noqa: E402
 from inspector.status import Backoff, ConnectionStatus  # noqa: E402
 from inspector.stream import Heartbeat, RunEvent, TreeUpdated  # noqa: E402
 from inspector.transcript import load_runs  # noqa: E402
-from tests.chaos_proxy import ChaosProxy, Timeline, data_lost  # noqa: E402
+from tests.chaos_proxy import ChaosProxy, Timeline, data_lost, tls_server_context  # noqa: E402
+from tests.forward_proxy import ForwardProxy  # noqa: E402
 from tests.gateway.install import install  # noqa: E402
 from tests.gateway.server import GatewayServer  # noqa: E402
 from tests.scripted_gateway import Plan, ScriptedGateway, task_node  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     from inspector.tree import DevToolsTree
 
@@ -287,6 +294,103 @@ async def replay_forgotten(gw: GatewayServer) -> Row:
     row.lost = len(nodes) - len(timed) if len(timed) <= len(nodes) else 0
     row.observed = crash or f"{len(timed)} of {len(nodes)} node events from the durable history, each with its time"
     row.ok = not crash and row.recovered == 1
+    return row
+
+
+@contextlib.contextmanager
+def environ(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, remove) environment variables for the block, then put them back."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+async def tls_and_forward_proxy(gw: GatewayServer, seed: int, *, forward: bool) -> Row:
+    """Cuts inside TLS: a TLS-terminating chaos proxy (private CA, trusted via ``SSL_CERT_FILE``)
+    in front of the Gateway; with ``forward``, reached through a forward proxy too."""
+    via = " through a forward proxy (HTTPS_PROXY)" if forward else ""
+    row = Row(f"cuts inside TLS{via}", f"https:// + wss:// to a TLS-terminating proxy (private CA){via}; a seeded cut "
+              "0-20 KB into the plaintext of each socket, up to 3", "resume after each cut, settle on the Gateway's tree")
+    run_id = await asyncio.to_thread(gw.launch_run, "rich")
+    ca = trustme.CA()
+    with tempfile.TemporaryDirectory() as tmp:
+        ca_file = Path(tmp) / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        async with contextlib.AsyncExitStack() as stack:
+            proxy = await stack.enter_async_context(ChaosProxy(gw.port, seed=seed, tls=tls_server_context(ca)))
+            proxies: dict[str, str | None] = {"NO_PROXY": None, "no_proxy": None}
+            if forward:
+                fwd = await stack.enter_async_context(ForwardProxy())
+                proxies.update(HTTPS_PROXY=fwd.url, https_proxy=fwd.url)
+            stack.enter_context(environ(SSL_CERT_FILE=str(ca_file), **proxies))
+            client = await stack.enter_async_context(GatewayClient(proxy.url, TOKEN))
+            proxy.random_cuts(1.0, 0, 20_000, limit=3)
+            tl = Timeline(client.devtools(run_id, stop_when_settled=True)).start()
+            crash = await finish(tl, 180)
+            settled = tl.settled()
+            end = next((t for t, i in tl.items if i is settled), time.monotonic())
+            cuts = [c for c in proxy.cuts if c.websocket and c.at < end]
+            row.injected = len(cuts)
+            row.recovered, row.ttr = recovered_cuts(tl, [c.at for c in cuts])
+            row.lost = data_lost(tl.sub.tree, await truth_of(gw, run_id))
+            tunnels = f"; {len(fwd.tunnels)} CONNECT tunnels" if forward else ""
+            row.observed = crash or (f"{sum(c.mid_frame for c in cuts)} cuts mid-frame, {proxy.websocket_connections()} "
+                                     f"wss:// sockets{tunnels}; settled {settled.run_status if settled else '-'}")
+            row.said = said(tl)
+            row.ok = not crash and row.recovered == row.injected and row.lost == 0 and (not forward or bool(fwd.tunnels))
+    return row
+
+
+async def older_backup(gw: GatewayServer) -> Row:
+    row = Row("Gateway restored from an older backup", "DB copied (SQLite backup API) mid-run; 3 frames later "
+              "SIGKILL, DB replaced by the copy, restarted",
+              "resume refused (SeqOutOfRange): fresh snapshot at the LOWER seq, the restored Gateway's tree")
+    run_id = await asyncio.to_thread(gw.launch_run, "slow")
+    with tempfile.TemporaryDirectory() as tmp:
+        backup = Path(tmp) / "backup.db"
+        async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
+            sub = client.devtools(run_id)
+            tl = Timeline(sub).start()
+            await until(lambda: (sub.tree.seq or 0) >= 3, 60)
+            await asyncio.to_thread(gw.backup_database, backup)
+            backed_up = (await truth_of(gw, run_id))["seq"]
+            await until(lambda: (sub.tree.seq or 0) >= backed_up + 3, 60)
+            ours = sub.tree.seq or 0
+            await asyncio.to_thread(gw.kill)
+            await asyncio.to_thread(gw.restore_database, backup)
+            starting = time.monotonic()
+            await asyncio.to_thread(gw.start)
+            healthy = time.monotonic()
+            restored = (await truth_of(gw, run_id))["seq"]
+            refused = await until(lambda: any("SeqOutOfRange" in r.reason for r in tl.resyncs()), 30)
+            deadline = time.monotonic() + 30
+            lost = data_lost(sub.tree, await truth_of(gw, run_id))
+            while lost and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)  # poll interval
+                lost = data_lost(sub.tree, await truth_of(gw, run_id))
+            crash = None
+            if tl.task is not None and tl.task.done() and tl.task.exception():
+                crash = f"CRASH {tl.task.exception()!r}"
+            await tl.stop()
+            row.injected = 1
+            row.ttr = back_after(tl, starting, healthy)
+            row.recovered = len(row.ttr)
+            row.lost = lost
+            row.observed = crash or (f"we were at seq {ours}, the restored Gateway at {restored}; SeqOutOfRange "
+                                     f"answered: {refused}; our tree at seq {sub.tree.seq}")
+            row.said = said(tl)
+            row.ok = not crash and refused and row.lost == 0 and sub.tree.seq == restored < ours
     return row
 
 
@@ -753,8 +857,10 @@ async def main(seed: int, json_out: Path | None) -> int:
         try:
             scenarios: list[Awaitable[Row]] = [
                 random_cuts(gw, seed), first_snapshot_cut(gw), latency(gw), read_stall(gw), hung_http(gw),
-                replay_forgotten(gw),
-                kill_restart(gw), down_at_start(gw),  # these two stop the Gateway: last
+                replay_forgotten(gw), tls_and_forward_proxy(gw, seed, forward=False),
+                tls_and_forward_proxy(gw, seed + 1, forward=True),
+                # these stop the Gateway: last
+                older_backup(gw), kill_restart(gw), down_at_start(gw),
             ]
             for scenario in scenarios:
                 name = getattr(scenario, "__name__", "scenario")

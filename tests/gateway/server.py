@@ -28,8 +28,10 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import weakref
@@ -223,6 +225,21 @@ class GatewayServer:
         """A graceful :meth:`stop`, then :meth:`start` on the same port and database."""
         self.stop()
         return self.start()
+
+    def backup_database(self, to: Path) -> None:
+        """A consistent copy of the database, taken while the Gateway runs and writes
+        (SQLite's backup API: what an operator's nightly backup does)."""
+        with contextlib.closing(sqlite3.connect(self.db_path)) as live, \
+                contextlib.closing(sqlite3.connect(to)) as copy:
+            live.backup(copy)
+
+    def restore_database(self, backup: Path) -> None:
+        """Put ``backup`` in place of the (stopped) Gateway's database, journal files dropped."""
+        if self.is_running():
+            raise RuntimeError("stop or kill the Gateway before restoring its database")
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(backup, self.db_path)
 
     def __enter__(self) -> GatewayServer:
         if not self.is_running():

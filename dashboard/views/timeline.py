@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from bokeh.document import Document
 
-__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "padded_factors", "row_slots", "timeline_chart",
-           "timeline_data"]
+__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_factor", "padded_factors", "row_slots",
+           "timeline_chart", "timeline_data"]
 
 _OUTCOME_COLOURS = {
     "running": STATE_COLOURS["in-progress"],

@@ -40,6 +40,8 @@ from .forward_proxy import ForwardProxy
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from inspector.stream import DevToolsSubscription
+
     from .gateway.plugin import GatewayFactory
     from .gateway.server import GatewayServer
 
@@ -66,6 +68,16 @@ async def until_seq(gw: GatewayServer, run_id: str, seq: int, timeout: float = 3
     while (await truth(gw, run_id))["seq"] < seq:
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} did not reach seq {seq} within {timeout} s")
+        await asyncio.sleep(0.1)  # poll interval
+
+
+async def until_tree_matches(gw: GatewayServer, sub: DevToolsSubscription, run_id: str, whose: str,
+                             timeout: float = 30.0) -> None:
+    """Poll until the subscription's tree equals ``gw``'s snapshot (after a restart it takes
+    a reconnect and a resync); fail with how far off it still is."""
+    deadline = time.monotonic() + timeout
+    while lost := data_lost(sub.tree, await truth(gw, run_id)):
+        assert time.monotonic() < deadline, f"the tree never matched {whose} ({lost} ops off; {sub})"
         await asyncio.sleep(0.1)  # poll interval
 
 
@@ -256,10 +268,7 @@ async def test_gateway_killed_and_restarted_behind_the_proxy(make_gateway: Gatew
         assert sub.state.outage_since is None and sub.state.error is None, sub.state
 
         # The restarted Gateway serves the run again; converge on its tree.
-        deadline = time.monotonic() + 30
-        while lost := data_lost(sub.tree, await truth(gw, run_id)):
-            assert time.monotonic() < deadline, f"the tree never matched the restarted Gateway ({lost} ops off; {sub})"
-            await asyncio.sleep(0.1)  # poll interval
+        await until_tree_matches(gw, sub, run_id, "the restarted Gateway")
         assert_said_what_was_wrong(tl)
         # A SIGKILLed run stays "running" on the restarted Gateway (its owner is dead); should
         # the Gateway ever finish it, the subscription must follow: give it the time to.
@@ -323,10 +332,7 @@ async def test_gateway_restored_from_an_older_backup_answers_seq_out_of_range(
         assert restored < ours, (restored, ours)
         await tl.until(lambda: any("SeqOutOfRange" in r.reason for r in tl.resyncs()), timeout=30,
                        what="the refused resume")
-        deadline = time.monotonic() + 30
-        while lost := data_lost(sub.tree, await truth(gw, run_id)):
-            assert time.monotonic() < deadline, f"the tree never matched the restored Gateway ({lost} ops off; {sub})"
-            await asyncio.sleep(0.1)  # poll interval
+        await until_tree_matches(gw, sub, run_id, "the restored Gateway")
         assert sub.tree.seq == (await truth(gw, run_id))["seq"] < ours
         assert sub.state.status is ConnectionStatus.ONLINE
         await tl.stop()

@@ -298,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
         gw = CliGateway(install, args.wide, args.pace, scratch / "cli-gateway.log")
         try:
             with PanelServer(gw.url, None, log=scratch / "panel.log") as panel, chromium() as browser:
-                panel_port = panel.port
                 pages = {}
                 for name, script in (("ours", OURS_RECORDER), ("monitor", MONITOR_RECORDER)):
                     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -375,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.trace:
-        for task in long_task_report(args.trace, f":{panel_port}/", top=3):
+        for task in long_task_report(args.trace, f":{panel.port}/", top=3):
             print(json.dumps(task))
     return 0
 

@@ -145,6 +145,21 @@ async def gateway_seq(gw: GatewayServer, run_id: str, seq: int, timeout: float =
         await asyncio.sleep(0.1)  # poll interval
 
 
+async def converge(tl: Timeline, gw: GatewayServer, run_id: str, timeout: float = 30) -> tuple[int, str | None]:
+    """After a Gateway restart: wait (up to ``timeout``) for the tree to equal the Gateway's,
+    then stop the subscription. The data lost at the end, and the crash, if it crashed."""
+    deadline = time.monotonic() + timeout
+    lost = data_lost(tl.sub.tree, await truth_of(gw, run_id))
+    while lost and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # poll interval
+        lost = data_lost(tl.sub.tree, await truth_of(gw, run_id))
+    crash = None
+    if tl.task is not None and tl.task.done() and tl.task.exception():
+        crash = f"CRASH {tl.task.exception()!r}"
+    await tl.stop()
+    return lost, crash
+
+
 def back_after(tl: Timeline, starting: float, healthy: float) -> list[float]:
     """Seconds from the Gateway answering its health check again to ``online`` (0 if sooner)."""
     online = next((t for t, s in tl.states() if t >= starting and s.status is ConnectionStatus.ONLINE), None)
@@ -374,15 +389,7 @@ async def older_backup(gw: GatewayServer) -> Row:
             healthy = time.monotonic()
             restored = (await truth_of(gw, run_id))["seq"]
             refused = await until(lambda: any("SeqOutOfRange" in r.reason for r in tl.resyncs()), 30)
-            deadline = time.monotonic() + 30
-            lost = data_lost(sub.tree, await truth_of(gw, run_id))
-            while lost and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)  # poll interval
-                lost = data_lost(sub.tree, await truth_of(gw, run_id))
-            crash = None
-            if tl.task is not None and tl.task.done() and tl.task.exception():
-                crash = f"CRASH {tl.task.exception()!r}"
-            await tl.stop()
+            lost, crash = await converge(tl, gw, run_id)
             row.injected = 1
             row.ttr = back_after(tl, starting, healthy)
             row.recovered = len(row.ttr)
@@ -410,15 +417,7 @@ async def kill_restart(gw: GatewayServer) -> Row:
         await asyncio.to_thread(gw.start)
         healthy = time.monotonic()
         back = await until(lambda: sub.state.status is ConnectionStatus.ONLINE, 30)
-        deadline = time.monotonic() + 30
-        lost = data_lost(sub.tree, await truth_of(gw, run_id))
-        while lost and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)  # poll interval
-            lost = data_lost(sub.tree, await truth_of(gw, run_id))
-        crash = None
-        if tl.task is not None and tl.task.done() and tl.task.exception():
-            crash = f"CRASH {tl.task.exception()!r}"
-        await tl.stop()
+        lost, crash = await converge(tl, gw, run_id)
         run = await asyncio.to_thread(gw.get_run, run_id)
         attempts = [s.attempt for s in tl.offline_states()]
         row.injected = 1

@@ -151,8 +151,9 @@ def kind(task: dict[str, Any]) -> str:
     """What a task of :func:`long_task_report` was, in the terms docs/performance.md uses."""
     events = [name for name, _ in task["events_ms"]]
     within = [fn for fn, _ in task["cpu_samples_within"]]
-    if any(name.startswith("FunctionCall") and "bokeh" in name and ":520" in name for name in events) \
-            or any(fn.startswith("repaint bokeh") for fn in within):
+    # BokehJS repaints a plot from an animation frame (its throttled ``PlotView.repaint``).
+    if any(fn.startswith("repaint bokeh") for fn in within) or (
+            "FireAnimationFrame" in events and any(n.startswith("FunctionCall") and "bokeh" in n for n in events)):
         return "chart repaint (BokehJS, animation frame)"
     if any(fn.startswith("invalidate_layout bokeh") for fn in within):
         return "model change -> BokehJS page layout"

@@ -39,6 +39,7 @@ from inspector.client import GatewayClient
 from inspector.history import TaskStateHistory
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import (
+    DevToolsSubscription,
     Heartbeat,
     RunEvent,
     Settled,
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[SubscriptionItem], None]
 #: Builds the item source of one run: ``(run_id, tree) -> async iterable of items``. The
-#: default is ``client.devtools(run_id, tree=tree)``; tests pass scripted fakes.
+#: default is ``DevToolsSubscription(client, run_id, tree=tree)``; tests pass scripted fakes.
 SourceFactory = Callable[[str, DevToolsTree], AsyncIterable[SubscriptionItem]]
 
 
@@ -194,7 +195,7 @@ class GatewayHub:
         self.crash_retry = crash_retry
         #: Bound on shared read answers kept (done ones are evicted oldest first).
         self.max_cached_reads = 256
-        self._source = source or (lambda run_id, tree: client.devtools(run_id, tree=tree))
+        self._source = source or (lambda run_id, tree: DevToolsSubscription(client, run_id, tree=tree))
         self._feeds: dict[str, _Feed] = {}
         self._keys = 0
         self._reads: dict[str, _Cached] = {}

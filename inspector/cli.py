@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .client import DEFAULT_GATEWAY_URL, GatewayClient
 from .errors import GatewayError, GatewayRpcError
 from .status import ConnectionStatus
-from .stream import Resynced, Settled, StatusChanged, TreeUpdated
+from .stream import DevToolsSubscription, Resynced, Settled, StatusChanged, TreeUpdated
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -65,7 +65,7 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
 
     writer = TranscriptWriter(args.output) if getattr(args, "output", None) else None
     client = GatewayClient(_gateway(args), _token(args), recorder=writer)
-    sub = client.devtools(args.run_id, stop_when_settled=True)
+    sub = DevToolsSubscription(client, args.run_id, stop_when_settled=True)
     deadline = time.monotonic() + args.timeout if args.timeout else None
     code = EXIT_TIMEOUT
     live: Any = None

@@ -12,8 +12,10 @@ websocket-like object for the socket, so tests can run against in-process server
   ``RateLimited``); writes never are.
 - :class:`GatewayConnection` is one authenticated socket: challenge, ``connect``, hello,
   requests correlated by id, a queue of event frames, ``tick`` heartbeats.
-- :meth:`GatewayClient.devtools` returns the resilient DevTools subscription
-  (:class:`inspector.stream.DevToolsSubscription`).
+
+The resilient DevTools subscription is built on top of a client
+(``inspector.stream.DevToolsSubscription(client, run_id)``) and this module does not
+import it: the dependency runs one way, from the policy down to the transport.
 
 The token is sent only in the ``Authorization`` header and the ``connect`` frame; it is
 never logged, never part of a ``repr`` and replaced by ``"<redacted>"`` in recordings.
@@ -30,7 +32,7 @@ import platform
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -55,10 +57,6 @@ from .protocol import (
     decode_json,
 )
 from .status import Backoff
-
-if TYPE_CHECKING:
-    from .stream import DevToolsSubscription
-    from .tree import DevToolsTree
 
 __all__ = [
     "CLIENT_ID",
@@ -644,26 +642,3 @@ class GatewayClient:
             await conn.close()
             raise
         return conn
-
-    def devtools(
-        self,
-        run_id: str,
-        *,
-        tree: DevToolsTree | None = None,
-        backoff: Backoff | None = None,
-        stop_when_settled: bool = False,
-        stall_timeout: float | None = None,
-        unauthorized_retry: float = 30.0,
-    ) -> DevToolsSubscription:
-        """A resilient DevTools subscription to one run (see :mod:`inspector.stream`)."""
-        from .stream import DevToolsSubscription
-
-        return DevToolsSubscription(
-            self,
-            run_id,
-            tree=tree,
-            backoff=backoff,
-            stop_when_settled=stop_when_settled,
-            stall_timeout=stall_timeout,
-            unauthorized_retry=unauthorized_retry,
-        )

@@ -39,7 +39,7 @@ from inspector.errors import ErrorCode, GatewayRpcError, GatewayUnavailable
 from inspector.render import node_text
 from inspector.replay import ReplayGateway
 from inspector.status import Backoff, ConnectionStatus
-from inspector.stream import Heartbeat, Resynced, RunEvent, TreeUpdated
+from inspector.stream import DevToolsSubscription, Heartbeat, Resynced, RunEvent, TreeUpdated
 from inspector.transcript import load_runs
 from inspector.tree import DevToolsTree
 
@@ -162,7 +162,7 @@ async def test_a_10_mb_frame_over_the_limit_backs_off_says_why_and_recovers() ->
     """max_frame_bytes (1 MiB) < a 10 MB delta: the socket dies each time; nothing half-applied."""
     async with ScriptedGateway() as gw:
         client = GatewayClient(gw.url, "tok", max_frame_bytes=MiB)
-        tl = Timeline(client.devtools(gw.run_id, backoff=escalating_backoff())).start()
+        tl = Timeline(DevToolsSubscription(client, gw.run_id, backoff=escalating_backoff())).start()
         await tl.until(lambda: tl.sub.tree.seq == 0 and tl.sub.state.status is ConnectionStatus.ONLINE)
         before = tl.sub.tree.snapshot()
         await gw.advance([{"op": "updateProps", "id": 100, "props": {"blob": "x" * (10 * MiB)}}])
@@ -418,7 +418,7 @@ async def test_token_revoked_mid_session_is_unauthorized_then_recovers(rich: Rep
     run_id = rich.run_ids()[0]
     transport = CountingTransport()
     async with GatewayClient(rich.url, TOKEN, transport=transport) as client:
-        sub = client.devtools(run_id, backoff=fast_backoff(), unauthorized_retry=0.4, stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, backoff=fast_backoff(), unauthorized_retry=0.4, stop_when_settled=True)
         tl = Timeline(sub).start()
         await tl.until(lambda: sub.state.status is ConnectionStatus.ONLINE and not sub.tree.empty)
         rich.resume()
@@ -467,7 +467,7 @@ async def test_a_seeded_storm_of_hostile_faults_on_a_replayed_run() -> None:
     injected: dict[str, int] = {}
     try:
         async with GatewayClient(gateway.url, TOKEN) as client:
-            sub = client.devtools(run_id, backoff=fast_backoff(), stop_when_settled=True)
+            sub = DevToolsSubscription(client, run_id, backoff=fast_backoff(), stop_when_settled=True)
             tl = Timeline(sub).start()
             await tl.until(lambda: not sub.tree.empty, what="the first snapshot")
             while not gateway.run_done(run_id):
@@ -528,7 +528,7 @@ async def test_the_store_says_what_is_wrong_while_it_is_wrong(rich: ReplayGatewa
     run_id = rich.run_ids()[0]
     proxy = await ChaosProxy(rich.port).start()
     client = GatewayClient(proxy.url, TOKEN)
-    hub = GatewayHub(client, grace=0.2, source=lambda run, tree: client.devtools(
+    hub = GatewayHub(client, grace=0.2, source=lambda run, tree: DevToolsSubscription(client,
         run, tree=tree, backoff=fast_backoff(), unauthorized_retry=0.4))
     store = RunStore(hub=hub, run_id=run_id, batch_interval=0.01)
     seen: list[tuple[str, str | None, float | None]] = []
@@ -586,7 +586,7 @@ async def test_the_store_logs_one_outage_once_however_many_retries(rich: ReplayG
     run_id = rich.run_ids()[0]
     proxy = await ChaosProxy(rich.port).start()
     client = GatewayClient(proxy.url, TOKEN)
-    hub = GatewayHub(client, grace=0.2, source=lambda run, tree: client.devtools(run, tree=tree, backoff=fast_backoff()))
+    hub = GatewayHub(client, grace=0.2, source=lambda run, tree: DevToolsSubscription(client, run, tree=tree, backoff=fast_backoff()))
     store = RunStore(hub=hub, run_id=run_id, batch_interval=0.01)
     try:
         deadline = time.monotonic() + 15
@@ -625,7 +625,7 @@ async def test_a_gateway_that_lost_history_answers_seq_out_of_range_and_we_rebas
 
     run_id = rich.run_ids()[0]
     async with ChaosProxy(rich.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, backoff=fast_backoff(), stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, backoff=fast_backoff(), stop_when_settled=True)
         tl = Timeline(sub).start()
         rich.resume()
         await tl.until(lambda: (sub.tree.seq or 0) >= 6, what="the run under way")
@@ -655,7 +655,7 @@ async def test_a_gateway_that_ticks_but_never_sends_the_tree_is_backed_off() -> 
         gw.plans = [broken] * 6
         client = GatewayClient(gw.url, "tok")
         backoff = Backoff(base=0.05, cap=5.0, healthy_after=0.05)
-        w = Watch(client.devtools(gw.run_id, backoff=backoff))
+        w = Watch(DevToolsSubscription(client, gw.run_id, backoff=backoff))
         await w.until(lambda: gw.connections >= 7, timeout=30)
         assert backoff.attempt >= 6, "every broken session must count as a failed attempt"
         await w.until(equal_to_truth(gw, w), timeout=30)  # the seventh connection is honest

@@ -32,15 +32,13 @@ import trustme
 from inspector.client import GatewayClient
 from inspector.protocol import is_terminal_run_status
 from inspector.status import Backoff, ConnectionState, ConnectionStatus
-from inspector.stream import Settled, TreeUpdated
+from inspector.stream import DevToolsSubscription, Settled, TreeUpdated
 
 from .chaos_proxy import ChaosProxy, Timeline, data_lost, tls_server_context
 from .forward_proxy import ForwardProxy
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from inspector.stream import DevToolsSubscription
 
     from .gateway.plugin import GatewayFactory
     from .gateway.server import GatewayServer
@@ -122,7 +120,7 @@ async def test_random_cuts_over_a_whole_run_lose_nothing(make_gateway: GatewayFa
         proxy.cut_next(60)  # inside the "101 Switching Protocols" answer
         proxy.random_cuts(1.0, 0, 60_000, limit=5)
         proxy.latency, proxy.jitter = 0.002, 0.004
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())).start()
         await tl.wait(120)
 
         cuts = [c for c in proxy.cuts if c.websocket]
@@ -150,7 +148,7 @@ async def test_cut_mid_frame_in_the_first_large_snapshot_never_half_applies(make
     await until_seq(gw, run_id, 5)  # the run's tree is wide now: the stream starts with a big snapshot
     async with ChaosProxy(gw.port, seed=7) as proxy, GatewayClient(proxy.url, TOKEN) as client:
         proxy.cut_first_large_frame(LARGE_FRAME, count=2)
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())).start()
         await tl.wait(120)
 
         assert [c.kind for c in proxy.cuts] == ["large-frame", "large-frame"], proxy.cuts
@@ -172,7 +170,7 @@ async def test_latency_and_jitter_change_nothing(make_gateway: GatewayFactory) -
     run_id = await asyncio.to_thread(gw.launch_run, "rich")
     async with ChaosProxy(gw.port, seed=3) as proxy, GatewayClient(proxy.url, TOKEN) as client:
         proxy.latency, proxy.jitter = 0.08, 0.04
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())).start()
         await tl.wait(120)
 
         states = tl.states()
@@ -191,7 +189,7 @@ async def test_read_stall_longer_than_stall_timeout_is_detected(make_gateway: Ga
     gw = make_gateway(pace=0.5, SLOW=30)
     run_id = await asyncio.to_thread(gw.launch_run, "slow")
     async with ChaosProxy(gw.port, seed=11) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff(), stall_timeout=2.0)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff(), stall_timeout=2.0)
         tl = Timeline(sub).start()
         await tl.until(lambda: (sub.tree.seq or 0) >= 4, what="the run under way")
         stalled_at = time.monotonic()
@@ -232,7 +230,7 @@ async def test_a_hung_http_api_does_not_freeze_the_stream(make_gateway: GatewayF
     await until_seq(gw, run_id, 6)  # some history to replay
     async with ChaosProxy(gw.port, seed=17) as proxy, GatewayClient(proxy.url, TOKEN) as client:
         proxy.hang_http(15.0)
-        sub = client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())
         tl = Timeline(sub).start()
         await tl.until(lambda: sub.state.status is ConnectionStatus.ONLINE and not sub.tree.empty, what="online")
         # The Gateway moves on by five frames (a second); the tree must follow within seconds.
@@ -250,7 +248,7 @@ async def test_gateway_killed_and_restarted_behind_the_proxy(make_gateway: Gatew
     gw = make_gateway(pace=0.5, SLOW=40)
     run_id = await asyncio.to_thread(gw.launch_run, "slow")
     async with ChaosProxy(gw.port, seed=5) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, backoff=quick_backoff())
+        sub = DevToolsSubscription(client, run_id, backoff=quick_backoff())
         tl = Timeline(sub).start()
         await tl.until(lambda: (sub.tree.seq or 0) >= 4, what="the run under way")
         await asyncio.to_thread(gw.kill)
@@ -287,7 +285,7 @@ async def test_gateway_down_when_the_dashboard_starts(make_gateway: GatewayFacto
     await asyncio.to_thread(gw.wait_for_run, run_id)
     await asyncio.to_thread(gw.stop)
     async with ChaosProxy(gw.port, seed=13) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())
         tl = Timeline(sub).start()
         await tl.until(lambda: len(tl.offline_states()) >= 4, timeout=15, what="four failed attempts")
         assert sub.tree.empty and sub.stats.connects == 0
@@ -317,7 +315,7 @@ async def test_gateway_restored_from_an_older_backup_answers_seq_out_of_range(
     run_id = await asyncio.to_thread(gw.launch_run, "slow")
     backup = tmp_path / "backup.db"
     async with ChaosProxy(gw.port, seed=31) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, backoff=quick_backoff())
+        sub = DevToolsSubscription(client, run_id, backoff=quick_backoff())
         tl = Timeline(sub).start()
         await tl.until(lambda: (sub.tree.seq or 0) >= 3, timeout=60, what="the run under way")
         await asyncio.to_thread(gw.backup_database, backup)
@@ -362,7 +360,7 @@ async def test_tls_gateway_behind_a_terminating_proxy(make_gateway: GatewayFacto
             GatewayClient(proxy.url, TOKEN) as client:
         assert proxy.url.startswith("https://")
         proxy.cut_next(3_000)  # the first socket ends 3,000 plaintext bytes in (the first snapshot)
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())).start()
         await tl.wait(120)
         assert [c.offset for c in proxy.cuts] == [3_000]
         assert proxy.websocket_connections() >= 2, "resumed over a new wss:// connection"
@@ -386,7 +384,7 @@ async def test_tls_certificate_not_trusted_says_so_and_backs_off(make_gateway: G
     run_id = await asyncio.to_thread(gw.launch_run, "demo")
     async with ChaosProxy(gw.port, seed=29, tls=tls_server_context(private_ca)) as proxy, \
             GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, backoff=quick_backoff())
+        sub = DevToolsSubscription(client, run_id, backoff=quick_backoff())
         tl = Timeline(sub).start()
         await tl.until(lambda: len(tl.offline_states()) >= 3, timeout=15, what="three refused handshakes")
         await tl.stop()
@@ -427,7 +425,7 @@ async def test_gateway_through_a_forward_proxy(scheme: str, make_gateway: Gatewa
         forward = await stack.enter_async_context(ForwardProxy())
         use_forward_proxy(monkeypatch, forward.url)
         client = await stack.enter_async_context(GatewayClient(target, TOKEN))
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True, backoff=quick_backoff())).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True, backoff=quick_backoff())).start()
         await tl.wait(120)
         run = await assert_nothing_lost(gw, tl, run_id)
         assert run["status"] == "finished" and (await client.get_run(run_id))["status"] == "finished"

@@ -15,7 +15,7 @@ import pytest
 from inspector.client import GatewayClient
 from inspector.errors import ErrorCode, GatewayRpcError
 from inspector.status import Backoff, ConnectionStatus
-from inspector.stream import Settled, TimeTravelled
+from inspector.stream import DevToolsSubscription, Settled, TimeTravelled
 
 from .test_subscription import Watch
 
@@ -50,7 +50,7 @@ async def test_run_watched_to_completion_equals_the_gateway_snapshot(
         gateway = make_gateway(wide=80, pace=0.2)
     run_id = await asyncio.to_thread(gateway.launch_run, workflow)
     async with GatewayClient(gateway.url, "op-token") as client:
-        sub = client.devtools(run_id, stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True)
         w = Watch(sub)
         await asyncio.wait_for(w.task, 120)
         settled = w.items[-1]
@@ -67,7 +67,7 @@ async def test_two_rewinds_mid_run_follow_the_gateway(make_gateway: GatewayFacto
     gw = make_gateway(pace=3)
     run_id = await asyncio.to_thread(gw.launch_run, "rich")
     async with GatewayClient(gw.url, "op-token") as client:
-        w = Watch(client.devtools(run_id, backoff=Backoff(base=0.05, cap=0.5)))
+        w = Watch(DevToolsSubscription(client, run_id, backoff=Backoff(base=0.05, cap=0.5)))
         for target in (4, 2):
             await w.until(lambda t=target: (w.sub.tree.seq or 0) >= t + 2, timeout=40)
             jumps = len(w.of(TimeTravelled))
@@ -84,7 +84,7 @@ async def test_gateway_killed_and_restarted_mid_run(make_gateway: GatewayFactory
     gw = make_gateway(pace=3)
     run_id = await asyncio.to_thread(gw.launch_run, "rich")
     async with GatewayClient(gw.url, "op-token") as client:
-        w = Watch(client.devtools(run_id, backoff=Backoff(base=0.05, cap=0.5)))
+        w = Watch(DevToolsSubscription(client, run_id, backoff=Backoff(base=0.05, cap=0.5)))
         await w.until(lambda: (w.sub.tree.seq or 0) >= 3, timeout=40)
         await asyncio.to_thread(gw.kill)
         await w.until(lambda: w.sub.state.status is ConnectionStatus.OFFLINE, timeout=20)
@@ -100,7 +100,7 @@ async def test_gateway_killed_and_restarted_mid_run(make_gateway: GatewayFactory
 async def test_bad_token_is_unauthorized(gateway: GatewayServer) -> None:
     run_id = await asyncio.to_thread(gateway.launch_run, "demo")
     async with GatewayClient(gateway.url, "not-a-token") as client:
-        sub = client.devtools(run_id)
+        sub = DevToolsSubscription(client, run_id)
         w = Watch(sub)
         await w.until(lambda: sub.state.status is ConnectionStatus.UNAUTHORIZED, timeout=15)
         assert sub.tree.empty and sub.stats.connects == 0
@@ -113,7 +113,7 @@ async def test_bad_token_is_unauthorized(gateway: GatewayServer) -> None:
 async def test_read_only_token_watches_but_cannot_rewind(gateway: GatewayServer) -> None:
     run_id = await asyncio.to_thread(gateway.launch_run, "demo")
     async with GatewayClient(gateway.url, "read-token") as client:
-        sub = client.devtools(run_id, stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True)
         w = Watch(sub)
         await asyncio.wait_for(w.task, 60)
         assert isinstance(w.items[-1], Settled)
@@ -200,7 +200,7 @@ async def test_run_event_history_is_replayed_once_and_marked(gateway: GatewaySer
     run_id = await asyncio.to_thread(gateway.launch_run, "demo")
     await asyncio.to_thread(gateway.wait_for_run, run_id)
     async with GatewayClient(gateway.url, "op-token") as client:
-        w = Watch(client.devtools(run_id, stop_when_settled=True))
+        w = Watch(DevToolsSubscription(client, run_id, stop_when_settled=True))
         await asyncio.wait_for(w.task, 60)
     events = w.of(RunEvent)
     started = {e.frame.payload["nodeId"] for e in events if e.frame.event == "node.started"}
@@ -245,7 +245,7 @@ async def test_a_run_opened_after_the_gateway_dropped_its_replay_still_has_its_h
         while await replay_window(client, run_id) != 0:
             assert time.monotonic() < deadline, "the Gateway kept the replay window: the test cannot tell the paths apart"
             await asyncio.sleep(0.2)
-        w = Watch(client.devtools(run_id, stop_when_settled=True))
+        w = Watch(DevToolsSubscription(client, run_id, stop_when_settled=True))
         await asyncio.wait_for(w.task, 60)
         history = await client.list_run_events(run_id)
     names = {"NodeStarted": "node.started", "NodeFinished": "node.finished", "NodeFailed": "node.failed",
@@ -274,7 +274,7 @@ async def test_joining_mid_run_sees_every_node_event_exactly_once(make_gateway: 
     run_id = await asyncio.to_thread(gw.launch_run, "rich")
     await asyncio.to_thread(gw.wait_for_run_where, run_id, lambda r: (r.get("summary") or {}).get("finished", 0) >= 3)
     async with GatewayClient(gw.url, "op-token") as client:
-        w = Watch(client.devtools(run_id, stop_when_settled=True))
+        w = Watch(DevToolsSubscription(client, run_id, stop_when_settled=True))
         await asyncio.wait_for(w.task, 90)
         history = await client.list_run_events(run_id)
     names = {"NodeStarted": "node.started", "NodeFinished": "node.finished", "NodeFailed": "node.failed"}

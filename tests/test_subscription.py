@@ -68,7 +68,7 @@ def fast_backoff() -> Backoff:
 
 async def watch(gw: ScriptedGateway, token: str = "tok", **kw: Any) -> tuple[GatewayClient, Watch]:
     client = GatewayClient(gw.url, token)
-    sub = client.devtools(gw.run_id, backoff=fast_backoff(), **kw)
+    sub = DevToolsSubscription(client, gw.run_id, backoff=fast_backoff(), **kw)
     return client, Watch(sub)
 
 
@@ -174,7 +174,7 @@ async def test_frames_of_another_stream_or_run_are_ignored() -> None:
 async def test_rejected_token_is_unauthorized_and_does_not_hot_loop() -> None:
     async with ScriptedGateway() as gw:
         client = GatewayClient(gw.url, "wrong")
-        sub = client.devtools(gw.run_id, backoff=fast_backoff(), unauthorized_retry=0.3)
+        sub = DevToolsSubscription(client, gw.run_id, backoff=fast_backoff(), unauthorized_retry=0.3)
         w = Watch(sub)
         times: list[float] = []
         gw.on_connect = lambda _: times.append(time.monotonic())
@@ -245,7 +245,7 @@ async def test_flapping_gateway_escalates_backoff_instead_of_hot_looping() -> No
     async with ScriptedGateway() as gw:
         gw.plans = [Plan(then="abort") for _ in range(6)]
         client = GatewayClient(gw.url, "tok")
-        sub = client.devtools(gw.run_id, backoff=Backoff(base=0.02, cap=0.4, healthy_after=30))
+        sub = DevToolsSubscription(client, gw.run_id, backoff=Backoff(base=0.02, cap=0.4, healthy_after=30))
         w = Watch(sub)
         await w.until(lambda: gw.connections >= 7, timeout=15)
         await w.until(lambda: sub.state.status is ConnectionStatus.ONLINE)
@@ -259,7 +259,7 @@ async def test_gateway_down_at_start_then_up() -> None:
     async with ScriptedGateway() as gw:
         port = gw.port
     client = GatewayClient(f"http://127.0.0.1:{port}", "tok")
-    sub = client.devtools("run-1", backoff=fast_backoff())
+    sub = DevToolsSubscription(client, "run-1", backoff=fast_backoff())
     w = Watch(sub)
     await w.until(lambda: sub.state.status is ConnectionStatus.OFFLINE)
     assert sub.state.outage_since is not None

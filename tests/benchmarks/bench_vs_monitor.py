@@ -216,7 +216,7 @@ class FrameRecorder:
 
     def __init__(self, url: str, run_id: str) -> None:
         from inspector.client import GatewayClient
-        from inspector.stream import TreeUpdated
+        from inspector.stream import DevToolsSubscription, TreeUpdated
 
         self.seen: list[tuple[float, str, str]] = []
         self.deltas = 0
@@ -225,7 +225,7 @@ class FrameRecorder:
 
         async def main() -> None:
             client = GatewayClient(url, None)
-            sub = client.devtools(run_id)
+            sub = DevToolsSubscription(client, run_id)
             try:
                 async for item in sub:
                     if isinstance(item, TreeUpdated):

@@ -56,7 +56,7 @@ from inspector.client import GatewayClient  # noqa: E402
 from inspector.errors import ErrorCode, GatewayRpcError, GatewayUnavailable  # noqa: E402
 from inspector.replay import ReplayGateway  # noqa: E402
 from inspector.status import Backoff, ConnectionStatus  # noqa: E402
-from inspector.stream import Heartbeat, RunEvent, TreeUpdated  # noqa: E402
+from inspector.stream import DevToolsSubscription, Heartbeat, RunEvent, TreeUpdated  # noqa: E402
 from inspector.transcript import load_runs  # noqa: E402
 from tests.chaos_proxy import ChaosProxy, Timeline, data_lost, tls_server_context  # noqa: E402
 from tests.forward_proxy import ForwardProxy  # noqa: E402
@@ -182,7 +182,7 @@ async def random_cuts(gw: GatewayServer, seed: int) -> Row:
         proxy.cut_next(60)
         proxy.random_cuts(1.0, 0, 60_000, limit=8)
         proxy.latency, proxy.jitter = 0.002, 0.004
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True)).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True)).start()
         crash = await finish(tl, 180)
         settled = tl.settled()
         end = next((t for t, i in tl.items if i is settled), time.monotonic())
@@ -205,7 +205,7 @@ async def first_snapshot_cut(gw: GatewayServer) -> Row:
     await gateway_seq(gw, run_id, 5)
     async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
         proxy.cut_first_large_frame(20_000, count=2)
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True)).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True)).start()
         crash = await finish(tl, 180)
         row.injected = len(proxy.cuts)
         row.recovered, row.ttr = recovered_cuts(tl, [c.at for c in proxy.cuts])
@@ -224,7 +224,7 @@ async def latency(gw: GatewayServer) -> Row:
     run_id = await asyncio.to_thread(gw.launch_run, "rich")
     async with ChaosProxy(gw.port, seed=3) as proxy, GatewayClient(proxy.url, TOKEN) as client:
         proxy.latency, proxy.jitter = 0.08, 0.04
-        tl = Timeline(client.devtools(run_id, stop_when_settled=True)).start()
+        tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True)).start()
         crash = await finish(tl, 120)
         row.injected = 1
         row.lost = data_lost(tl.sub.tree, await truth_of(gw, run_id))
@@ -242,7 +242,7 @@ async def read_stall(gw: GatewayServer) -> Row:
               "declared dead after ~2 s, offline, new socket, resume")
     run_id = await asyncio.to_thread(gw.launch_run, "slow")
     async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, stop_when_settled=True, stall_timeout=2.0)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True, stall_timeout=2.0)
         tl = Timeline(sub).start()
         await until(lambda: (sub.tree.seq or 0) >= 4, 60)
         at = time.monotonic()
@@ -266,7 +266,7 @@ async def hung_http(gw: GatewayServer) -> Row:
     await gateway_seq(gw, run_id, 6)
     async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
         proxy.hang_http(15.0)
-        sub = client.devtools(run_id, stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True)
         tl = Timeline(sub).start()
         crash = await finish(tl, 120)
         row.injected = 1
@@ -298,7 +298,7 @@ async def replay_forgotten(gw: GatewayServer) -> Row:
             if answer.ok and answer.payload.get("currentSeq") == 0:
                 break
             await asyncio.sleep(0.2)  # poll interval
-        sub = client.devtools(run_id, stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True)
         tl = Timeline(sub).start()
         crash = await finish(tl, 60)
     nodes = [r for r in history if str(r.get("event", "")).startswith("Node")]
@@ -351,7 +351,7 @@ async def tls_and_forward_proxy(gw: GatewayServer, seed: int, *, forward: bool) 
             stack.enter_context(environ(SSL_CERT_FILE=str(ca_file), **proxies))
             client = await stack.enter_async_context(GatewayClient(proxy.url, TOKEN))
             proxy.random_cuts(1.0, 0, 20_000, limit=3)
-            tl = Timeline(client.devtools(run_id, stop_when_settled=True)).start()
+            tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True)).start()
             crash = await finish(tl, 180)
             settled = tl.settled()
             end = next((t for t, i in tl.items if i is settled), time.monotonic())
@@ -375,7 +375,7 @@ async def older_backup(gw: GatewayServer) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         backup = Path(tmp) / "backup.db"
         async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-            sub = client.devtools(run_id)
+            sub = DevToolsSubscription(client, run_id)
             tl = Timeline(sub).start()
             await until(lambda: (sub.tree.seq or 0) >= 3, 60)
             await asyncio.to_thread(gw.backup_database, backup)
@@ -407,7 +407,7 @@ async def kill_restart(gw: GatewayServer) -> Row:
               "offline with growing retries while down, then the restarted Gateway's tree")
     run_id = await asyncio.to_thread(gw.launch_run, "slow")
     async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id)
+        sub = DevToolsSubscription(client, run_id)
         tl = Timeline(sub).start()
         await until(lambda: (sub.tree.seq or 0) >= 4, 60)
         killed = time.monotonic()
@@ -440,7 +440,7 @@ async def down_at_start(gw: GatewayServer) -> Row:
     await asyncio.to_thread(gw.wait_for_run, run_id)
     await asyncio.to_thread(gw.stop)
     async with ChaosProxy(gw.port) as proxy, GatewayClient(proxy.url, TOKEN) as client:
-        sub = client.devtools(run_id, stop_when_settled=True)
+        sub = DevToolsSubscription(client, run_id, stop_when_settled=True)
         tl = Timeline(sub).start()
         await until(lambda: len(tl.offline_states()) >= 4, 30)
         starting = time.monotonic()
@@ -488,7 +488,7 @@ async def scripted(fault: str, how: str, expected: str, frames: Callable[[Script
     async with ScriptedGateway() as gw:
         gw.plans = [Plan(frames=[*frames(gw), TICK])]
         client = GatewayClient(gw.url, "tok")
-        tl = Timeline(client.devtools(gw.run_id)).start()
+        tl = Timeline(DevToolsSubscription(client, gw.run_id)).start()
         injected_at = time.monotonic()
         await until(lambda: tl.task is not None and (tl.task.done() or bool(tl.resyncs()) or any(
             isinstance(i, Heartbeat) for _, i in tl.items)), 20)
@@ -527,7 +527,7 @@ async def oversized(limit: bool) -> Row:
         row = Row("10 MB frame under the limit", "scripted: 10 MB delta, default 32 MiB limit", "accepted, no resync")
     async with ScriptedGateway() as gw:
         client = GatewayClient(gw.url, "tok", max_frame_bytes=MiB if limit else 32 * MiB)
-        tl = Timeline(client.devtools(gw.run_id)).start()
+        tl = Timeline(DevToolsSubscription(client, gw.run_id)).start()
         await until(lambda: tl.sub.tree.seq == 0, 10)
         before = tl.sub.tree.snapshot()
         at = time.monotonic()
@@ -650,7 +650,7 @@ async def storm(seed: int) -> Row:
     kinds: dict[str, int] = {}
     try:
         async with GatewayClient(gateway.url, TOKEN) as client:
-            tl = Timeline(client.devtools(run_id, stop_when_settled=True)).start()
+            tl = Timeline(DevToolsSubscription(client, run_id, stop_when_settled=True)).start()
             await until(lambda: not tl.sub.tree.empty, 10)
             while not gateway.run_done(run_id) and not (tl.task and tl.task.done()):
                 kind = rng.choice(["drop", "garbage", "unknown-frame", "gap", "stale", "unknown-id", "backpressure", "pause"])
@@ -699,7 +699,7 @@ async def tree_never_sent() -> Row:
     async with ScriptedGateway() as gw:
         gw.plans = [Plan(no_snapshot=True, linger=0.15, then="close")] * 6
         client = GatewayClient(gw.url, "tok")
-        sub = client.devtools(gw.run_id, backoff=Backoff(base=0.05, cap=5.0, healthy_after=0.05))
+        sub = DevToolsSubscription(client, gw.run_id, backoff=Backoff(base=0.05, cap=5.0, healthy_after=0.05))
         tl = Timeline(sub).start()
         landed = await until(lambda: not sub.tree.empty, 60)
         retries = [s.retry_in for _, s in tl.states() if s.status is ConnectionStatus.OFFLINE and s.retry_in is not None]
@@ -724,7 +724,7 @@ async def token_revoked() -> Row:
     run_id = gateway.run_ids()[0]
     try:
         async with GatewayClient(gateway.url, TOKEN) as client:
-            sub = client.devtools(run_id, stop_when_settled=True, unauthorized_retry=0.5)
+            sub = DevToolsSubscription(client, run_id, stop_when_settled=True, unauthorized_retry=0.5)
             tl = Timeline(sub).start()
             await until(lambda: not sub.tree.empty, 10)
             gateway.resume()

@@ -178,6 +178,7 @@ class DevToolsSubscription:
         self._started = False
         self._conn: GatewayConnection | None = None
         self._durable_task: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._ending: _Ending | None = None  # how the last connection ended
 
     def __repr__(self) -> str:
         return f"DevToolsSubscription({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -335,5 +336,3 @@ class DevToolsSubscription:
         except (GatewayRpcError, GatewayUnavailable) as exc:
             log.info("no durable event history for %s: %s", self.run_id, exc)
         return None
-
-    _ending: _Ending | None = None

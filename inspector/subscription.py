@@ -20,11 +20,11 @@ What goes in (every input carries ``now``, monotonic seconds for deadlines, and 
   deadline passed), :meth:`~SubscriptionMachine.connection_lost` when the socket failed.
 
 What comes out, in order, from :meth:`~SubscriptionMachine.next_actions`: the public items
-the subscription yields (:class:`StatusChanged`, :class:`TreeUpdated`, :class:`Resynced`,
+the subscription yields (:mod:`inspector.items`: :class:`StatusChanged`, :class:`TreeUpdated`, :class:`Resynced`,
 :class:`TimeTravelled`, :class:`RunEvent`, :class:`Heartbeat`, :class:`Settled`) mixed with
 commands for the driver (:class:`SendRequest`, :class:`Reconcile`, :class:`LoadHistoryTimes`,
 :class:`LoadDurableHistory`, :class:`Resubscribe`, :class:`Stop`). Order matters: a
-``Resynced`` comes before the ``Resubscribe`` that closes the socket. :meth:`Reconcile` and
+``Resynced`` comes before the ``Resubscribe`` that closes the socket. :class:`Reconcile` and
 :class:`LoadHistoryTimes` block: the machine emits nothing more until their answer is fed
 (frames fed meanwhile wait in a backlog). :meth:`~SubscriptionMachine.read_timeout` and
 :meth:`~SubscriptionMachine.next_deadline` tell the driver how long it may wait for a frame.
@@ -274,11 +274,6 @@ class SubscriptionMachine:
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - now))
         return timeout, s.settle_at is not None
-
-    @property
-    def in_session(self) -> bool:
-        """A socket is open and its stream has not been given up."""
-        return self._session is not None
 
     # ------------------------------------------------------------------ connection inputs
 

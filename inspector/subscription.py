@@ -178,7 +178,6 @@ class _Session:
     connected_at: float
     stall_after: float
     stream_id: str | None = None
-    stream_answered: bool = False
     #: The last replayed run-event seq; -1 until ``streamRunEvents`` answers.
     history_until: int = -1
     #: Bare run events that arrive before the ``streamRunEvents`` answer: that stream's
@@ -197,7 +196,6 @@ class _Session:
     #: The replayed run event that waits for the history's times.
     waiting_event: tuple[EventFrame, int | None] | None = None
     backlog: deque[Callable[[], None]] = field(default_factory=deque)
-    ended: bool = False
 
 
 class SubscriptionMachine:
@@ -411,8 +409,6 @@ class SubscriptionMachine:
             self._input(handle, now, wall)
 
     def _end(self, command: Resubscribe | Stop) -> None:
-        if self._session is not None:
-            self._session.ended = True
         self._session = None
         self._emit(command)
 
@@ -519,7 +515,6 @@ class SubscriptionMachine:
     def _stream_answer(self, frame: ResponseFrame, now: float, wall: float) -> None:
         s = self._session
         assert s is not None
-        s.stream_answered = True
         if frame.ok:
             payload = frame.payload if isinstance(frame.payload, Mapping) else {}
             sid = payload.get("streamId")

@@ -30,6 +30,7 @@ import panel as pn
 import param
 
 from inspector.errors import GatewayError
+from inspector.vocabulary import ACTIVE_RUN_STATUSES
 
 from .config import DashboardConfig, load_config
 from .hub import GatewayHub
@@ -82,7 +83,6 @@ def ensure_extensions() -> None:
 
 _GREY = {"filter": "grayscale(1)", "opacity": "0.55", "transition": "filter .5s, opacity .5s"}
 _LIVE = {"filter": "none", "opacity": "1", "transition": "filter .5s, opacity .5s"}
-_ACTIVE_STATUSES = ("running", "waiting-approval", "waiting-event", "waiting-timer")
 
 
 class Dashboard(pn.viewable.Viewer):
@@ -264,7 +264,7 @@ class Dashboard(pn.viewable.Viewer):
                 runs = None
             if isinstance(runs, list):
                 rows = [r for r in runs if isinstance(r, dict) and isinstance(r.get("runId"), str)]
-                active = [r["runId"] for r in rows if r.get("status") in _ACTIVE_STATUSES]
+                active = [r["runId"] for r in rows if r.get("status") in ACTIVE_RUN_STATUSES]
                 choices = active or [r["runId"] for r in rows[:1]]
                 if choices:
                     position = position % len(choices)

@@ -15,6 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inspector.vocabulary import (
+    NODE_ICONS as VOCABULARY_ICONS,
+    NodeType,
+    RunStatus,
+    TaskState,
+    is_waiting,
+)
+
 __all__ = [
     "short_labels",
     "shorten",
@@ -24,7 +32,6 @@ __all__ = [
     "STATE_LABELS",
     "TaskSummary",
     "format_ago",
-    "format_clock",
     "format_duration",
     "format_value",
     "node_icon",
@@ -36,73 +43,56 @@ __all__ = [
     "task_summary",
 ]
 
-#: One glyph per DevTools node type, from the symbols every desktop font has (DejaVu,
-#: Liberation, Segoe UI Symbol): wall monitors and servers rarely have a colour-emoji font,
-#: and a tofu box reads as "broken". ``dashboard/assets/tree.js`` keeps the same plain set
-#: (its ICONS) and upgrades to emoji only where the browser can draw them.
-NODE_ICONS: Mapping[str, str] = {
-    "workflow": "▤",
-    "task": "●",
-    "sequence": "→",
-    "parallel": "⇉",
-    "merge-queue": "⇄",
-    "branch": "⋔",
-    "loop": "↻",
-    "worktree": "⎇",
-    "approval": "⚑",
-    "timer": "◔",
-    "subflow": "↪",
-    "wait-for-event": "◷",
-    "saga": "⟲",
-    "try-catch": "◈",
-    "fragment": "▭",
-    "unknown": "?",
-}
+#: The plain glyph of each DevTools node type (see :class:`~inspector.vocabulary.NodeIcon`):
+#: server-rendered views cannot know whether the viewer's browser draws colour emoji, so
+#: they use the glyphs every desktop font has. ``dashboard/assets/tree.js`` gets the same
+#: table and upgrades to emoji only where the browser can draw them.
+NODE_ICONS: Mapping[str, str] = {node_type: icon.plain for node_type, icon in VOCABULARY_ICONS.items()}
+
+_SUSPENDED_COLOUR = "#a142f4"
+_NEUTRAL_COLOUR = "#80868b"
 
 #: Task states (``task.state``) to colours. Queued is grey, never green.
 STATE_COLOURS: Mapping[str, str] = {
-    "pending": "#9aa0a6",
-    "in-progress": "#1a73e8",
-    "retrying": "#f29900",
-    "finished": "#188038",
-    "failed": "#d93025",
-    "cancelled": "#5f6368",
-    "skipped": "#bdc1c6",
-    "waiting-approval": "#a142f4",
-    "waiting-event": "#a142f4",
-    "waiting-timer": "#a142f4",
-    "waiting-quota": "#a142f4",
-    "blocked": "#e37400",
-    "unknown": "#80868b",
+    TaskState.PENDING: "#9aa0a6",
+    TaskState.IN_PROGRESS: "#1a73e8",
+    TaskState.RETRYING: "#f29900",
+    TaskState.FINISHED: "#188038",
+    TaskState.FAILED: "#d93025",
+    TaskState.CANCELLED: "#5f6368",
+    TaskState.SKIPPED: "#bdc1c6",
+    TaskState.WAITING_APPROVAL: _SUSPENDED_COLOUR,
+    TaskState.WAITING_EVENT: _SUSPENDED_COLOUR,
+    TaskState.WAITING_TIMER: _SUSPENDED_COLOUR,
+    TaskState.WAITING_QUOTA: _SUSPENDED_COLOUR,
+    TaskState.BLOCKED: "#e37400",
+    TaskState.UNKNOWN: _NEUTRAL_COLOUR,
 }
-_SUSPENDED_COLOUR = "#a142f4"
-_NEUTRAL_COLOUR = "#80868b"
 
 #: Labels for task states. The Gateway's own names are what operators read in logs, the
 #: CLI and Smithers' Monitor, so every view shows those, the same everywhere; only a task
 #: without a state gets words of ours.
-STATE_LABELS: Mapping[str, str] = {"unknown": "no state"}
+STATE_LABELS: Mapping[str, str] = {TaskState.UNKNOWN: "no state"}
 
-#: Run statuses (``getRun.status`` / ``runState.state``) to colours.
+#: Run statuses (``getRun.status`` / ``runState.state``) to colours. Any other ``waiting-*``
+#: status is drawn as suspended; any other status in the neutral colour.
 RUN_STATUS_COLOURS: Mapping[str, str] = {
-    "running": "#1a73e8",
-    "pending": "#9aa0a6",
-    "queued": "#9aa0a6",
-    "finished": "#188038",
-    "succeeded": "#188038",
-    "completed": "#188038",
-    "failed": "#d93025",
-    "cancelled": "#5f6368",
-    "paused": "#f29900",
-    "waiting-approval": "#a142f4",
-    "waiting-event": "#a142f4",
-    "waiting-timer": "#a142f4",
+    RunStatus.RUNNING: "#1a73e8",
+    RunStatus.FINISHED: "#188038",
+    RunStatus.SUCCEEDED: "#188038",
+    RunStatus.COMPLETED: "#188038",
+    RunStatus.FAILED: "#d93025",
+    RunStatus.CANCELLED: "#5f6368",
+    RunStatus.PAUSED: "#f29900",
+    RunStatus.WAITING_APPROVAL: _SUSPENDED_COLOUR,
+    RunStatus.WAITING_EVENT: _SUSPENDED_COLOUR,
+    RunStatus.WAITING_TIMER: _SUSPENDED_COLOUR,
 }
 
 
 def node_icon(node_type: str | None) -> str:
     """The glyph for a DevTools node type; unknown types get the ``unknown`` glyph."""
-    return NODE_ICONS.get(node_type or "unknown", NODE_ICONS["unknown"])
+    return NODE_ICONS.get(node_type or NodeType.UNKNOWN, NODE_ICONS[NodeType.UNKNOWN])
 
 
 def state_colour(state: str | None) -> str:
@@ -112,9 +102,7 @@ def state_colour(state: str | None) -> str:
         return _NEUTRAL_COLOUR
     if state in STATE_COLOURS:
         return STATE_COLOURS[state]
-    if state.startswith("waiting"):
-        return _SUSPENDED_COLOUR
-    return _NEUTRAL_COLOUR
+    return _SUSPENDED_COLOUR if is_waiting(state) else _NEUTRAL_COLOUR
 
 
 def state_label(state: str | None) -> str:
@@ -129,7 +117,7 @@ def run_status_colour(status: str | None) -> str:
         return _NEUTRAL_COLOUR
     if status in RUN_STATUS_COLOURS:
         return RUN_STATUS_COLOURS[status]
-    return _SUSPENDED_COLOUR if status.startswith("waiting") else _NEUTRAL_COLOUR
+    return _SUSPENDED_COLOUR if is_waiting(status) else _NEUTRAL_COLOUR
 
 
 def format_duration(seconds: float | None) -> str:
@@ -158,13 +146,6 @@ def format_ago(at: float | None, now: float | None = None) -> str:
         return "never"
     now = time.time() if now is None else now
     return f"{format_duration(now - at)} ago"
-
-
-def format_clock(at: float | None) -> str:
-    """Local ``HH:MM:SS`` of a wall-clock time; empty when unknown."""
-    if at is None:
-        return ""
-    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 def shorten(text: str, limit: int = 32) -> str:
@@ -279,18 +260,26 @@ class TaskSummary:
         return self.done / self.total if self.total else 0.0
 
 
+#: The :class:`TaskSummary` count each known task state goes to; any other ``waiting-*``
+#: state goes to ``waiting``, anything else to ``other``.
+_SUMMARY_BUCKETS: Mapping[str, str] = {
+    TaskState.IN_PROGRESS: "running",
+    TaskState.FINISHED: "finished",
+    TaskState.FAILED: "failed",
+    TaskState.PENDING: "pending",
+    TaskState.RETRYING: "retrying",
+    TaskState.SKIPPED: "skipped",
+    TaskState.CANCELLED: "cancelled",
+    TaskState.BLOCKED: "waiting",
+}
+
+
 def task_summary(counts: Mapping[str, int]) -> TaskSummary:
     """Fold ``DevToolsTree.state_counts()`` into total / finished / running / failed / ..."""
     buckets = dict.fromkeys(("finished", "running", "failed", "pending", "waiting", "retrying", "skipped", "cancelled", "other"), 0)
     total = 0
     for state, n in counts.items():
         total += n
-        if state == "in-progress":
-            buckets["running"] += n
-        elif state in ("finished", "failed", "pending", "retrying", "skipped", "cancelled"):
-            buckets[state] += n
-        elif state.startswith("waiting") or state == "blocked":
-            buckets["waiting"] += n
-        else:
-            buckets["other"] += n
+        bucket = _SUMMARY_BUCKETS.get(state) or ("waiting" if is_waiting(state) else "other")
+        buckets[bucket] += n
     return TaskSummary(total=total, **buckets)

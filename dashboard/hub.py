@@ -48,6 +48,7 @@ from inspector.stream import (
     TreeUpdated,
 )
 from inspector.tree import DevToolsTree, TreeChange
+from inspector.vocabulary import RUN_EVENT_PREFIX, RunEventName
 
 __all__ = ["GatewayHub", "HubStats", "Listener", "SourceFactory", "Subscription", "TimedRunEvent"]
 
@@ -108,11 +109,11 @@ class _Feed:
             self.settled = item
         elif isinstance(item, RunEvent):
             name = item.frame.event
-            if name == "run.heartbeat":  # liveness, not history: late joiners need only the last
+            if name == RunEventName.RUN_HEARTBEAT:  # liveness, not history: late joiners need only the last
                 self.last_heartbeat = time.time()
                 return
             self.events.append(item)
-            if name.startswith("run.") and name != "run.completed" and not item.replayed:
+            if name.startswith(RUN_EVENT_PREFIX) and name != RunEventName.RUN_COMPLETED and not item.replayed:
                 self.settled = None
         elif isinstance(item, TreeUpdated):
             # Recorded here, in step with the tree: listeners run later, on a moved tree.

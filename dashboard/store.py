@@ -48,6 +48,16 @@ from inspector.stream import (
     TreeUpdated,
 )
 from inspector.tree import DevToolsTree, TreeChange, TreeNode
+from inspector.vocabulary import (
+    APPROVAL_EVENT_PREFIX,
+    DONE_NODE_EVENTS,
+    NODE_EVENT_PREFIX,
+    RUN_EVENT_PREFIX,
+    LogEventName,
+    OutputStatus,
+    RunEventName,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from .hub import GatewayHub, Subscription
@@ -57,8 +67,6 @@ __all__ = ["EventRecord", "RunStore"]
 log = logging.getLogger(__name__)
 
 CONNECTION_STATUSES = [s.value for s in ConnectionStatus]
-#: Events after which a node's output, diff and scores may have changed.
-_NODE_DONE_EVENTS = frozenset({"node.finished", "node.failed", "node.skipped", "node.cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,15 +124,15 @@ def event_record(item: RunEvent, at: float | None = None) -> EventRecord:
     payload = frame.payload if isinstance(frame.payload, Mapping) else {}
     when = getattr(item, "received_at", None) or at or time.time()
     message = _error_message(payload.get("error"))
-    if not message and frame.event == "run.completed":
-        message = f"run {payload.get('status', 'finished')}"
+    if not message and frame.event == RunEventName.RUN_COMPLETED:
+        message = f"run {payload.get('status', RunStatus.FINISHED.value)}"
     if not message:
         for key in ("reason", "message", "note", "decision"):
             text = _str(payload.get(key))
             if text:
                 message = text
                 break
-    state = _str(payload.get("state")) or (_str(payload.get("status")) if frame.event.startswith("run.") else None)
+    state = _str(payload.get("state")) or (_str(payload.get("status")) if frame.event.startswith(RUN_EVENT_PREFIX) else None)
     return EventRecord(
         time=when,
         event=frame.event,
@@ -135,10 +143,6 @@ def event_record(item: RunEvent, at: float | None = None) -> EventRecord:
         message=message[:2000],
         seq=frame.seq,
     )
-
-
-#: The Gateway's per-run liveness event: kept as ``last_heartbeat``, not in the event log.
-RUN_HEARTBEAT = "run.heartbeat"
 
 
 class RunStore(param.Parameterized):
@@ -405,33 +409,33 @@ class RunStore(param.Parameterized):
             if state.status.value in ("offline", "unauthorized") and outage != self._logged_outage:
                 self._logged_outage = outage
                 self._pending_events.append(
-                    EventRecord(time.time(), f"connection.{state.status.value}", message=state.error or "")
+                    EventRecord(time.time(), f"{LogEventName.CONNECTION_PREFIX}{state.status.value}", message=state.error or "")
                 )
             elif state.status is ConnectionStatus.ONLINE:
                 self._logged_outage = None
         elif isinstance(item, Heartbeat):
             pending["last_heartbeat"] = item.at
-        elif isinstance(item, RunEvent) and item.frame.event == RUN_HEARTBEAT:
-            # Once a second, for as long as anyone watches, even a finished run: logged, it
+        elif isinstance(item, RunEvent) and item.frame.event == RunEventName.RUN_HEARTBEAT:
+            # The Gateway's per-run liveness event, kept as ``last_heartbeat``. Once a second, for as long as anyone watches, even a finished run: logged, it
             # would push the run's history out of the ring buffer within the hour.
             pending["last_heartbeat"] = getattr(item, "received_at", None) or time.time()
         elif isinstance(item, RunEvent):
             record = event_record(item)
             self._pending_events.append(record)
             name = item.frame.event
-            if name.startswith(("run.", "node.", "approval.")):
+            if name.startswith((RUN_EVENT_PREFIX, NODE_EVENT_PREFIX, APPROVAL_EVENT_PREFIX)):
                 self._pending_refresh.add("run")
-            if name in _NODE_DONE_EVENTS:
+            if name in DONE_NODE_EVENTS:  # its output, diff and scores may have changed
                 self._pending_refresh.add("scores")
                 if self._selected_key is not None and record.node_id == self._selected_key[0]:
                     self._pending_refresh.add("node")
-            if name.startswith("run.") and name != "run.completed" and not item.replayed:
+            if name.startswith(RUN_EVENT_PREFIX) and name != RunEventName.RUN_COMPLETED and not item.replayed:
                 pending["settled"] = False  # the run moved again (history says nothing new)
         elif isinstance(item, Settled):
             pending["settled"] = True
             self._pending_refresh.update(("run", "scores", "node"))
             self._pending_events.append(
-                EventRecord(time.time(), "stream.settled", state=item.run_status, message=f"final frame {item.seq}")
+                EventRecord(time.time(), LogEventName.STREAM_SETTLED.value, state=item.run_status, message=f"final frame {item.seq}")
             )
         elif isinstance(item, TimeTravelled):
             jump = item.jump
@@ -441,12 +445,12 @@ class RunStore(param.Parameterized):
             pending["settled"] = False
             pending["_jump_to"] = jump.to_frame_no
             self._pending_events.append(
-                EventRecord(now, "run.time_travel_jumped", message=pending["notice"], seq=jump.to_frame_no)
+                EventRecord(now, RunEventName.RUN_TIME_TRAVEL_JUMPED.value, message=pending["notice"], seq=jump.to_frame_no)
             )
         elif isinstance(item, Resynced):
             if not (pending.get("notice") or "").startswith("Rewound"):
                 pending["notice"] = f"Resynced: {item.reason}"
-            self._pending_events.append(EventRecord(time.time(), "stream.resynced", message=item.reason))
+            self._pending_events.append(EventRecord(time.time(), LogEventName.STREAM_RESYNCED.value, message=item.reason))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -599,7 +603,7 @@ class RunStore(param.Parameterized):
         if isinstance(output, BaseException):
             updates.update(node_output=None, node_error=_describe_error(output, "output"))
         else:
-            updates.update(node_output=output if isinstance(output, dict) else {"status": "unknown", "row": output}, node_error=None)
+            updates.update(node_output=output if isinstance(output, dict) else {"status": OutputStatus.UNKNOWN.value, "row": output}, node_error=None)
         if isinstance(diff, BaseException):
             updates.update(node_diff=None, node_diff_error=_describe_error(diff, "diff"))
         else:

@@ -40,13 +40,14 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, NodeType, TaskState
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from inspector.tree import DevToolsTree, TreeChange, TreeNode
 
 __all__ = [
-    "ROW_KEYS",
     "WIRE_KEYS",
     "FeedStats",
     "RowMirror",
@@ -58,16 +59,11 @@ __all__ = [
     "patch_for",
     "row_for",
     "rows_for",
+    "tree_vocabulary_js",
 ]
 
 Row = dict[str, Any]
 Message = dict[str, Any]
-
-#: Every key a row may carry (keys whose value is ``None`` are left out).
-ROW_KEYS = (
-    "id", "parent", "depth", "type", "label", "nodeId", "state",
-    "attempt", "maxAttempts", "iteration", "hasChildren",
-)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -120,7 +116,7 @@ def row_for(node: TreeNode, depth: int) -> Row:
             value = _int_or_none(task.get(key))
             if value is not None:
                 row[key] = value
-    elif node.type == "loop":
+    elif node.type == NodeType.LOOP:
         iteration = loop_iteration(node)
         if iteration is not None:
             row["iteration"] = iteration
@@ -159,7 +155,7 @@ def _loop_dependents(node: TreeNode) -> Iterator[TreeNode]:
     for _ in range(2):
         if up is None:
             return
-        if up.type == "loop":
+        if up.type == NodeType.LOOP:
             yield up
         up = up.parent
 
@@ -227,7 +223,7 @@ def patch_for(tree: DevToolsTree, changes: Iterable[TreeChange]) -> Message:
         if node is None:
             continue
         for n in (node, node.parent):
-            if n is not None and n.type == "loop":
+            if n is not None and n.type == NodeType.LOOP:
                 touched.setdefault(n.id, n)
     upsert = [
         row_for(node, _depth_of(node))
@@ -248,6 +244,22 @@ def is_empty(message: Message) -> bool:
 #: Positional keys of a packed row on the wire (tree.js ``WIRE`` must match). ``hasChildren``
 #: is not sent: the client derives it from its child lists.
 WIRE_KEYS = ("id", "parent", "depth", "type", "label", "state", "nodeId", "attempt", "maxAttempts", "iteration")
+
+
+def tree_vocabulary_js() -> str:
+    """The JavaScript line that gives ``tree.js`` its words: ``VOCABULARY.icons`` (node type
+    -> ``[emoji, plain]``), ``VOCABULARY.running`` and ``VOCABULARY.failed`` (the task
+    states its roll-ups count as running and as failed), from :mod:`inspector.vocabulary`.
+
+    Prepended to the module when it is served (``TreeComponent._esm``), so the browser and
+    the server-rendered views cannot drift apart: tree.js has no table of its own.
+    """
+    vocabulary = {
+        "icons": {str(node_type): list(icon) for node_type, icon in NODE_ICONS.items()},
+        "running": sorted(str(state) for state in RUNNING_TASK_STATES),
+        "failed": str(TaskState.FAILED),
+    }
+    return f"const VOCABULARY = {json.dumps(vocabulary, ensure_ascii=False, separators=(',', ':'))}\n"
 
 
 def _pack(row: Row) -> list[Any]:

@@ -1,15 +1,19 @@
 """Typed errors for everything that can go wrong between us and a Smithers Gateway.
 
-The hierarchy mirrors the layers:
+One root, so a caller can catch "anything this package raises" in one clause; below it the
+hierarchy follows the layers::
 
-- :class:`ProtocolError`: a frame or payload that does not match the wire contract
-  (:class:`FrameDecodeError` carries the JSON path of the first problem).
-- :class:`DevToolsError`: a DevTools event that cannot be applied to the tree
-  (:class:`SeqGap` when deltas are missing, :class:`InvalidDelta` for a malformed or
-  inapplicable op, :class:`InvalidSnapshot` for a snapshot that cannot be a tree).
-- :class:`GatewayError`: talking to the Gateway failed: :class:`GatewayRpcError` for an
-  error answer (with the Gateway's code in both spellings normalised),
-  :class:`GatewayUnavailable` when no answer could be had at all.
+    SmithersDashboardError
+    ├── ProtocolError            a frame or payload off the wire contract (also a ValueError)
+    │   └── FrameDecodeError     ... with the JSON path of the first problem
+    ├── DevToolsError            a DevTools event that cannot be applied to the tree
+    │   ├── SeqGap               deltas are missing (``baseSeq`` is not the tree's ``seq``)
+    │   ├── InvalidDelta         a malformed or inapplicable op
+    │   └── InvalidSnapshot      a snapshot that cannot be a tree
+    └── GatewayError             talking to the Gateway failed (``retry_after`` when it said)
+        ├── GatewayRpcError      an error answer, its code normalised (:class:`ErrorCode`)
+        └── GatewayUnavailable   no answer at all: refused, cut, timed out, HTTP 5xx
+            └── GatewayStalled   the socket went silent past the stall timeout
 
 Every error a caller may want to branch on is a class, never a string to parse.
 """
@@ -31,11 +35,16 @@ __all__ = [
     "InvalidSnapshot",
     "ProtocolError",
     "SeqGap",
+    "SmithersDashboardError",
     "normalize_error_code",
 ]
 
 
-class ProtocolError(ValueError):
+class SmithersDashboardError(Exception):
+    """The root of every error this package raises (the hierarchy is in the module docstring)."""
+
+
+class ProtocolError(SmithersDashboardError, ValueError):
     """A frame or payload does not follow the Gateway's wire contract."""
 
 
@@ -48,7 +57,7 @@ class FrameDecodeError(ProtocolError):
         self.reason = message
 
 
-class DevToolsError(Exception):
+class DevToolsError(SmithersDashboardError):
     """A DevTools event could not be applied; the tree is left exactly as it was."""
 
 
@@ -145,18 +154,23 @@ def normalize_error_code(code: object) -> ErrorCode | str:
     return _BY_FOLDED.get(_fold(text), text)
 
 
-class GatewayError(Exception):
-    """Talking to the Gateway failed."""
+class GatewayError(SmithersDashboardError):
+    """Talking to the Gateway failed.
 
-    #: Seconds the Gateway asked us to wait (HTTP ``Retry-After``), when it said.
-    retry_after: float | None = None
+    ``retry_after`` is the number of seconds the Gateway asked us to wait (HTTP
+    ``Retry-After``), or ``None`` when it did not say.
+    """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class GatewayUnavailable(GatewayError):
     """No usable answer: connection refused or cut, timeout, or an HTTP 5xx without a frame."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
         self.status = status
 
 
@@ -184,6 +198,7 @@ class GatewayRpcError(GatewayError):
         required_scope: str | None = None,
         details: Any = None,
         method: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.code = normalize_error_code(code)
         self.raw_code = str(code)
@@ -193,7 +208,7 @@ class GatewayRpcError(GatewayError):
         self.details = details
         self.method = method
         where = f"{method}: " if method else ""
-        super().__init__(f"{where}{self.raw_code}: {message}")
+        super().__init__(f"{where}{self.raw_code}: {message}", retry_after=retry_after)
 
     @property
     def transient(self) -> bool:

@@ -38,9 +38,10 @@ from .errors import (
     normalize_error_code,
 )
 
+# Re-exported (see __all__): callers that judge a run's status beside its frames import them here.
+from .vocabulary import TERMINAL_RUN_STATUSES, RunEventName, is_terminal_run_status
+
 __all__ = [
-    "KNOWN_NODE_TYPES",
-    "KNOWN_TASK_STATES",
     "TERMINAL_RUN_STATUSES",
     "AddNode",
     "DevToolsDelta",
@@ -68,28 +69,6 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
-
-#: Node types Smithers 0.32 knows (``SmithersNodeType``). Others are kept and shown as-is.
-KNOWN_NODE_TYPES: Final = (
-    "workflow", "task", "sequence", "parallel", "merge-queue", "branch", "loop", "worktree",
-    "approval", "timer", "subflow", "wait-for-event", "saga", "try-catch", "fragment", "unknown",
-)
-
-#: Task states seen from Smithers 0.32. Smithers adds states over time (``waiting-quota``
-#: arrived late); a state not listed here is kept by name and never mistaken for another.
-KNOWN_TASK_STATES: Final = (
-    "pending", "in-progress", "finished", "failed", "cancelled", "skipped", "retrying",
-    "waiting-approval", "waiting-event", "waiting-timer", "waiting-quota", "blocked",
-)
-
-#: Run statuses after which no more frames will come (``run.completed`` carries one).
-TERMINAL_RUN_STATUSES: Final = frozenset({"finished", "failed", "cancelled", "succeeded", "completed"})
-
-
-def is_terminal_run_status(status: object) -> bool:
-    """True for a run status after which the run will not change again by itself."""
-    return isinstance(status, str) and status in TERMINAL_RUN_STATUSES
-
 
 # --------------------------------------------------------------------------- frames
 
@@ -505,7 +484,7 @@ def _unwrap_run_event(frame: EventFrame) -> tuple[str, Any]:
     instead of the bare event (``gateway.js``); embedders that did not unwrap it stalled
     (smithersai/smithers#1422).
     """
-    if frame.event == "run.event" and isinstance(frame.payload, Mapping):
+    if frame.event == RunEventName.RUN_EVENT and isinstance(frame.payload, Mapping):
         inner = frame.payload.get("event")
         if isinstance(inner, str):
             return inner, frame.payload.get("payload")
@@ -525,7 +504,7 @@ def unwrap_run_event(frame: EventFrame) -> EventFrame:
 def time_travel_jump(frame: EventFrame) -> TimeTravelJump | None:
     """The jump a frame announces (bare or inside ``run.event``), or ``None``."""
     name, payload = _unwrap_run_event(frame)
-    if name != "run.time_travel_jumped" or not isinstance(payload, Mapping):
+    if name != RunEventName.RUN_TIME_TRAVEL_JUMPED or not isinstance(payload, Mapping):
         return None
 
     def opt_int(key: str) -> int | None:

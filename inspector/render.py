@@ -10,26 +10,26 @@ from rich.text import Text
 from rich.tree import Tree
 
 from .status import ConnectionState, ConnectionStatus
+from .vocabulary import NODE_ICONS as VOCABULARY_ICONS, TaskState
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rich.console import RenderableType
 
     from .tree import DevToolsTree, TreeNode
 
 __all__ = ["NODE_ICONS", "STATE_STYLES", "render_watch"]
 
-#: One glyph per Smithers node type; an unknown type is shown by name instead.
-NODE_ICONS = {
-    "workflow": "📋", "task": "⚡", "sequence": "➡", "parallel": "⇶", "merge-queue": "🔀",
-    "branch": "⑂", "loop": "↻", "worktree": "🌳", "approval": "✋", "timer": "⏱", "subflow": "🔗",
-    "wait-for-event": "📡", "saga": "🔄", "try-catch": "🛡", "fragment": "📦", "unknown": "❓",
-}
+#: The emoji of each node type (a terminal draws colour emoji); an unknown type is shown by name.
+NODE_ICONS: Mapping[str, str] = {node_type: icon.emoji for node_type, icon in VOCABULARY_ICONS.items()}
 
 #: Colours per task state. A state not listed keeps its own name in a neutral style.
-STATE_STYLES = {
-    "pending": "grey50", "in-progress": "bold blue", "finished": "green", "failed": "bold red",
-    "retrying": "dark_orange", "cancelled": "grey42", "skipped": "grey42", "waiting-approval": "yellow",
-    "waiting-event": "yellow", "waiting-timer": "yellow", "waiting-quota": "yellow", "blocked": "magenta",
+STATE_STYLES: Mapping[str, str] = {
+    TaskState.PENDING: "grey50", TaskState.IN_PROGRESS: "bold blue", TaskState.FINISHED: "green",
+    TaskState.FAILED: "bold red", TaskState.RETRYING: "dark_orange", TaskState.CANCELLED: "grey42",
+    TaskState.SKIPPED: "grey42", TaskState.WAITING_APPROVAL: "yellow", TaskState.WAITING_EVENT: "yellow",
+    TaskState.WAITING_TIMER: "yellow", TaskState.WAITING_QUOTA: "yellow", TaskState.BLOCKED: "magenta",
 }
 
 STATUS_STYLES = {

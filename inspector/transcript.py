@@ -37,6 +37,7 @@ from typing import IO, Any, Final, Literal, TypeAlias
 from .errors import DevToolsError, ProtocolError
 from .protocol import EventFrame, decode_frame, unwrap_run_event
 from .tree import DevToolsTree
+from .vocabulary import RunEventName, RunStatus
 
 __all__ = [
     "RecordedAnswer",
@@ -64,7 +65,9 @@ Direction: TypeAlias = Literal["send", "recv"]
 RpcKey: TypeAlias = tuple[str, tuple[tuple[str, str], ...]]
 
 #: Events that are about the connection, not about a run.
-_CONNECTION_EVENTS: Final = frozenset({"connect.challenge", "tick", "devtools.event", "devtools.error"})
+_CONNECTION_EVENTS: Final = frozenset(
+    {RunEventName.CONNECT_CHALLENGE, RunEventName.TICK, RunEventName.DEVTOOLS_EVENT, RunEventName.DEVTOOLS_ERROR}
+)
 
 #: Two sockets that both saw one run event saw it within this many ms of each other.
 _DUPLICATE_WINDOW_MS: Final = 250.0
@@ -152,7 +155,7 @@ def write_transcript(path: str | Path, lines: Iterable[TranscriptLine]) -> None:
 
 def _is_challenge(line: TranscriptLine) -> bool:
     frame = line.frame
-    return line.dir == "recv" and frame.get("type") == "event" and frame.get("event") == "connect.challenge"
+    return line.dir == "recv" and frame.get("type") == "event" and frame.get("event") == RunEventName.CONNECT_CHALLENGE
 
 
 def _challenge_ts(line: TranscriptLine) -> float | None:
@@ -291,9 +294,9 @@ class RecordedRun:
         if isinstance(status, str) and status:
             return status
         for event in reversed(self.run_events):
-            if event.event == "run.completed" and isinstance(event.payload.get("status"), str):
+            if event.event == RunEventName.RUN_COMPLETED and isinstance(event.payload.get("status"), str):
                 return str(event.payload["status"])
-        return "finished"
+        return RunStatus.FINISHED.value
 
     @property
     def final_snapshot(self) -> Mapping[str, Any] | None:
@@ -428,7 +431,7 @@ class _Extractor:
             return
         draft = self.draft(str(payload["runId"]))
         draft.clock_known = draft.clock_known and known
-        if frame.event == "devtools.event":
+        if frame.event == RunEventName.DEVTOOLS_EVENT:
             stream = (str(payload["runId"]), (session, payload.get("streamId")))
             first = stream not in streams
             streams.add(stream)

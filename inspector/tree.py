@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from .errors import InvalidDelta, InvalidSnapshot, SeqGap
 from .protocol import (
@@ -42,11 +42,14 @@ from .protocol import (
     UpdateTask,
     decode_devtools_event,
 )
+from .vocabulary import NodeType, TaskState
 
 __all__ = ["NO_STATE", "DevToolsTree", "TreeChange", "TreeNode", "copy_json"]
 
 #: The key under which :meth:`DevToolsTree.state_counts` counts tasks that carry no state.
-NO_STATE = "unknown"
+NO_STATE: Final = TaskState.UNKNOWN.value
+#: The type of a node whose ``type`` is missing or not a string.
+_UNKNOWN_TYPE: Final = NodeType.UNKNOWN.value
 
 
 def copy_json(value: Any) -> Any:
@@ -91,7 +94,7 @@ class TreeNode:
     @property
     def type(self) -> str:
         value = self.fields.get("type")
-        return value if isinstance(value, str) else "unknown"
+        return value if isinstance(value, str) else _UNKNOWN_TYPE
 
     @property
     def name(self) -> str:
@@ -209,6 +212,12 @@ class DevToolsTree:
     """
 
     def __init__(self, event: Mapping[str, Any] | DevToolsSnapshot | None = None) -> None:
+        self._reset()
+        if event is not None:
+            self.apply(event)
+
+    def _reset(self) -> None:
+        """Every attribute of an empty tree (shared by ``__init__`` and :meth:`reset`)."""
         self.run_id: str | None = None
         self.seq: int | None = None
         self.frame_no: int | None = None
@@ -218,8 +227,6 @@ class DevToolsTree:
         self._index: dict[int, TreeNode] = {}
         self._tasks: dict[str, dict[int, None]] = {}
         self._states: Counter[str] = Counter()
-        if event is not None:
-            self.apply(event)
 
     # ------------------------------------------------------------------ reading
 
@@ -324,7 +331,7 @@ class DevToolsTree:
 
     def reset(self) -> None:
         """Forget everything (back to an empty tree)."""
-        self.__init__()  # type: ignore[misc]
+        self._reset()
 
     def _apply_snapshot(self, snap: DevToolsSnapshot) -> TreeChange:
         index: dict[int, TreeNode] = {}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import panel as pn
+import pytest
 from bokeh.document import Document
 from bokeh.models import Button
 
@@ -73,3 +77,29 @@ async def test_forbidden_action_names_the_missing_scope(gateway: Any) -> None:
     finally:
         store.close()
         await hub.aclose()
+
+
+@pytest.mark.parametrize(
+    "status, live",
+    [("running", True), ("waiting-approval", True), ("paused", True), ("finished", False), ("failed", False),
+     ("cancelled", False), ("continued", False), ("succeeded", False), ("completed", False)],
+)
+async def test_rewind_forces_only_a_live_run(status: str, live: bool) -> None:
+    """``force: true`` is for a run that is still executing; a run that is over, under any
+    of the Gateway's names for that, is rewound without it."""
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json={"type": "res", "id": "http", "ok": True, "payload": {}})
+
+    client = GatewayClient("http://gateway.test:7331", "op-token", transport=httpx.MockTransport(handler))
+    store = RunStore(hub=SimpleNamespace(client=client))
+    store.run = {"runId": "r1", "status": status}
+    actions = RunActions(store=store, enabled=True, rewind_frame=3)
+    try:
+        assert await actions._rewind_run() == "Rewound to frame 3."
+        assert sent == [{"runId": None, "frameNo": 3, "confirm": True, "force": live}]
+    finally:
+        store.close()
+        await client.aclose()

@@ -8,6 +8,7 @@ for ``dashboard.store.RunStore``; ``tests/test_tree_browser.py`` reuses it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import param
@@ -248,6 +249,14 @@ for (const line of readFileSync(process.argv[2], "utf8").split("\n")) {
 """
 
 
+def served_tree_js(directory: Path) -> str:
+    """The URL of a file holding tree.js exactly as the browser receives it (with the
+    vocabulary prepended), for Node to import."""
+    path = directory / "tree.mjs"
+    path.write_text(TreeComponent._render_esm(compiled=True, server=False), encoding="utf-8")
+    return path.as_uri()
+
+
 def _expected(tree: DevToolsTree) -> list[list[Any]]:
     """rows_for as tree.js holds it, plus failed/running counts below each node."""
     below: dict[int, list[int]] = {}
@@ -269,10 +278,8 @@ def test_tree_js_applies_messages_exactly_like_rows_for(fixture: str, batch: int
     import shutil
     import subprocess
     import sys
-    from pathlib import Path
 
     from dashboard.treerows import TreeFeed
-    from dashboard.views.tree import ASSETS
 
     node_bin = shutil.which("node")
     assert node_bin is not None, "Node.js is needed to run tree.js outside a browser (scripts/test checks for it)"
@@ -300,7 +307,7 @@ def test_tree_js_applies_messages_exactly_like_rows_for(fixture: str, batch: int
     messages = tmp_path / "messages.jsonl"
     messages.write_text("\n".join(lines) + "\n")
     result = subprocess.run(
-        [node_bin, "--input-type=module", "-e", NODE_DRIVER, (ASSETS / "tree.js").as_uri(), str(messages)],
+        [node_bin, "--input-type=module", "-e", NODE_DRIVER, served_tree_js(tmp_path), str(messages)],
         capture_output=True, text=True, check=True, timeout=120,
     )
     states = [json.loads(line) for line in result.stdout.splitlines()]
@@ -342,13 +349,12 @@ console.log(JSON.stringify({afterGap, afterMore, retry1, retry2, afterReset, wai
 def test_tree_js_never_drops_a_gap_for_good(tmp_path: Any) -> None:
     """A patch that does not follow on asks for a reset once; if the reset never comes the
     ask is repeated with a growing interval; once a reset is applied the asking stops.
-    (The old code throttled asks and dropped the gap: a run that went quiet right after a
-    gap kept a stale row for good.)"""
+    (Throttling the asks and dropping the gap would leave a run that goes quiet right after
+    a gap with a stale row for good.)"""
     import shutil
     import subprocess
 
     from dashboard.treerows import TreeFeed
-    from dashboard.views.tree import ASSETS
     from tests.wire import delta, node, snap, task
 
     node_bin = shutil.which("node")
@@ -364,7 +370,7 @@ def test_tree_js_never_drops_a_gap_for_good(tmp_path: Any) -> None:
         msgs.append(message)
     assert [m["seq"] for m in msgs] == [1, 2, 3, 4]
     result = subprocess.run(
-        [node_bin, "--input-type=module", "-e", GAP_DRIVER, (ASSETS / "tree.js").as_uri(), json.dumps(msgs)],
+        [node_bin, "--input-type=module", "-e", GAP_DRIVER, served_tree_js(tmp_path), json.dumps(msgs)],
         capture_output=True, text=True, check=True, timeout=60,
     )
     out = json.loads(result.stdout)
@@ -376,15 +382,18 @@ def test_tree_js_never_drops_a_gap_for_good(tmp_path: Any) -> None:
     assert out["seq"] == 11
 
 
-def test_tree_js_plain_icons_are_the_servers_icons() -> None:
-    """tree.js falls back to the same glyphs the server-rendered views use, for every node
-    type the Gateway knows (an unknown one gets "?")."""
-    import re
-
-    from dashboard.format import NODE_ICONS
+def test_served_tree_js_gets_its_icons_and_states_from_the_vocabulary() -> None:
+    """The module the browser receives opens with the vocabulary's icon table (emoji and
+    plain glyph for every node type) and running states; tree.js itself declares none."""
+    from dashboard.treerows import tree_vocabulary_js
     from dashboard.views.tree import ASSETS
+    from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, TaskState
 
+    served = TreeComponent._render_esm(compiled=True, server=False)
+    first, _, rest = served.partition("\n")
+    assert first + "\n" == tree_vocabulary_js()
+    vocabulary = json.loads(first.removeprefix("const VOCABULARY = "))
+    assert vocabulary["icons"] == {str(t): list(icon) for t, icon in NODE_ICONS.items()}
+    assert set(vocabulary["running"]) == RUNNING_TASK_STATES and vocabulary["failed"] == TaskState.FAILED
     source = (ASSETS / "tree.js").read_text(encoding="utf-8")
-    block = source[source.index("const ICONS = {"):source.index("}\n", source.index("const ICONS = {"))]
-    plain = {m.group(1).strip('"'): m.group(2) for m in re.finditer(r'("?[\w-]+"?): \["[^"]+", "([^"]+)"\]', block)}
-    assert plain == dict(NODE_ICONS)
+    assert "const VOCABULARY" not in source and rest.strip() == source.strip()

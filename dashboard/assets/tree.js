@@ -23,14 +23,12 @@ const OVERSCAN = 8
 const INDENT = 14
 // Must match dashboard/treerows.py WIRE_KEYS.
 const WIRE = ["id", "parent", "depth", "type", "label", "state", "nodeId", "attempt", "maxAttempts", "iteration"]
-// [emoji, plain]: the plain glyphs are dashboard/format.py NODE_ICONS (keep them in step).
-const ICONS = {
-  workflow: ["📋", "▤"], task: ["●", "●"], sequence: ["➡", "→"], parallel: ["⇶", "⇉"],
-  "merge-queue": ["🔀", "⇄"], branch: ["⑂", "⋔"], loop: ["↻", "↻"], worktree: ["🌳", "⎇"],
-  approval: ["✋", "⚑"], timer: ["⏱", "◔"], subflow: ["🔗", "↪"], "wait-for-event": ["📡", "◷"],
-  saga: ["🔄", "⟲"], "try-catch": ["🛡", "◈"], fragment: ["📦", "▭"], unknown: ["❓", "?"],
-}
-const RUNNING = new Set(["in-progress", "retrying"])
+// VOCABULARY (node type -> [emoji, plain] icons, the task states counted as running and
+// the one counted as failed) is not defined here: dashboard/treerows.py tree_vocabulary_js() prepends it from
+// inspector/vocabulary.py when the module is served, so the browser uses the server's words.
+const ICONS = VOCABULARY.icons
+const RUNNING = new Set(VOCABULARY.running)
+const FAILED = VOCABULARY.failed
 // After asking for a reset, wait this long for it before asking again, doubling up to
 // the maximum (a server that is gone is not flooded; one that dropped the ask is retried).
 const RESYNC_RETRY_MS = 2000
@@ -90,7 +88,7 @@ function unpack(a) {
   }
 }
 
-const isFailed = (row) => (row.state === "failed" ? 1 : 0)
+const isFailed = (row) => (row.state === FAILED ? 1 : 0)
 const isRunning = (row) => (RUNNING.has(row.state) ? 1 : 0)
 
 function haystack(row) {

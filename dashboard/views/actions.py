@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
-import logging
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
@@ -21,6 +20,7 @@ import param
 
 from inspector.client import GatewayClient
 from inspector.errors import ErrorCode, GatewayError, GatewayRpcError
+from inspector.vocabulary import APPROVAL_EVENT_PREFIX, is_terminal_run_status
 
 from ..store import RunStore
 from . import TextPane, stylesheet
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = ["Action", "RunActions", "action_error_text"]
-
-log = logging.getLogger(__name__)
 
 
 def action_error_text(exc: BaseException) -> str:
@@ -146,7 +144,7 @@ class RunActions(pn.viewable.Viewer):
 
     async def _rewind_run(self) -> str:
         run = self.run_store.run if isinstance(self.run_store.run, dict) else {}
-        running = run.get("status") not in ("finished", "failed", "cancelled")
+        running = not is_terminal_run_status(run.get("status"))
         frame = self.rewind_frame
         return await self._call(
             "rewindRun",
@@ -185,7 +183,7 @@ class RunActions(pn.viewable.Viewer):
             asyncio.ensure_future(self.refresh_approvals())
 
     def _on_event(self, event: Any) -> None:
-        if self.enabled and any(getattr(r, "event", "").startswith("approval.") for r in event.new or ()):
+        if self.enabled and any(getattr(r, "event", "").startswith(APPROVAL_EVENT_PREFIX) for r in event.new or ()):
             asyncio.ensure_future(self.refresh_approvals())
 
     def _render_approvals(self, event: Any) -> None:

@@ -20,6 +20,8 @@ import pandas as pd
 import panel as pn
 import param
 
+from inspector.vocabulary import OutputStatus
+
 from ..format import format_value, node_icon, state_colour, state_label
 from ..store import RunStore
 from . import TextPane, plaintext, stylesheet
@@ -110,9 +112,9 @@ def output_message(output: Mapping[str, Any] | None, error: str | None, loading:
     if output is None:
         return "sd-muted", "Loading…" if loading else "No output."
     status = output.get("status")
-    if status == "pending":
+    if status == OutputStatus.PENDING:
         return "sd-muted", "Pending: the task has not produced its output yet."
-    if status == "failed":
+    if status == OutputStatus.FAILED:
         err = output.get("error")
         message = err.get("message") if isinstance(err, Mapping) else None
         attempt = err.get("attempt") if isinstance(err, Mapping) else None

@@ -23,6 +23,14 @@ import pandas as pd
 import panel as pn
 import param
 
+from inspector.vocabulary import (
+    APPROVAL_EVENT_PREFIX,
+    NODE_EVENT_PREFIX,
+    RUN_EVENT_PREFIX,
+    LogEventName,
+    RunEventName,
+)
+
 from ..format import shorten
 from ..store import EventRecord, RunStore
 from . import Throttle, plaintext, stylesheet
@@ -35,15 +43,16 @@ __all__ = ["KINDS", "QUIET_EVENTS", "EventLog", "RecentEvents", "events_frame", 
 #: Event-kind filter choices: label -> name prefixes.
 KINDS: dict[str, tuple[str, ...]] = {
     "all": (),
-    "nodes": ("node.",),
-    "failures": ("node.failed", "run.failed", "connection.", "stream.resynced"),
-    "run": ("run.",),
-    "approvals": ("approval.", "node.waiting_approval"),
-    "connection": ("connection.", "stream."),
+    "nodes": (NODE_EVENT_PREFIX,),
+    "failures": (RunEventName.NODE_FAILED, RunEventName.RUN_FAILED, LogEventName.CONNECTION_PREFIX,
+                 LogEventName.STREAM_RESYNCED),
+    "run": (RUN_EVENT_PREFIX,),
+    "approvals": (APPROVAL_EVENT_PREFIX, RunEventName.NODE_WAITING_APPROVAL),
+    "connection": (LogEventName.CONNECTION_PREFIX, LogEventName.STREAM_PREFIX),
 }
 #: Events the wall list leaves out: a heartbeat every few seconds would push everything
 #: that happened off the screen of a quiet run (the badge shows the last heartbeat).
-QUIET_EVENTS = frozenset({"run.heartbeat", "heartbeat", "tick"})
+QUIET_EVENTS = frozenset({RunEventName.RUN_HEARTBEAT, "heartbeat", RunEventName.TICK})
 _COLUMNS = ["time", "event", "nodeId", "iteration", "state", "attempt", "message"]
 #: Hidden arrival number: the table sorts on it (newest first) in the browser.
 _ORDER = "n"

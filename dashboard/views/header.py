@@ -14,6 +14,8 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from inspector.vocabulary import ACTIVE_RUN_STATUSES, RunEventName, RunStatus, TaskState
+
 from ..format import (
     STATE_COLOURS,
     TaskSummary,
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RunHeader", "header_html"]
 
-_ACTIVE = {"running", "pending", "queued", "paused", "waiting-approval", "waiting-event", "waiting-timer"}
-
 
 def run_status(run: Mapping[str, Any], settled: bool) -> str:
     status = run.get("status")
@@ -40,18 +40,18 @@ def run_status(run: Mapping[str, Any], settled: bool) -> str:
     state = run.get("runState")
     if isinstance(state, Mapping) and isinstance(state.get("state"), str):
         return str(state["state"])
-    return "finished" if settled else "unknown"
+    return RunStatus.FINISHED.value if settled else RunStatus.UNKNOWN.value
 
 
 def _bar(summary: TaskSummary) -> str:
     if not summary.total:
         return '<div class="sd-progress" title="no tasks yet"></div>'
     parts = [
-        ("finished", summary.finished + summary.skipped, STATE_COLOURS["finished"]),
-        ("failed", summary.failed, STATE_COLOURS["failed"]),
-        ("running", summary.running + summary.retrying, STATE_COLOURS["in-progress"]),
-        ("waiting", summary.waiting, STATE_COLOURS["waiting-approval"]),
-        ("cancelled", summary.cancelled, STATE_COLOURS["cancelled"]),
+        ("finished", summary.finished + summary.skipped, STATE_COLOURS[TaskState.FINISHED]),
+        ("failed", summary.failed, STATE_COLOURS[TaskState.FAILED]),
+        ("running", summary.running + summary.retrying, STATE_COLOURS[TaskState.IN_PROGRESS]),
+        ("waiting", summary.waiting, STATE_COLOURS[TaskState.WAITING_APPROVAL]),
+        ("cancelled", summary.cancelled, STATE_COLOURS[TaskState.CANCELLED]),
     ]
     spans = "".join(
         f'<span style="width:{100 * n / summary.total:.3f}%;background:{colour}" title="{n} {name}"></span>'
@@ -90,8 +90,8 @@ def header_html(
     out.append(_bar(summary))
     out.append(
         f'<div class="sd-counts" data-testid="task-summary" data-total="{summary.total}" '
-        f'data-finished="{counts.get("finished", 0)}" data-running="{counts.get("in-progress", 0)}" '
-        f'data-failed="{counts.get("failed", 0)}">'
+        f'data-finished="{summary.finished}" data-running="{summary.running}" '
+        f'data-failed="{summary.failed}">'
         f"<span><b>{summary.done}</b> / {summary.total} done</span>"
         f"<span><b>{summary.running}</b> running</span>"
         f"<span><b>{summary.failed}</b> failed</span>"
@@ -114,16 +114,16 @@ def failure_text(store: RunStore) -> str | None:
     """Why the run failed: the run record's error, else the last failure event's message."""
     run = store.run
     status = run_status(run, store.settled)
-    if status not in ("failed", "cancelled"):
+    if status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         return None
     text = run_error_text(run)
     if text:
         return text
     for record in reversed(store.events):
-        if record.event in ("run.completed", "run.failed") and record.message:
+        if record.event in (RunEventName.RUN_COMPLETED, RunEventName.RUN_FAILED) and record.message:
             return str(record.message)
     for record in reversed(store.events):
-        if record.event == "node.failed" and record.message:
+        if record.event == RunEventName.NODE_FAILED and record.message:
             return f"{record.node_id}: {record.message}"
     return f"The run {status}."
 
@@ -150,4 +150,4 @@ class RunHeader(TickingHtml):
     def _wants_tick(self) -> bool:
         """Elapsed time moves by itself while the run is active."""
         s = self.store
-        return bool(s.run_id) and run_status(s.run, s.settled) in _ACTIVE and not s.run.get("finishedAtMs")
+        return bool(s.run_id) and run_status(s.run, s.settled) in ACTIVE_RUN_STATUSES and not s.run.get("finishedAtMs")

@@ -20,6 +20,7 @@ import panel as pn
 import param
 
 from inspector.errors import GatewayError
+from inspector.vocabulary import RunStatus
 
 from ..format import format_duration, run_elapsed
 from ..hub import GatewayHub
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUSES", "RunList", "runs_frame"]
 
-STATUSES = ["any", "running", "waiting-approval", "finished", "failed", "cancelled"]
+STATUSES = ["any", *(status.value for status in (
+    RunStatus.RUNNING, RunStatus.WAITING_APPROVAL, RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED,
+))]
 _COLUMNS = ["status", "workflow", "runId", "started", "elapsed"]
 
 

@@ -12,7 +12,7 @@ ms after the fact). Events from before we looked come from the Gateway's event r
 The chart is ONE Bokeh figure for the life of the view, updated in place
 (:class:`InPlaceChart`): a redraw replaces its ``ColumnDataSource.data``, its row factors
 and its height, never the figure. Replacing the figure (what a new HoloViews object in a
-``pn.pane.HoloViews`` does) made the browser build a new plot view per redraw: 0.3-0.5 s of
+``pn.pane.HoloViews`` does) makes the browser build a new plot view per redraw: 0.3-0.5 s of
 main-thread time on a big live run (docs/performance.md, section 2), and 0.4-0.7 s of the
 server's loop. Hover tooltips use plain ``@field`` references, which Bokeh escapes (never
 ``{safe}``): node ids are Gateway text.
@@ -29,6 +29,15 @@ import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
+from inspector.vocabulary import (
+    DONE_TASK_STATES,
+    NODE_EVENT_PREFIX,
+    NODE_EVENT_STATE,
+    TERMINAL_RUN_STATUSES,
+    RunEventName,
+    TaskState,
+)
+
 from ..format import STATE_COLOURS, format_duration, short_labels
 from ..store import EventRecord, RunStore
 from . import Throttle
@@ -42,15 +51,12 @@ __all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_fa
            "timeline_chart", "timeline_data"]
 
 _OUTCOME_COLOURS = {
-    "running": STATE_COLOURS["in-progress"],
-    "finished": STATE_COLOURS["finished"],
-    "failed": STATE_COLOURS["failed"],
-    "cancelled": STATE_COLOURS["cancelled"],
-    "skipped": STATE_COLOURS["skipped"],
+    "running": STATE_COLOURS[TaskState.IN_PROGRESS],
+    **{state.value: STATE_COLOURS[state] for state in DONE_TASK_STATES},
     "interrupted": "#80868b",
 }
-_CLOSING_STATES = frozenset({"finished", "failed", "cancelled", "skipped"})
-_CLOSE = {"node.finished": "finished", "node.failed": "failed", "node.cancelled": "cancelled", "node.skipped": "skipped"}
+#: Node events that close an attempt, and the outcome they give it.
+_CLOSE = {name.value: state.value for name, state in NODE_EVENT_STATE.items() if state in DONE_TASK_STATES}
 
 
 @dataclass(slots=True)
@@ -81,16 +87,16 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
     last = 0.0
     for e in events:
         last = max(last, e.time)
-        if not e.node_id or not e.event.startswith("node."):
+        if not e.node_id or not e.event.startswith(NODE_EVENT_PREFIX):
             continue
         node = e.node_id
         if e.iteration is not None:
             iteration[node] = e.iteration
         key = (node, e.iteration if e.iteration is not None else iteration.get(node, 0))
-        if e.event == "node.retrying":
+        if e.event == RunEventName.NODE_RETRYING:
             next_attempt[key] = e.attempt or next_attempt.get(key, 1) + 1
             continue
-        if e.event == "node.started":
+        if e.event == RunEventName.NODE_STARTED:
             prev = open_.pop(key, None)
             if prev is not None:
                 prev.end, prev.outcome = e.time, "interrupted"
@@ -109,7 +115,7 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
         # Only a state that ends an attempt closes it: a task the tree still shows pending
         # has just started (run events can arrive before the DevTools delta that says so).
         state = (states or {}).get(key)
-        if state in _CLOSING_STATES:
+        if state in DONE_TASK_STATES:
             attempt.end = last
             attempt.outcome = state
     return out
@@ -143,7 +149,7 @@ def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Atte
     the most recently started; in their original (oldest first) order."""
     latest: dict[str, tuple[int, float]] = {}
     for a in attempts:
-        urgent = 1 if a.outcome in ("running", "failed") else 0
+        urgent = 1 if a.outcome in ("running", TaskState.FAILED) else 0
         prev = latest.get(a.row)
         key = (max(urgent, prev[0]) if prev else urgent, max(a.start, prev[1]) if prev else a.start)
         latest[a.row] = key
@@ -203,9 +209,6 @@ def chart_height(rows: int) -> int:
 #: steps, never row by row, and does not shrink; the rows it does not use yet are blank. Once
 #: the run has ended it fits its rows exactly.
 ROW_SLOTS = (10, 25, MAX_ROWS)
-
-#: Run statuses after which no attempt starts: the figure fits its rows.
-_RUN_OVER = frozenset({"finished", "failed", "cancelled"})
 
 
 def row_slots(rows: int, current: int = 0) -> int:
@@ -328,7 +331,7 @@ class Timeline(pn.viewable.Viewer):
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
-        # Redraws are cheap now (new data for one figure), but computing the attempts walks
+        # A redraw is cheap (new data for one figure), but computing the attempts walks
         # the event log and the tree: skipped while nobody looks, and spaced so they take
         # at most ~5% of the loop (see _update).
         if not self._chart._models:
@@ -357,7 +360,7 @@ class Timeline(pn.viewable.Viewer):
         data, rows = timeline_data(attempts)
         if not attempts:
             self._slots = 0
-        elif (self.store.run or {}).get("status") in _RUN_OVER:
+        elif (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES:  # no attempt starts: fit the rows
             self._slots = len(rows)
         else:
             self._slots = row_slots(len(rows), self._slots)
@@ -370,7 +373,7 @@ class Timeline(pn.viewable.Viewer):
                 )
             else:
                 retries = sum(1 for a in attempts if a.attempt > 1)
-                failed = sum(1 for a in attempts if a.outcome == "failed")
+                failed = sum(1 for a in attempts if a.outcome == TaskState.FAILED)
                 shown = len(rows)
                 note = f"{len(attempts)} attempts on {shown} tasks · {failed} failed · {retries} retries"
                 if shown < tasks:
@@ -378,7 +381,7 @@ class Timeline(pn.viewable.Viewer):
                 self._note.object = note
         self._plot.apply(lambda: self._draw(data, rows, slots))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
-        # (the browser's part, a canvas repaint, is what bounds the rate now).
+        # (the browser's part, a canvas repaint, is what bounds the rate).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
     def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int) -> None:

@@ -28,7 +28,8 @@ import panel as pn
 import param
 from panel.custom import JSComponent
 
-from dashboard.treerows import TreeFeed
+from dashboard.treerows import TreeFeed, tree_vocabulary_js
+from inspector.vocabulary import TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +43,10 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _NO_ECHO = object()
 
 #: States every run can show, listed in the filter even before a task reaches them.
-COMMON_STATES = ("pending", "in-progress", "finished", "failed", "retrying", "waiting-approval", "cancelled", "skipped")
+COMMON_STATES = tuple(str(state) for state in (
+    TaskState.PENDING, TaskState.IN_PROGRESS, TaskState.FINISHED, TaskState.FAILED, TaskState.RETRYING,
+    TaskState.WAITING_APPROVAL, TaskState.CANCELLED, TaskState.SKIPPED,
+))
 
 
 class TreeComponent(JSComponent):
@@ -69,7 +73,7 @@ class TreeComponent(JSComponent):
         highlights and reveals the row in the browser.""")
 
     _rename: ClassVar[dict[str, str | None]] = {"selected": None}
-    _esm: ClassVar[Any] = ASSETS / "tree.js"
+    _esm: ClassVar[Any] = tree_vocabulary_js() + (ASSETS / "tree.js").read_text(encoding="utf-8")
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
     def __init__(self, tree: Callable[[], DevToolsTree | None] | None = None, **params: Any) -> None:

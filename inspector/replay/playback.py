@@ -116,7 +116,8 @@ class AutoRewind:
 
     When ``at_fraction`` of the recording's duration has played, the replay rewinds to
     ``to_frame_no`` (default: a third of the frames released so far, at least 1) and
-    re-executes from there. :func:`serve_demo` uses it so the demo always shows a rewind.
+    re-executes from there. :func:`~inspector.replay.demo.serve_demo` uses it so the demo
+    always shows a rewind.
     """
 
     at_fraction: float = 0.6

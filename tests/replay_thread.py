@@ -1,4 +1,4 @@
-"""A :class:`~inspector.replay.ReplayGateway` on a thread and loop of its own.
+"""A :class:`~tests.faulty_replay.FaultyReplayGateway` on a thread and loop of its own.
 
 Browser tests and benchmarks drive Playwright's sync API on the main thread; the replay
 gateway needs a running asyncio loop meanwhile. :meth:`ReplayThread.call` runs a function
@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from inspector.replay import ReplayGateway
+from tests.faulty_replay import FaultyReplayGateway
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,7 +26,7 @@ class ReplayThread:
 
     def __init__(self, runs: list[RecordedRun], *, name: str = "replay-gateway", **kwargs: Any) -> None:
         self.loop = asyncio.new_event_loop()
-        self.gateway = ReplayGateway(runs, **kwargs)
+        self.gateway = FaultyReplayGateway(runs, **kwargs)
         started = threading.Event()
 
         def main() -> None:

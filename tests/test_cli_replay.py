@@ -8,13 +8,11 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
 from inspector.transcript import load_runs
-
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
+from tests.recordings import recording
 
 
 def start_replay(*args: str) -> tuple[subprocess.Popen[str], str]:
@@ -37,8 +35,8 @@ def start_replay(*args: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def test_watch_a_replayed_run_to_the_recorded_final_tree() -> None:
-    recorded = load_runs(FIXTURES / "rich-run.jsonl")[0]
-    proc, url = start_replay(str(FIXTURES / "rich-run.jsonl"), "--speed", "1")
+    recorded = load_runs(recording("rich-run.jsonl"))[0]
+    proc, url = start_replay(str(recording("rich-run.jsonl")), "--speed", "1")
     try:
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
         out = subprocess.run(

@@ -27,7 +27,6 @@ import logging
 import random
 import re
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -37,20 +36,20 @@ from dashboard.format import state_colour, state_label
 from inspector.client import GatewayClient, GatewayConnection
 from inspector.errors import ErrorCode, GatewayRpcError, GatewayUnavailable
 from inspector.render import node_text
-from inspector.replay import ReplayGateway
 from inspector.status import Backoff, ConnectionStatus
 from inspector.stream import DevToolsSubscription, Heartbeat, Resynced, RunEvent, TreeUpdated
 from inspector.transcript import load_runs
 from inspector.tree import DevToolsTree
+from tests.faulty_replay import FaultyReplayGateway
 
 from .chaos_proxy import Timeline, data_lost
+from .recordings import recording
 from .scripted_gateway import Plan, ScriptedGateway, task_node
 from .test_subscription import Watch, equal_to_truth, fast_backoff, watch
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 TOKEN = "op-token"
 MiB = 1 << 20
 
@@ -338,9 +337,9 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
 
 @pytest.fixture
-async def rich() -> AsyncIterator[ReplayGateway]:
+async def rich() -> AsyncIterator[FaultyReplayGateway]:
     """The recorded ``rich`` run, held at its start until a test resumes it."""
-    gateway = ReplayGateway(load_runs(FIXTURES / "rich-run.jsonl"), token=TOKEN, speed=1.0, heartbeat_ms=300)
+    gateway = FaultyReplayGateway(load_runs(recording("rich-run.jsonl")), token=TOKEN, speed=1.0, heartbeat_ms=300)
     gateway.pause()
     await gateway.start()
     yield gateway
@@ -352,7 +351,7 @@ def retry_delays(caplog: pytest.LogCaptureFixture) -> list[float]:
 
 
 async def test_rpc_429_502_504_are_retried_with_backoff_and_retry_after(
-    rich: ReplayGateway, caplog: pytest.LogCaptureFixture
+    rich: FaultyReplayGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="inspector.client")
     run_id = rich.run_ids()[0]
@@ -371,7 +370,7 @@ async def test_rpc_429_502_504_are_retried_with_backoff_and_retry_after(
 
 
 async def test_rpc_retries_are_jittered_and_give_up_boundedly(
-    rich: ReplayGateway, caplog: pytest.LogCaptureFixture
+    rich: FaultyReplayGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="inspector.client")
     run_id = rich.run_ids()[0]
@@ -392,7 +391,7 @@ async def test_rpc_retries_are_jittered_and_give_up_boundedly(
         assert 0 <= delay <= 0.2 * 2 ** (i % 3), (i, delay)
 
 
-async def test_busy_and_rate_limited_are_transient_run_not_found_is_final(rich: ReplayGateway) -> None:
+async def test_busy_and_rate_limited_are_transient_run_not_found_is_final(rich: FaultyReplayGateway) -> None:
     run_id = rich.run_ids()[0]
     transport = CountingTransport()
     async with GatewayClient(rich.url, TOKEN, transport=transport, rpc_retries=5) as client:
@@ -414,7 +413,7 @@ async def test_busy_and_rate_limited_are_transient_run_not_found_is_final(rich: 
         assert transport.paths.count("/v1/rpc/launchRun") == 1
 
 
-async def test_token_revoked_mid_session_is_unauthorized_then_recovers(rich: ReplayGateway) -> None:
+async def test_token_revoked_mid_session_is_unauthorized_then_recovers(rich: FaultyReplayGateway) -> None:
     run_id = rich.run_ids()[0]
     transport = CountingTransport()
     async with GatewayClient(rich.url, TOKEN, transport=transport) as client:
@@ -461,7 +460,7 @@ async def test_token_revoked_mid_session_is_unauthorized_then_recovers(rich: Rep
 async def test_a_seeded_storm_of_hostile_faults_on_a_replayed_run() -> None:
     """Drops, garbage, gaps, stale copies, unknown ids, backpressure and pauses, all during one run."""
     rng = random.Random(20260522)
-    gateway = ReplayGateway(load_runs(FIXTURES / "wide-run.jsonl"), token=TOKEN, speed=4.0, heartbeat_ms=300)
+    gateway = FaultyReplayGateway(load_runs(recording("wide-run.jsonl")), token=TOKEN, speed=4.0, heartbeat_ms=300)
     await gateway.start()
     run_id = gateway.run_ids()[0]
     injected: dict[str, int] = {}
@@ -511,7 +510,7 @@ def _delta(base: int, seq: int, ops: list[dict[str, Any]]) -> dict[str, Any]:
     return {"version": 1, "kind": "delta", "delta": {"version": 1, "baseSeq": base, "seq": seq, "ops": ops}}
 
 
-async def test_the_store_says_what_is_wrong_while_it_is_wrong(rich: ReplayGateway) -> None:
+async def test_the_store_says_what_is_wrong_while_it_is_wrong(rich: FaultyReplayGateway) -> None:
     """End to end through the dashboard's RunStore: what a view binds to during each outage.
 
     The Gateway unreachable for a while (a chaos proxy cuts the socket and refuses new ones)
@@ -570,7 +569,7 @@ async def test_the_store_says_what_is_wrong_while_it_is_wrong(rich: ReplayGatewa
         await proxy.stop()
 
 
-async def test_the_store_logs_one_outage_once_however_many_retries(rich: ReplayGateway) -> None:
+async def test_the_store_logs_one_outage_once_however_many_retries(rich: FaultyReplayGateway) -> None:
     """An outage with five failed reconnects is one ``connection.offline`` record, not five.
 
     ``RunStore`` means to log transitions only ("not every retry of one outage"), but every
@@ -612,7 +611,7 @@ async def test_the_store_logs_one_outage_once_however_many_retries(rich: ReplayG
         await proxy.stop()
 
 
-async def test_a_gateway_that_lost_history_answers_seq_out_of_range_and_we_rebaseline(rich: ReplayGateway) -> None:
+async def test_a_gateway_that_lost_history_answers_seq_out_of_range_and_we_rebaseline(rich: FaultyReplayGateway) -> None:
     """We come back asking for frames after seq N; the Gateway's history now ends before N.
 
     What a restart onto an older database (or a rewind we never heard of) looks like: while

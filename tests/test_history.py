@@ -4,7 +4,6 @@ the frames it did not (inspector/history.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,14 +11,13 @@ from hypothesis import given, settings, strategies as st
 
 from inspector.history import TaskStateHistory
 from inspector.tree import DevToolsTree
+from tests.recordings import recording
 from tests.wire import delta, node, snap, task
-
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 
 
 def devtools_events(name: str) -> list[dict[str, Any]]:
     events = []
-    for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines():
+    for line in recording(f"{name}.jsonl").read_text().splitlines():
         frame = json.loads(line)["frame"]
         if frame.get("type") == "event" and frame.get("event") == "devtools.event":
             events.append(frame["payload"]["event"])

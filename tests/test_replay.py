@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,11 +23,12 @@ from inspector.errors import InvalidDelta, SeqGap
 from inspector.replay import AutoRewind, ReplayGateway, demo_runs, http_status_for, serve_demo
 from inspector.transcript import RecordedRun, load_runs, load_sessions
 from inspector.tree import DevToolsTree
+from tests.faulty_replay import FaultyReplayGateway
+from tests.recordings import recording
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 TOKEN = "op-token"
 READ_TOKEN = "read-token"
 SPEED = 20.0
@@ -38,20 +38,20 @@ _ids = itertools.count(1)
 
 
 def runs_of(*names: str) -> list[RecordedRun]:
-    return load_runs(*(FIXTURES / name for name in names))
+    return load_runs(*(recording(name) for name in names))
 
 
 RICH = runs_of("rich-run.jsonl")[0]
 
 
-def make_gateway(runs: list[RecordedRun], **kwargs: Any) -> ReplayGateway:
+def make_gateway(runs: list[RecordedRun], **kwargs: Any) -> FaultyReplayGateway:
     options: dict[str, Any] = {"token": TOKEN, "read_token": READ_TOKEN, "speed": SPEED, "heartbeat_ms": 200}
     options.update(kwargs)
-    return ReplayGateway(runs, **options)
+    return FaultyReplayGateway(runs, **options)
 
 
 @pytest.fixture
-async def rich() -> AsyncIterator[ReplayGateway]:
+async def rich() -> AsyncIterator[FaultyReplayGateway]:
     """The rich run, held at its very start until the test resumes it."""
     gateway = make_gateway([RICH])
     gateway.pause()
@@ -177,14 +177,14 @@ def code_of(frame: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- handshake
 
 
-async def test_health_answers_ok(rich: ReplayGateway) -> None:
+async def test_health_answers_ok(rich: FaultyReplayGateway) -> None:
     async with httpx.AsyncClient(base_url=rich.url) as client:
         response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"ok": True}
 
 
-async def test_handshake_gives_a_hello_like_the_recorded_one(rich: ReplayGateway) -> None:
+async def test_handshake_gives_a_hello_like_the_recorded_one(rich: FaultyReplayGateway) -> None:
     ws, hello = await open_session(rich)
     async with ws:
         assert hello["ok"] is True
@@ -203,7 +203,7 @@ async def test_handshake_gives_a_hello_like_the_recorded_one(rich: ReplayGateway
         assert tick["seq"] >= 2 and "stateVersion" in tick
 
 
-async def test_methods_before_connect_are_unauthorized(rich: ReplayGateway) -> None:
+async def test_methods_before_connect_are_unauthorized(rich: FaultyReplayGateway) -> None:
     async with connect(rich.ws_url) as ws:
         await recv(ws)
         response = await request(ws, "getRun", {"runId": RICH.run_id})
@@ -211,7 +211,7 @@ async def test_methods_before_connect_are_unauthorized(rich: ReplayGateway) -> N
         assert response["error"]["message"] == "Connect first"
 
 
-async def test_a_bad_token_is_refused_and_the_socket_closed_1008(rich: ReplayGateway) -> None:
+async def test_a_bad_token_is_refused_and_the_socket_closed_1008(rich: FaultyReplayGateway) -> None:
     ws, hello = await open_session(rich, token="wrong-token")
     assert code_of(hello) == "UNAUTHORIZED"
     assert hello["error"]["message"] == "Invalid token"
@@ -237,12 +237,12 @@ def test_runs_must_be_replayable_and_distinct() -> None:
     with pytest.raises(ValueError, match="distinct"):
         ReplayGateway([RICH, RICH])
     with pytest.raises(ValueError, match="no DevTools events"):
-        ReplayGateway(load_runs(FIXTURES / "errors.jsonl", replayable_only=False))
+        ReplayGateway(load_runs(recording("errors.jsonl"), replayable_only=False))
     with pytest.raises(ValueError, match="speed"):
         ReplayGateway([RICH], speed=0)
 
 
-async def test_a_read_token_is_a_viewer(rich: ReplayGateway) -> None:
+async def test_a_read_token_is_a_viewer(rich: FaultyReplayGateway) -> None:
     ws, hello = await open_session(rich, token=READ_TOKEN)
     async with ws:
         assert hello["payload"]["auth"]["role"] == "viewer"
@@ -254,7 +254,7 @@ async def test_a_read_token_is_a_viewer(rich: ReplayGateway) -> None:
 # --------------------------------------------------------------------------- streaming
 
 
-async def test_streaming_a_live_run_rebuilds_the_recorded_tree(rich: ReplayGateway) -> None:
+async def test_streaming_a_live_run_rebuilds_the_recorded_tree(rich: FaultyReplayGateway) -> None:
     ws, _ = await open_session(rich)
     async with ws:
         reply = await request(ws, "streamDevTools", {"runId": RICH.run_id, "afterSeq": 0})
@@ -282,7 +282,7 @@ async def test_streaming_a_live_run_rebuilds_the_recorded_tree(rich: ReplayGatew
         assert tree.root.to_wire() == RICH.final_snapshot["root"]
 
 
-async def test_run_events_reach_connections_per_their_subscribe_filter(rich: ReplayGateway) -> None:
+async def test_run_events_reach_connections_per_their_subscribe_filter(rich: FaultyReplayGateway) -> None:
     everyone, _ = await open_session(rich)
     mine, _ = await open_session(rich, subscribe=[RICH.run_id])
     other, _ = await open_session(rich, subscribe=["some-other-run"])
@@ -299,7 +299,7 @@ async def test_run_events_reach_connections_per_their_subscribe_filter(rich: Rep
         assert code_of(denied) == "Unauthorized"
 
 
-async def test_resuming_after_a_seq_mid_run_continues_cleanly(rich: ReplayGateway) -> None:
+async def test_resuming_after_a_seq_mid_run_continues_cleanly(rich: FaultyReplayGateway) -> None:
     rich.resume()
     await eventually(lambda: rich.run_seq(RICH.run_id) >= 5, "frame 5")
     rich.pause()
@@ -318,7 +318,7 @@ async def test_resuming_after_a_seq_mid_run_continues_cleanly(rich: ReplayGatewa
         assert tree.root.to_wire() == RICH.final_snapshot["root"]
 
 
-async def test_resuming_a_finished_run_starts_from_its_last_frame(rich: ReplayGateway) -> None:
+async def test_resuming_a_finished_run_starts_from_its_last_frame(rich: FaultyReplayGateway) -> None:
     rich.resume()
     await finished(rich, RICH.run_id)
     ws, _ = await open_session(rich)
@@ -330,7 +330,7 @@ async def test_resuming_a_finished_run_starts_from_its_last_frame(rich: ReplayGa
         assert first["snapshot"]["seq"] == 18 and first["snapshot"]["runState"]["state"] == "succeeded"
 
 
-async def test_a_seq_from_the_future_is_out_of_range(rich: ReplayGateway) -> None:
+async def test_a_seq_from_the_future_is_out_of_range(rich: FaultyReplayGateway) -> None:
     ws, _ = await open_session(rich)
     async with ws:
         response = await request(ws, "streamDevTools", {"runId": RICH.run_id, "afterSeq": 99999})
@@ -339,7 +339,7 @@ async def test_a_seq_from_the_future_is_out_of_range(rich: ReplayGateway) -> Non
         assert response["error"]["message"] == f"fromSeq 99999 is newer than current seq {current}"
 
 
-async def test_stream_request_validation(rich: ReplayGateway) -> None:
+async def test_stream_request_validation(rich: FaultyReplayGateway) -> None:
     ws, _ = await open_session(rich)
     async with ws:
         assert code_of(await request(ws, "streamDevTools", {"runId": "../etc/passwd"})) == "InvalidRunId"
@@ -351,7 +351,7 @@ async def test_stream_request_validation(rich: ReplayGateway) -> None:
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_REQUEST"
 
 
-async def test_legacy_rpc_route_and_key_header(rich: ReplayGateway) -> None:
+async def test_legacy_rpc_route_and_key_header(rich: FaultyReplayGateway) -> None:
     frame = {"id": "legacy-1", "method": "runs.get", "params": {"runId": RICH.run_id}}
     async with httpx.AsyncClient(base_url=rich.url) as client:
         response = await client.post("/rpc", json=frame, headers={"x-smithers-key": TOKEN})
@@ -370,7 +370,7 @@ async def test_the_recorded_error_requests_get_the_recorded_answers() -> None:
     try:
         run_id = gateway.run_ids()[0]
         await finished(gateway, run_id)
-        for session in load_sessions(FIXTURES / "errors.jsonl"):
+        for session in load_sessions(recording("errors.jsonl")):
             sent = [line.frame for line in session.lines if line.dir == "send"]
             answers = {line.frame["id"]: line.frame for line in session.lines
                        if line.dir == "recv" and line.frame.get("type") == "res"}
@@ -418,7 +418,7 @@ async def test_the_recorded_error_requests_get_the_recorded_answers() -> None:
     ],
 )
 async def test_http_errors_map_to_the_gateways_statuses(
-    rich: ReplayGateway, method: str, params: dict[str, Any], token: str | None, status: int, code: str
+    rich: FaultyReplayGateway, method: str, params: dict[str, Any], token: str | None, status: int, code: str
 ) -> None:
     rich.resume()
     await finished(rich, RICH.run_id)
@@ -431,7 +431,7 @@ async def test_http_errors_map_to_the_gateways_statuses(
         assert body["error"]["requiredScope"] in ("run:admin", "run:write", "score:read")
 
 
-async def test_http_answers_follow_the_replay(rich: ReplayGateway) -> None:
+async def test_http_answers_follow_the_replay(rich: FaultyReplayGateway) -> None:
     row = (await http_rpc(rich, "getRun", {"runId": RICH.run_id})).json()["payload"]
     assert row["status"] == "running" and row["finishedAtMs"] is None
     assert abs(row["createdAtMs"] - time.time() * 1000) < 60_000
@@ -523,7 +523,7 @@ async def test_approvals_are_pending_only_while_the_run_waits() -> None:
 # --------------------------------------------------------------------------- rewind
 
 
-async def test_rewind_run_jumps_back_rebaselines_and_reexecutes(rich: ReplayGateway) -> None:
+async def test_rewind_run_jumps_back_rebaselines_and_reexecutes(rich: FaultyReplayGateway) -> None:
     rich.resume()
     await finished(rich, RICH.run_id)
     ws, _ = await open_session(rich, subscribe=[RICH.run_id])
@@ -558,7 +558,7 @@ async def test_rewind_run_jumps_back_rebaselines_and_reexecutes(rich: ReplayGate
         assert tree.root.to_wire() == RICH.final_snapshot["root"]
 
 
-async def test_forced_rewind_of_a_running_run_over_http(rich: ReplayGateway) -> None:
+async def test_forced_rewind_of_a_running_run_over_http(rich: FaultyReplayGateway) -> None:
     rich.resume()
     await eventually(lambda: rich.run_seq(RICH.run_id) >= 8, "frame 8")
     rich.pause()
@@ -668,7 +668,7 @@ async def test_loop_mode_keeps_a_bounded_list_of_finished_runs() -> None:
         await gateway.stop()
 
 
-async def test_launch_run_starts_a_replay_of_the_workflow(rich: ReplayGateway) -> None:
+async def test_launch_run_starts_a_replay_of_the_workflow(rich: FaultyReplayGateway) -> None:
     response = await http_rpc(rich, "launchRun", {"workflow": "rich", "input": {}})
     assert response.status_code == 200
     run_id = response.json()["payload"]["runId"]
@@ -690,7 +690,7 @@ async def stream_session(gateway: ReplayGateway) -> tuple[ClientConnection, str,
     return ws, str(reply["payload"]["streamId"]), tree
 
 
-async def test_drop_connections_cuts_sockets_without_a_close_frame(rich: ReplayGateway) -> None:
+async def test_drop_connections_cuts_sockets_without_a_close_frame(rich: FaultyReplayGateway) -> None:
     ws1, _ = await open_session(rich)
     ws2, _ = await open_session(rich)
     assert rich.active_connections == 2 and rich.connections_total == 2
@@ -705,7 +705,7 @@ async def test_drop_connections_cuts_sockets_without_a_close_frame(rich: ReplayG
         assert hello["ok"] and rich.connections_total == 3
 
 
-async def test_send_raw_reaches_devtools_subscribers_verbatim(rich: ReplayGateway) -> None:
+async def test_send_raw_reaches_devtools_subscribers_verbatim(rich: FaultyReplayGateway) -> None:
     bystander, _ = await open_session(rich)
     ws, _, _ = await stream_session(rich)
     async with ws, bystander:
@@ -714,7 +714,7 @@ async def test_send_raw_reaches_devtools_subscribers_verbatim(rich: ReplayGatewa
         assert message == "{not json"
 
 
-async def test_injected_devtools_events_reach_the_stream_only(rich: ReplayGateway) -> None:
+async def test_injected_devtools_events_reach_the_stream_only(rich: FaultyReplayGateway) -> None:
     ws, stream_id, tree = await stream_session(rich)
     async with ws:
         base = tree.seq or 0
@@ -732,7 +732,7 @@ async def test_injected_devtools_events_reach_the_stream_only(rich: ReplayGatewa
         assert rich.run_seq(RICH.run_id) == base  # the replay's own tree is untouched
 
 
-async def test_devtools_error_ends_the_stream_but_not_the_socket(rich: ReplayGateway) -> None:
+async def test_devtools_error_ends_the_stream_but_not_the_socket(rich: FaultyReplayGateway) -> None:
     ws, stream_id, _ = await stream_session(rich)
     async with ws:
         assert rich.devtools_error(RICH.run_id) == 1
@@ -750,7 +750,7 @@ async def test_devtools_error_ends_the_stream_but_not_the_socket(rich: ReplayGat
         assert again["ok"] and rich.streams_total == 2
 
 
-async def test_pause_holds_the_run_and_resume_releases_it(rich: ReplayGateway) -> None:
+async def test_pause_holds_the_run_and_resume_releases_it(rich: FaultyReplayGateway) -> None:
     rich.resume()
     await eventually(lambda: rich.run_seq(RICH.run_id) >= 2, "frame 2")
     rich.pause()
@@ -762,7 +762,7 @@ async def test_pause_holds_the_run_and_resume_releases_it(rich: ReplayGateway) -
     await eventually(lambda: rich.run_seq(RICH.run_id) > held, "the run to move on")
 
 
-async def test_set_token_revokes_sessions_and_old_credentials(rich: ReplayGateway) -> None:
+async def test_set_token_revokes_sessions_and_old_credentials(rich: FaultyReplayGateway) -> None:
     ws, _ = await open_session(rich)
     viewer, _ = await open_session(rich, token=READ_TOKEN)
     async with viewer:
@@ -781,7 +781,7 @@ async def test_set_token_revokes_sessions_and_old_credentials(rich: ReplayGatewa
         assert (await request(viewer, "getRun", {"runId": RICH.run_id}))["ok"]
 
 
-async def test_rpc_failures_answer_the_injected_statuses_first(rich: ReplayGateway) -> None:
+async def test_rpc_failures_answer_the_injected_statuses_first(rich: FaultyReplayGateway) -> None:
     rich.rpc_failures["getRun"] = [429, 502, 503]
     limited = await http_rpc(rich, "getRun", {"runId": RICH.run_id})
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
@@ -827,7 +827,7 @@ async def test_stream_run_events_replays_history_then_streams_live_wrapped() -> 
     from inspector.replay import ReplayGateway
     from inspector.transcript import load_runs
 
-    runs = load_runs(Path(__file__).parent / "fixtures" / "smithers-0.32" / "demo-run.jsonl")
+    runs = load_runs(recording("demo-run.jsonl"))
     async with ReplayGateway(runs, speed=2.0) as gw:
         run_id = gw.run_ids()[0]
         async with connect(gw.ws_url) as ws:
@@ -857,7 +857,7 @@ async def test_event_history_over_http_has_timestamps_and_gateway_names() -> Non
     from inspector.replay import ReplayGateway
     from inspector.transcript import load_runs
 
-    runs = load_runs(Path(__file__).parent / "fixtures" / "smithers-0.32" / "demo-run.jsonl")
+    runs = load_runs(recording("demo-run.jsonl"))
     async with ReplayGateway(runs, speed=4.0) as gw:
         run_id = gw.run_ids()[0]
         deadline = time.monotonic() + 20

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, strategies as st
@@ -25,12 +24,14 @@ from inspector.transcript import (
     write_transcript,
 )
 from inspector.tree import DevToolsTree
+from tests.recordings import recording
 
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def fixture(name: str) -> Path:
-    return FIXTURES / name
+    return recording(name)
 
 
 def only_run(name: str) -> Any:

@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from inspector import DevToolsTree, InvalidDelta, InvalidSnapshot, SeqGap
 from inspector.treediff import diff_trees
 
+from .recordings import recording, recordings
 from .wire import delta as _delta, node, snap, task
-
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 
 
 def delta(base: int, ops: list[dict[str, Any]]) -> dict[str, Any]:
@@ -183,10 +182,10 @@ def test_deep_tree_does_not_exhaust_the_stack() -> None:
 
 
 def transcript(name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in recording(name).read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*-run.jsonl")) + ["resume-after-seq.jsonl"])
+@pytest.mark.parametrize("name", sorted(p.name for p in recordings("*-run.jsonl")) + ["resume-after-seq.jsonl"])
 def test_transcripts_end_equal_to_the_gateway_snapshot(name: str) -> None:
     """Every recorded devtools.event applied in order; the tree equals each later getDevToolsSnapshot."""
     tree = DevToolsTree()

@@ -41,7 +41,6 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 HERE = Path(__file__).parent
-FIXTURES = HERE / "fixtures" / "smithers-0.32"
 ROWS = ".st-row:not([hidden])"
 LONGTASKS = """
 window.__longtasks = [];

@@ -19,6 +19,7 @@ from dashboard.treerows import RowMirror, decode, rows_for
 from dashboard.views.tree import NodeTree, TreeComponent
 from inspector import DevToolsTree, TreeChange
 
+from .recordings import recording
 from .wire import delta, node, snap, task
 
 if TYPE_CHECKING:
@@ -283,7 +284,6 @@ def test_tree_js_applies_messages_exactly_like_rows_for(fixture: str, batch: int
 
     node_bin = shutil.which("node")
     assert node_bin is not None, "Node.js is needed to run tree.js outside a browser (scripts/test checks for it)"
-    fixtures = Path(__file__).parent / "fixtures" / "smithers-0.32"
     events = []
     if fixture == "workload":  # adds and removes anywhere, on a 1,500-node tree
         out = tmp_path / "w.jsonl"
@@ -291,7 +291,7 @@ def test_tree_js_applies_messages_exactly_like_rows_for(fixture: str, batch: int
                         "--nodes", "1500", "--deltas", "400", str(out)], check=True)
         events = [json.loads(line)["payload"]["event"] for line in out.read_text().splitlines()]
     else:
-        for line in (fixtures / f"{fixture}.jsonl").read_text().splitlines():
+        for line in recording(f"{fixture}.jsonl").read_text().splitlines():
             frame = json.loads(line)["frame"]
             if frame.get("type") == "event" and frame.get("event") == "devtools.event":
                 events.append(frame["payload"]["event"])

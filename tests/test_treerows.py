@@ -19,10 +19,10 @@ import pytest
 from dashboard.treerows import RowMirror, TreeFeed, decode, encode, message_bytes, patch_for, rows_for
 from inspector import DevToolsTree
 
+from .recordings import recording, recordings
 from .wire import delta, node, snap, task
 
 HERE = Path(__file__).parent
-FIXTURES = HERE / "fixtures" / "smithers-0.32"
 MAKE_WORKLOAD = HERE / "benchmarks" / "make_workload.py"
 
 
@@ -205,7 +205,7 @@ def devtools_events(path: Path) -> list[dict[str, Any]]:
 
 
 #: Every transcript with a DevTools stream (errors.jsonl records only error answers).
-TRANSCRIPTS = sorted(p for p in FIXTURES.glob("*.jsonl") if '"devtools.event"' in p.read_text())
+TRANSCRIPTS = sorted(p for p in recordings() if '"devtools.event"' in p.read_text())
 
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
@@ -220,7 +220,7 @@ def test_transcripts_one_message_per_event(path: Path) -> None:
 
 @pytest.mark.parametrize("batch", [3, 17])
 def test_wide_transcript_in_batches(batch: int) -> None:
-    events = devtools_events(FIXTURES / "wide-run.jsonl")
+    events = devtools_events(recording("wide-run.jsonl"))
     r = Replay(DevToolsTree())
     for i in range(0, len(events), batch):
         r.apply(*events[i:i + batch])

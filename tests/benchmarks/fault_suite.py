@@ -54,14 +54,15 @@ if str(ROOT) not in sys.path:
 
 from inspector.client import GatewayClient  # noqa: E402
 from inspector.errors import ErrorCode, GatewayRpcError, GatewayUnavailable  # noqa: E402
-from inspector.replay import ReplayGateway  # noqa: E402
 from inspector.status import Backoff, ConnectionStatus  # noqa: E402
 from inspector.stream import DevToolsSubscription, Heartbeat, RunEvent, TreeUpdated  # noqa: E402
 from inspector.transcript import load_runs  # noqa: E402
 from tests.chaos_proxy import ChaosProxy, Timeline, data_lost, tls_server_context  # noqa: E402
+from tests.faulty_replay import FaultyReplayGateway  # noqa: E402
 from tests.forward_proxy import ForwardProxy  # noqa: E402
 from tests.gateway.install import install  # noqa: E402
 from tests.gateway.server import GatewayServer  # noqa: E402
+from tests.recordings import recording  # noqa: E402
 from tests.scripted_gateway import Plan, ScriptedGateway, task_node  # noqa: E402
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
 
     from inspector.tree import DevToolsTree
 
-FIXTURES = ROOT / "tests" / "fixtures" / "smithers-0.32"
 TOKEN = "op-token"
 MiB = 1 << 20
 
@@ -644,7 +644,7 @@ async def storm(seed: int) -> Row:
     row = Row("storm on a replayed run", "replay hooks every 0.15-0.5 s: drop_connections, send_raw garbage / unknown type, "
               "gap, stale copy, unknown id, devtools_error, pause", "every fault survived; settled on the Gateway's tree")
     rng = random.Random(seed)
-    gateway = ReplayGateway(load_runs(FIXTURES / "wide-run.jsonl"), token=TOKEN, speed=4.0, heartbeat_ms=300)
+    gateway = FaultyReplayGateway(load_runs(recording("wide-run.jsonl")), token=TOKEN, speed=4.0, heartbeat_ms=300)
     await gateway.start()
     run_id = gateway.run_ids()[0]
     kinds: dict[str, int] = {}
@@ -718,7 +718,7 @@ async def tree_never_sent() -> Row:
 async def token_revoked() -> Row:
     row = Row("token invalid mid-session", "replay set_token('rotated') for ~1.5 s, then back", "unauthorized with the "
               "message, slow retries, back online after restore")
-    gateway = ReplayGateway(load_runs(FIXTURES / "rich-run.jsonl"), token=TOKEN, speed=0.5, heartbeat_ms=300)
+    gateway = FaultyReplayGateway(load_runs(recording("rich-run.jsonl")), token=TOKEN, speed=0.5, heartbeat_ms=300)
     gateway.pause()
     await gateway.start()
     run_id = gateway.run_ids()[0]
@@ -771,7 +771,7 @@ async def rpc_sequences(seed: int) -> Row:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # counted, not printed
-    gateway = ReplayGateway(load_runs(FIXTURES / "rich-run.jsonl"), token=TOKEN)
+    gateway = FaultyReplayGateway(load_runs(recording("rich-run.jsonl")), token=TOKEN)
     gateway.pause()
     await gateway.start()
     run_id = gateway.run_ids()[0]

@@ -25,18 +25,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
 from ..format import STATE_COLOURS, format_duration, short_labels
-from ..store import EventRecord, RunStore
-from . import Throttle
+from .base import StoreView
+from .widgets import Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from bokeh.document import Document
+
+    from ..store import EventRecord
 
 __all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_factor", "padded_factors", "row_slots",
            "timeline_chart", "timeline_data"]
@@ -309,10 +310,8 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
     return fig, source
 
 
-class Timeline(pn.viewable.Viewer):
+class Timeline(StoreView):
     """Gantt of the run's task attempts (see the module docstring)."""
-
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -156,7 +156,7 @@ def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Atte
 
 def _local_ms(t: float) -> float:
     """Epoch seconds as the milliseconds Bokeh's datetime axis shows as this machine's wall
-    clock (Bokeh formats epoch ms as UTC; the old chart passed naive local datetimes)."""
+    clock (Bokeh formats epoch ms as UTC, so the local offset is added to the number)."""
     return (t + time.localtime(t).tm_gmtoff) * 1000.0
 
 
@@ -327,7 +327,7 @@ class Timeline(StoreView):
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
-        # Redraws are cheap now (new data for one figure), but computing the attempts walks
+        # A redraw itself is cheap (new data for one figure), but computing the attempts walks
         # the event log and the tree: skipped while nobody looks, and spaced so they take
         # at most ~5% of the loop (see _update).
         if not self._chart._models:
@@ -377,7 +377,7 @@ class Timeline(StoreView):
                 self._note.object = note
         self._plot.apply(lambda: self._draw(data, rows, slots))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
-        # (the browser's part, a canvas repaint, is what bounds the rate now).
+        # (the 2 s floor is for the browser, whose part of a redraw is a canvas repaint).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
     def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int) -> None:

@@ -37,7 +37,7 @@ from .hub import GatewayHub
 from .panel_compat import keep_assets_local
 from .store import RunStore
 from .views import (
-    ConnectionStatus,
+    ConnectionBadge,
     EventLog,
     FrameScrubber,
     NodeDetail,
@@ -123,7 +123,7 @@ class Dashboard(pn.viewable.Viewer):
         self._rotation: asyncio.Task[None] | None = None
         self._closed = False
         large = self.view == "monitor"
-        self.status = ConnectionStatus(store=self.store, large=large)
+        self.status = ConnectionBadge(store=self.store, large=large)
         self.header = RunHeader(store=self.store, large=large)
         self.tree = NodeTree(store=self.store, toolbar=not large)
         self._body = pn.Column(sizing_mode="stretch_width")

@@ -50,7 +50,7 @@ from inspector.stream import (
 from inspector.tree import DevToolsTree, TreeChange
 from inspector.vocabulary import RUN_EVENT_PREFIX, RunEventName
 
-__all__ = ["GatewayHub", "HubStats", "Listener", "SourceFactory", "Subscription", "TimedRunEvent"]
+__all__ = ["GatewayHub", "HubStats", "Listener", "ReceivedRunEvent", "SourceFactory", "Subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ SourceFactory = Callable[[str, DevToolsTree], AsyncIterable[SubscriptionItem]]
 
 
 @dataclass(frozen=True, slots=True)
-class TimedRunEvent(RunEvent):
+class ReceivedRunEvent(RunEvent):
     """A :class:`~inspector.stream.RunEvent` with the time the hub received it.
 
     Gateway node events carry no timestamp; a late joiner replaying the hub's history
@@ -327,8 +327,8 @@ class GatewayHub:
             log.exception("a hub listener failed on %s", type(item).__name__)
 
     def _broadcast(self, feed: _Feed, item: SubscriptionItem) -> None:
-        if isinstance(item, RunEvent) and not isinstance(item, TimedRunEvent):
-            item = TimedRunEvent(item.frame, item.seq, item.replayed, item.at, item.at or time.time())
+        if isinstance(item, RunEvent) and not isinstance(item, ReceivedRunEvent):
+            item = ReceivedRunEvent(item.frame, item.seq, item.replayed, item.at, item.at or time.time())
         feed.observe(item)
         for listener in list(feed.listeners.values()):
             self._deliver(listener, item)

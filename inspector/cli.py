@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -155,12 +154,6 @@ async def _record_reads(client: GatewayClient, run_id: str, tree: Any) -> None:
 
 
 # ------------------------------------------------------------------ replay / serve / demo
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_forever() -> None:

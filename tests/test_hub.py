@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from dashboard.hub import GatewayHub, TimedRunEvent
+from dashboard.hub import GatewayHub, ReceivedRunEvent
 from dashboard.store import RunStore
 from inspector.client import GatewayClient
 from inspector.protocol import EventFrame
@@ -202,11 +202,11 @@ async def test_late_joiner_gets_current_state_at_once() -> None:
     second = hub.attach("r1", late.append)
     # Delivered before attach returned: no waiting for the next delta.
     kinds = [type(i).__name__ for i in late]
-    assert kinds[:3] == ["StatusChanged", "TreeUpdated", "TimedRunEvent"]
+    assert kinds[:3] == ["StatusChanged", "TreeUpdated", "ReceivedRunEvent"]
     assert late[0].state.status is ConnectionStatus.ONLINE  # type: ignore[union-attr]
     change = late[1].change  # type: ignore[union-attr]
     assert change.rebuilt and change.seq == 1
-    assert isinstance(late[2], TimedRunEvent) and late[2].received_at > 0
+    assert isinstance(late[2], ReceivedRunEvent) and late[2].received_at > 0
     assert feeds.started == ["r1"]
     first.release()
     second.release()

@@ -1,8 +1,9 @@
 """The tree component's messages, without a browser: what Python sends per store tick.
 
 The component is rendered into a Bokeh Document (so it has a model, as in a session) and
-``_send_msg`` is captured. A small ``StubStore`` with the store's tree params stands in
-for ``dashboard.store.RunStore``; ``tests/test_tree_browser.py`` reuses it.
+``_send_msg`` is captured. ``StubStore``, a ``dashboard.store.RunStore`` without a hub whose
+tree the test feeds directly, stands in for a live session's store;
+``tests/test_tree_browser.py`` reuses it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import param
 import pytest
 from bokeh.document import Document
 
+from dashboard.store import RunStore
 from dashboard.treerows import RowMirror, decode, rows_for
 from dashboard.views.tree import NodeTree, TreeComponent
 from inspector import DevToolsTree, TreeChange
@@ -26,14 +27,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-class StubStore(param.Parameterized):
-    """The part of the store contract the tree view reads and writes."""
+class StubStore(RunStore):
+    """A store without a hub whose tree the test feeds: the tree view reads ``tree``,
+    ``tree_version``, ``last_changes``, ``selected_node`` and ``run_id``, and writes
+    ``selected_node``."""
 
-    run_id = param.String(default=None, allow_None=True)
-    tree = param.ClassSelector(class_=DevToolsTree, default=None, allow_None=True)
-    tree_version = param.Integer(default=0)
-    last_changes = param.ClassSelector(class_=tuple, default=())
-    selected_node = param.Integer(default=None, allow_None=True)
+    def _on_run_id(self) -> None:
+        """Keep the fed tree: a real store swaps in the hub's tree of the new run."""
 
     def apply(self, *events: dict[str, Any]) -> tuple[TreeChange, ...]:
         """Apply DevTools events as one batch and tick, as the store's flush does."""

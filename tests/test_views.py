@@ -16,7 +16,7 @@ from dashboard.config import DashboardConfig, load_config
 from dashboard.format import format_duration, state_colour, state_label, task_summary
 from dashboard.store import EventRecord, RunStore
 from dashboard.views import (
-    ConnectionStatus,
+    ConnectionBadge,
     EventLog,
     FrameScrubber,
     NodeDetail,
@@ -174,7 +174,7 @@ def test_scrubber_marks_changed_nodes() -> None:
 
 def test_connection_status_renders_its_attribute_and_ticks_only_offline() -> None:
     store = RunStore()
-    view = ConnectionStatus(store=store)
+    view = ConnectionBadge(store=store)
     assert 'data-connection-status="idle"' in html_texts(render(view))
     store.param.update(connection_status="online")
     assert 'data-connection-status="online"' in view._pane.object

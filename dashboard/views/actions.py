@@ -23,7 +23,8 @@ from inspector.errors import ErrorCode, GatewayError, GatewayRpcError
 from inspector.vocabulary import APPROVAL_EVENT_PREFIX, is_terminal_run_status
 
 from ..store import RunStore
-from . import TextPane, stylesheet
+from .base import StoreView
+from .widgets import TextPane, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -92,10 +93,9 @@ class Action(pn.viewable.Viewer):
         return pn.Row(self._arm, self._question, self._yes, self._no, margin=0)
 
 
-class RunActions(pn.viewable.Viewer):
+class RunActions(StoreView):
     """Write controls for the open run (see the module docstring)."""
 
-    store = param.ClassSelector(class_=RunStore, doc="The dashboard store.")
     enabled = param.Boolean(default=False, doc="Only True when the server was started with actions on.")
     message = param.String(default="", doc="The outcome of the last action, as plain text.")
     approvals = param.List(default=[], doc="Pending approvals of the run (listApprovals).")

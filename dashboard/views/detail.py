@@ -18,13 +18,12 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-import param
 
 from inspector.vocabulary import OutputStatus
 
 from ..format import format_value, node_icon, state_colour, state_label
-from ..store import RunStore
-from . import TextPane, plaintext, stylesheet
+from .base import StoreView
+from .widgets import TextPane, plaintext, stylesheet
 
 __all__ = ["NodeDetail", "diff_html", "output_frame", "task_html", "title_html"]
 
@@ -157,7 +156,7 @@ def diff_html(diff: Mapping[str, Any] | None, error: str | None) -> str:
     return "".join(out)
 
 
-def scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def node_scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     columns = ["scorer", "iteration", "attempt", "score", "reason", "source"]
     records = [
         {
@@ -173,10 +172,8 @@ def scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-class NodeDetail(pn.viewable.Viewer):
+class NodeDetail(StoreView):
     """Details of ``store.selected_node`` (see the module docstring)."""
-
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -196,7 +193,7 @@ class NodeDetail(pn.viewable.Viewer):
         )
         self._diff = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
         self._scores = pn.widgets.Tabulator(
-            scores_frame([]),
+            node_scores_frame([]),
             show_index=False,
             disabled=True,
             formatters=plaintext("scorer", "reason", "source"),
@@ -239,7 +236,7 @@ class NodeDetail(pn.viewable.Viewer):
             self._out_msg.object = f'<div class="sd-message {cls}">{html.escape(text)}</div>' if node else ""
             self._out_table.value = output_frame(s.node_output)
             self._diff.object = diff_html(s.node_diff, s.node_diff_error) if is_task else ""
-            self._scores.value = scores_frame(s.node_scores)
+            self._scores.value = node_scores_frame(s.node_scores)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout

@@ -32,11 +32,13 @@ from inspector.vocabulary import (
 )
 
 from ..format import shorten
-from ..store import EventRecord, RunStore
-from . import Throttle, plaintext, stylesheet
+from .base import StoreView
+from .widgets import Throttle, plaintext, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from ..store import EventRecord
 
 __all__ = ["KINDS", "QUIET_EVENTS", "EventLog", "RecentEvents", "events_frame", "filter_events"]
 
@@ -96,10 +98,8 @@ def _numbered(records: list[EventRecord], first: int) -> pd.DataFrame:
     return frame
 
 
-class EventLog(pn.viewable.Viewer):
+class EventLog(StoreView):
     """Filterable, followable event log (see the module docstring)."""
-
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
 
     height = param.Integer(default=420, doc="Table height in pixels.")
 
@@ -181,7 +181,7 @@ class EventLog(pn.viewable.Viewer):
         return pn.Column(controls, self._table, sizing_mode="stretch_width")
 
 
-class RecentEvents(pn.viewable.Viewer):
+class RecentEvents(StoreView):
     """The newest ``limit`` events as a plain list, for the wall monitor (nobody scrolls or
     filters there).
 
@@ -189,8 +189,6 @@ class RecentEvents(pn.viewable.Viewer):
     redraw and no table layout, where a Tabulator re-measuring itself on every appended
     row cost the wall's browser several long tasks a second on a busy run.
     """
-
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
 
     limit = param.Integer(default=40, bounds=(1, None), doc="Events shown (newest first).")
 

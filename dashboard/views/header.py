@@ -25,7 +25,7 @@ from ..format import (
     run_status_colour,
     task_summary,
 )
-from . import TickingHtml
+from .base import TickingHtml
 
 if TYPE_CHECKING:
     from ..store import RunStore
@@ -131,7 +131,7 @@ def failure_text(store: RunStore) -> str | None:
 class RunHeader(TickingHtml):
     """The run's title, status, progress and failure (see the module docstring)."""
 
-    _watch = ("run", "run_id", "tree_version", "notice", "run_error", "settled")
+    _redraw_on = ("run", "run_id", "tree_version", "notice", "run_error", "settled")
 
     def _render(self) -> str:
         s = self.store

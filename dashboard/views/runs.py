@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import panel as pn
 import param
+from param.parameters import NoNone
 
 from inspector.errors import GatewayError
 from inspector.vocabulary import RunStatus
 
 from ..format import format_duration, run_elapsed
 from ..hub import GatewayHub
-from . import TextPane, plaintext
+from .widgets import TextPane, plaintext
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -63,7 +64,7 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], search: str = "", now: float |
 class RunList(pn.viewable.Viewer):
     """The runs table (see the module docstring)."""
 
-    hub: GatewayHub = param.ClassSelector(class_=GatewayHub, doc="The process's Gateway hub.")  # type: ignore[assignment]
+    hub = param.ClassSelector(class_=GatewayHub, allow_None=NoNone, doc="The process's Gateway hub.")
 
     on_select = param.Callable(default=None, doc="Called with the run id of a clicked row.")
 

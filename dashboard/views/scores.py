@@ -18,20 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
-import param
 from bokeh.models import CategoricalColorMapper, ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 from ..format import format_value, short_labels, shorten
-from ..store import RunStore
-from . import Throttle, plaintext
+from .base import StoreView
 from .timeline import InPlaceChart
+from .widgets import plaintext
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ScoresView", "scores_chart", "scores_data", "scores_frame"]
+__all__ = ["ScoresView", "scores_chart", "scores_data", "run_scores_frame"]
 
 _COLUMNS = ["target", "node", "iteration", "attempt", "scorer", "score", "reason", "source", "scored"]
 _CHART_COLUMNS = ["target", "score", "node", "iteration", "scorer", "reason"]
@@ -39,7 +38,7 @@ _CHART_COLUMNS = ["target", "score", "node", "iteration", "scorer", "reason"]
 _LEGEND = "scorer_label"
 
 
-def scores_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def run_scores_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Score rows as a frame; ``target`` is ``node[iteration]`` (the chart's x axis)."""
     records = []
     for r in rows:
@@ -110,14 +109,15 @@ def scores_data(frame: pd.DataFrame) -> tuple[dict[str, list[Any]], list[str], l
     return columns, targets, scorers, (low, high)
 
 
-class ScoresView(pn.viewable.Viewer):
+class ScoresView(StoreView):
     """The run's scores as a chart and a table (see the module docstring)."""
 
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
+    _redraw_on = ("scores",)
+    _redraw_interval = 1.0
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        frame = scores_frame(self.store.scores)
+        frame = run_scores_frame(self.store.scores)
         self._summary = pn.pane.Str("", margin=(5, 10))
         self._figure, self._source, self._colours = scores_chart()
         self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=200)
@@ -131,12 +131,10 @@ class ScoresView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             max_height=320,
         )
-        self._throttle = Throttle(self._update, 1.0)
-        self.store.param.watch(self._throttle, "scores")
         self._update()
 
     def _update(self) -> None:
-        frame = scores_frame(self.store.scores)
+        frame = run_scores_frame(self.store.scores)
         with pn.io.hold():
             if len(frame):
                 mean = frame["score"].mean()

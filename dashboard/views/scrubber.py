@@ -31,8 +31,8 @@ from inspector.errors import GatewayError
 from inspector.treediff import diff_trees, subtree_ids
 
 from ..format import node_icon, state_colour, state_label
-from ..store import RunStore
-from . import TextPane, stylesheet
+from .base import StoreView
+from .widgets import TextPane, stylesheet
 
 __all__ = ["FrameScrubber", "changed_ids", "frame_html", "with_states"]
 
@@ -109,10 +109,8 @@ def frame_html(root: Mapping[str, Any] | None, changed: set[int], limit: int = 3
     return '<pre class="sd-frames">' + "\n".join(lines) + "</pre>"
 
 
-class FrameScrubber(pn.viewable.Viewer):
+class FrameScrubber(StoreView):
     """Frame slider with a historical tree (see the module docstring)."""
-
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
 
     live = param.Boolean(default=True, doc="Following the latest frame.")
 

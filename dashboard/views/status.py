@@ -1,5 +1,5 @@
 # mypy: allow-untyped-calls
-"""ConnectionStatus: is what I see live? Online, connecting, offline for how long, or
+"""ConnectionBadge: is what I see live? Online, connecting, offline for how long, or
 unauthorized and what to do about it.
 
 Peer UIs were faulted for a timer that kept ticking with no warning after the socket
@@ -16,9 +16,9 @@ import html
 import time
 
 from ..format import format_ago, format_duration
-from . import TickingHtml
+from .base import TickingHtml
 
-__all__ = ["ConnectionStatus", "connection_html"]
+__all__ = ["ConnectionBadge", "connection_html"]
 
 _LABELS = {
     "idle": "Not watching a run",
@@ -84,10 +84,14 @@ def connection_html(
     )
 
 
-class ConnectionStatus(TickingHtml):
-    """A badge with the store's connection status (see the module docstring)."""
+class ConnectionBadge(TickingHtml):
+    """A badge with the store's connection status (see the module docstring).
 
-    _watch = ("connection_status", "outage_since", "connection_error", "required_scope", "retry_in", "last_heartbeat")
+    Named for what it is on the page; the state it shows is
+    :class:`inspector.status.ConnectionStatus`.
+    """
+
+    _redraw_on = ("connection_status", "outage_since", "connection_error", "required_scope", "retry_in", "last_heartbeat")
 
     def _render(self) -> str:
         s = self.store

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
@@ -39,13 +38,15 @@ from inspector.vocabulary import (
 )
 
 from ..format import STATE_COLOURS, format_duration, short_labels
-from ..store import EventRecord, RunStore
-from . import Throttle
+from .base import StoreView
+from .widgets import Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from bokeh.document import Document
+
+    from ..store import EventRecord
 
 __all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_factor", "padded_factors", "row_slots",
            "timeline_chart", "timeline_data"]
@@ -161,7 +162,7 @@ def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Atte
 
 def _local_ms(t: float) -> float:
     """Epoch seconds as the milliseconds Bokeh's datetime axis shows as this machine's wall
-    clock (Bokeh formats epoch ms as UTC; the old chart passed naive local datetimes)."""
+    clock (Bokeh formats epoch ms as UTC, so the local offset is added to the number)."""
     return (t + time.localtime(t).tm_gmtoff) * 1000.0
 
 
@@ -312,10 +313,8 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
     return fig, source
 
 
-class Timeline(pn.viewable.Viewer):
+class Timeline(StoreView):
     """Gantt of the run's task attempts (see the module docstring)."""
-
-    store: RunStore = param.ClassSelector(class_=RunStore, doc="The session's store.")  # type: ignore[assignment]
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

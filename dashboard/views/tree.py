@@ -31,6 +31,8 @@ from panel.custom import JSComponent
 from dashboard.treerows import TreeFeed, tree_vocabulary_js
 from inspector.vocabulary import TaskState
 
+from .base import StoreView
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -141,14 +143,12 @@ class TreeComponent(JSComponent):
                 self.selected = node_id
 
 
-class NodeTree(pn.viewable.Viewer):
+class NodeTree(StoreView):
     """The node-tree panel: toolbar plus :class:`TreeComponent`, bound to a store.
 
-    ``store`` needs ``tree`` (a :class:`~inspector.tree.DevToolsTree`), ``tree_version``,
-    ``last_changes``, ``selected_node`` and ``run_id`` params.
+    It reads the store's ``tree`` (a :class:`~inspector.tree.DevToolsTree`), ``tree_version``,
+    ``last_changes``, ``selected_node`` and ``run_id``, and writes ``selected_node``.
     """
-
-    store = param.Parameter(doc="The dashboard store (see dashboard/store.py).")
 
     toolbar = param.Boolean(default=True, doc="""
         Show search, filter, expand/collapse and follow. Off on the wall monitor, where nobody

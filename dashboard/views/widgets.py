@@ -1,0 +1,97 @@
+# mypy: allow-untyped-calls
+"""Small building blocks every view shares: the stylesheet, text-only table columns,
+:class:`TextPane` (escaped text) and :class:`Throttle` (rate-limited redraws).
+
+They live in their own module, not in the package's ``__init__``, so that the view modules
+can import them without importing the package that re-exports those views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import panel as pn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["TextPane", "Throttle", "plaintext", "stylesheet"]
+
+_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@cache
+def stylesheet() -> str:
+    """The dashboard's CSS, to pass as ``stylesheets=[...]`` (panes render in shadow DOM)."""
+    return (_ASSETS / "dashboard.css").read_text(encoding="utf-8")
+
+
+def plaintext(*columns: str) -> dict[str, dict[str, str]]:
+    """Tabulator formatters that show these columns as text, never as HTML."""
+    return {c: {"type": "plaintext"} for c in columns}
+
+
+_TEXT_WRAP = "pre { white-space: pre-wrap; overflow-wrap: break-word; }"
+
+
+class TextPane(pn.pane.Str):
+    """A ``pn.pane.Str`` whose text is escaped: safe for Gateway-supplied text.
+
+    Panel's own ``Str`` (1.9) only wraps its object in ``<pre>`` and the browser sets that
+    as innerHTML, scripts run: ``Str("<img src=x onerror=...>")`` is live markup. Found by
+    ``tests/test_security_browser.py`` (an approval title, props, an action's error).
+    Long lines wrap (``pre-wrap``, long words broken): Gateway text has no length limit, and
+    one unbroken ``<pre>`` line would widen the whole page.
+    """
+
+    def __init__(self, object: Any = None, **params: Any) -> None:
+        params["stylesheets"] = [_TEXT_WRAP, *params.get("stylesheets", [])]
+        super().__init__(object, **params)
+
+    def _transform_object(self, obj: Any) -> dict[str, Any]:
+        text = "" if obj is None else str(obj)
+        return super()._transform_object(html.escape(text, quote=False) if text else text)
+
+
+class Throttle:
+    """Call ``fn`` at most once per ``interval`` seconds, always with the latest state.
+
+    Charts are expensive to rebuild; a burst of events must cost one redraw at its start
+    and one at its end (leading and trailing edge), not one per event. Without a running
+    loop (a view rendered once for a test) it calls at once.
+    """
+
+    def __init__(self, fn: Callable[[], None], interval: float) -> None:
+        self.fn = fn
+        self.interval = interval
+        self._last = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __call__(self, *_: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.fn()
+            return
+        if self._handle is not None:
+            return
+        wait = self.interval - (time.monotonic() - self._last)
+        if wait <= 0:
+            self._fire()
+        else:
+            self._handle = loop.call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._last = time.monotonic()
+        self.fn()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -212,10 +212,12 @@ class AgentAttempt:
         size = chunk.size
         self.total_bytes += size
         self.total_chunks += 1
-        if size > cap:
+        cut = size > cap
+        if cut:
             chunk = self._tail_of(chunk, cap)
             size = chunk.size
-        while self.chunks and self.retained_bytes + size > cap:
+        # A chunk cut at its start leaves nothing older to keep: the kept text stays contiguous.
+        while self.chunks and (cut or self.retained_bytes + size > cap):
             old = self.chunks.popleft()
             self.retained_bytes -= old.size
             self._drop(old.text)

@@ -258,23 +258,36 @@ def test_events_of_another_run_are_ignored() -> None:
     assert len(model) == 0 and model.version == 0
 
 
-def test_recorded_agentic_run_replays_into_the_same_totals_as_its_token_usage() -> None:
-    """The demo recording (real Gateway, ``agents`` workflow): live run events only."""
-    model = RunAgents()
+def recorded_runs() -> dict[str, RunAgents]:
+    """The demo recording (real Gateway: an ``agents`` run, then an ``agent-retry`` run), folded
+    from its live run events only, one model per run."""
+    models: dict[str, RunAgents] = {}
     for line in DEMO.read_text().splitlines():
         frame = json.loads(line)["frame"]
         if frame.get("type") == "event" and frame.get("event") == "run.event":
             inner = frame["payload"]
-            model.apply(inner["event"], inner["payload"], seq=inner.get("seq"), source="live")
-    assert {a.node_id for a in model} == {"research", "write", "review", "local"}
-    assert model.totals() == TokenCounts(4800, 1080, 2300, 400, 160)
-    research = model.latest("research")
+            run_id = inner["payload"]["runId"]
+            model = models.setdefault(run_id, RunAgents(run_id))
+            model.apply(inner["event"], inner["payload"], seq=inner.get("seq"), source=f"live:{inner['streamId']}")
+    return models
+
+
+def test_recorded_agentic_run_replays_into_its_token_usage() -> None:
+    agents, retry = recorded_runs().values()
+    assert {a.node_id for a in agents} == {"research", "write", "review", "local"}
+    assert agents.totals() == TokenCounts(4800, 1080, 2300, 400, 160)
+    research = agents.latest("research")
     assert research is not None and research.status == "finished" and research.engine == "scripted"
     assert research.model == "claude-sonnet-4-6-20260115" and research.answer == "researcher answer (i0-a1)"
-    assert [a.status for a in research.actions_in_order()] == ["ok", "failed", "ok"]
+    assert sorted(a.status for a in research.actions.values()) == ["failed", "ok", "ok"]
     assert "<img src=x onerror=alert(1)>" in research.text("stdout") and "stderr: note" in research.text("stderr")
-    cost = model.cost(load_price_table(use_env=False))
+    cost = agents.cost(load_price_table(use_env=False))
     assert cost.cost_usd is not None and cost.unpriced_models == ("local-llama-3-8b",) and cost.unpriced_tokens == 790
+
+    first, second = retry.attempts_of("flaky-agent")
+    assert (first.status, first.error, first.usage) == ("failed", "scripted failure on attempt 1", TokenCounts(300, 20))
+    assert (second.status, second.answer) == ("finished", "flaky answer (i0-a2)")
+    assert retry.totals() == TokenCounts(1500, 360, 800, 100, 40)
 
 
 # ---------------------------------------------------------------------- properties

@@ -1,6 +1,6 @@
 /** @jsxImportSource smithers-orchestrator */
 // A real Smithers Gateway (npm smithers-orchestrator 0.32.0 under Bun) serving deterministic,
-// agent-free workflows on loopback, for recording wire fixtures and for end-to-end checks.
+// model-free workflows (its agents are scripted) on loopback, for recording wire fixtures and for end-to-end checks.
 import { z } from "zod";
 import { createSmithers, Gateway } from "smithers-orchestrator";
 import { createScorer } from "@smithers-orchestrator/scorers";
@@ -169,6 +169,10 @@ function scriptedAgent(o: ScriptOptions) {
       if (attempt <= (o.failFirst ?? 0)) {
         err(`${ESC}[31mfatal: scripted failure on attempt ${attempt}${ESC}[0m\n`);
         ev({ type: "completed", ok: false, error: `scripted failure on attempt ${attempt}`, usage: { inputTokens: 300, outputTokens: 20 } });
+        // Smithers 0.32 writes output and agent events after an asynchronous ownership check
+        // and does not wait for pending ones when generate() throws: without this pause the
+        // two lines above are often lost (the success path waits for them).
+        await sleep(stepMs);
         const error: any = new Error(`scripted failure on attempt ${attempt}`);
         error.usage = { inputTokens: 300, outputTokens: 20 };
         error.result = { response: { modelId: o.model } };

@@ -113,7 +113,8 @@ DURABLE_EVENT_NAMES: Final[Mapping[str, str]] = {
 }
 
 _FINAL_STATES: Final = frozenset({"finished", "failed", "skipped", "cancelled"})
-#: How far back from the cut a newline is looked for when one chunk exceeds the cap.
+#: When one chunk exceeds the cap, how far into its kept end a newline is looked for (the
+#: kept text then starts at a line instead of in the middle of one, or of an escape sequence).
 _LINE_SEARCH_BYTES: Final = 4096
 
 
@@ -254,6 +255,30 @@ class UsageRow:
     t_ms: float | None
 
 
+class _SeqSet:
+    """The seqs seen from one source, in memory proportional to the gaps, not to the count:
+    everything up to ``floor`` was seen, and ``above`` holds the seen seqs past it."""
+
+    __slots__ = ("above", "floor")
+
+    def __init__(self) -> None:
+        self.floor = -1
+        self.above: set[int] = set()
+
+    def add(self, seq: int) -> bool:
+        """Note ``seq``; false if it was seen before."""
+        if seq <= self.floor or seq in self.above:
+            return False
+        if seq == self.floor + 1:
+            self.floor = seq
+            while self.floor + 1 in self.above:
+                self.floor += 1
+                self.above.discard(self.floor)
+        else:
+            self.above.add(seq)
+        return True
+
+
 def _int(value: object, default: int | None = None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -292,7 +317,7 @@ class RunAgents:
         self.run_started_ms: float | None = None
         self.run_finished_ms: float | None = None
         self.run_status: str | None = None
-        self._seen: dict[str, set[int]] = {}
+        self._seen: dict[str, _SeqSet] = {}
         self._positions: dict[tuple[str, object], int] = {}  # (source, scope) -> items seen
         self._applied: dict[object, int] = {}  # scope -> items applied
         self._cursor: dict[tuple[str, str], tuple[int, int | None]] = {}  # (source, node) -> (iteration, attempt)
@@ -320,11 +345,8 @@ class RunAgents:
         run_id = payload.get("runId")
         if self.run_id is not None and isinstance(run_id, str) and run_id != self.run_id:
             return None
-        if seq is not None:
-            seen = self._seen.setdefault(source, set())
-            if seq in seen:
-                return None
-            seen.add(seq)
+        if seq is not None and not self._seen.setdefault(source, _SeqSet()).add(seq):
+            return None
         at = _num(payload.get("timestampMs"))
         at = at if at is not None else t_ms
         if at is not None and (self.run_started_ms is None or at < self.run_started_ms):
@@ -353,7 +375,11 @@ class RunAgents:
 
     def apply_history(self, rows: Iterable[Mapping[str, Any]]) -> set[AttemptKey]:
         """Fold durable history rows (in ``seq`` order); the attempts they changed."""
-        ordered = sorted(rows, key=lambda r: _int(r.get("seq"), -1) or 0)
+        def seq_of(row: Mapping[str, Any]) -> int:
+            seq = _int(row.get("seq"))
+            return seq if seq is not None else -1
+
+        ordered = sorted(rows, key=seq_of)
         return {key for row in ordered if (key := self.apply_history_row(row)) is not None}
 
     def apply_token_usage_rows(self, rows: Iterable[Mapping[str, Any]]) -> set[AttemptKey]:
@@ -385,6 +411,16 @@ class RunAgents:
 
     def __len__(self) -> int:
         return len(self.attempts)
+
+    def attempt_counts(self) -> tuple[int, int]:
+        """``(attempts, retries)`` from attempt numbers: per node and iteration, its highest
+        attempt number counts that many attempts, of which all but one are retries (re-emitted
+        live transitions never add any)."""
+        highest: dict[tuple[str, int], int] = {}
+        for node_id, iteration, number in self.attempts:
+            highest[(node_id, iteration)] = max(number, highest.get((node_id, iteration), 0))
+        attempts = sum(highest.values())
+        return attempts, attempts - len(highest)
 
     def usage_rows(self) -> list[UsageRow]:
         """Every attempt's usage, in time order (ties by node, iteration, attempt)."""

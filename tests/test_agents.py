@@ -157,6 +157,20 @@ def test_live_re_emitted_transitions_make_no_new_attempt() -> None:
     assert model.latest("build") is not None and model.latest("build").status == "finished"  # type: ignore[union-attr]
 
 
+def test_attempts_and_retries_come_from_attempt_numbers() -> None:
+    model = RunAgents(RUN)
+    retry_run().feed_live(model)
+    for name, payload in [
+        ("node.pending", {"nodeId": "build", "iteration": 0}),
+        ("node.started", {"nodeId": "build", "state": "in-progress"}),
+        ("node.finished", {"nodeId": "build", "state": "finished"}),
+        ("node.started", {"nodeId": "build", "state": "in-progress"}),  # re-emitted, new seq
+        ("node.finished", {"nodeId": "build", "state": "finished"}),
+    ]:
+        model.apply(name, payload)
+    assert model.attempt_counts() == (3, 1)
+
+
 def test_loop_iterations_from_live_pending() -> None:
     model = RunAgents(RUN)
     for iteration in range(3):

@@ -266,6 +266,30 @@ def test_token_usage_rows_and_history_agree() -> None:
     assert model.totals() == TokenCounts(1500, 360, 800, 100, 40)
 
 
+def test_an_agent_event_seen_bare_and_wrapped_counts_once() -> None:
+    """A subscribed socket can get one agent.event bare (no stream seq) and again inside run.event."""
+    model = RunAgents(RUN)
+    payload = {"runId": RUN, "nodeId": "n", "iteration": 0, "attempt": 1, "engine": "e",
+               "event": {"type": "action", "phase": "updated", "action": {"id": "a", "kind": "tool", "title": "t"}}}
+    assert model.apply("agent.event", payload, source="bare") == ("n", 0, 1)
+    assert model.apply("agent.event", payload, seq=7, source="live") is None
+    assert model.apply("agent.event", payload, seq=9, source="live") == ("n", 0, 1)  # a second, real update
+    assert model.attempt("n", 0, 1).actions["a"].updates == 2  # type: ignore[union-attr]
+
+
+def test_session_transcript_and_trace_summary() -> None:
+    model = RunAgents(RUN)
+    key = {"runId": RUN, "nodeId": "n", "iteration": 1, "attempt": 2}
+    model.apply("agent.session", {**key, "transcript": [{"role": "user", "content": "hi"}]})
+    model.apply("agent.trace", {**key, "trace": {"event": {"sequence": 0}}}, seq=1)
+    model.apply("agent.trace", {**key, "trace": {"event": {"sequence": 0}}}, seq=1)
+    model.apply("agent.trace_summary", {**key, "summary": {"agentId": "writer", "model": "gpt-5.6-luna"}})
+    attempt = model.attempt("n", 1, 2)
+    assert attempt is not None
+    assert attempt.transcript == [{"role": "user", "content": "hi"}]
+    assert (attempt.trace_events, attempt.agent, attempt.model) == (1, "writer", "gpt-5.6-luna")
+
+
 def test_events_of_another_run_are_ignored() -> None:
     model = RunAgents(RUN)
     assert model.apply("task.output", {"runId": "other", "nodeId": "n", "output": "x"}) is None

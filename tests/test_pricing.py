@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 #: Usage rows covering every table entry's matching forms, the long-context threshold, odd
 #: counts and unknown models.
 USAGES = [
-    {"model": "claude-sonnet-4-6-20260115", "inputTokens": 1200, "outputTokens": 340, "cacheReadTokens": 800, "cacheWriteTokens": 100},
+    {"model": "claude-sonnet-4-6-20260115", "inputTokens": 1200, "outputTokens": 340, "cacheReadTokens": 800, "cacheWriteTokens": 100,
+     "reasoningTokens": 40},
     {"model": "gpt-5.6-terra-2026-03-01", "inputTokens": 2000, "outputTokens": 500, "cacheReadTokens": 1500, "cacheWriteTokens": 0},
     {"model": "claude-haiku-4-5-20251001", "inputTokens": 900, "outputTokens": 150, "cacheReadTokens": 0, "cacheWriteTokens": 300},
     {"model": "claude-opus-4-7-20260201", "inputTokens": 300, "outputTokens": 20},

@@ -1,6 +1,6 @@
 /** @jsxImportSource smithers-orchestrator */
 // A real Smithers Gateway (npm smithers-orchestrator 0.32.0 under Bun) serving deterministic,
-// agent-free workflows on loopback, for recording wire fixtures and for end-to-end checks.
+// model-free workflows (its agents are scripted) on loopback, for recording wire fixtures and for end-to-end checks.
 import { z } from "zod";
 import { createSmithers, Gateway } from "smithers-orchestrator";
 import { createScorer } from "@smithers-orchestrator/scorers";
@@ -112,6 +112,125 @@ const slow = smithers(() => (
   </Workflow>
 ));
 
+// Added for the dashboard's own tests (not in the shared reference): a deterministic scripted
+// agent. Smithers takes any object with `id` and `generate(args)` as an agent (AgentLike), so
+// the real engine runs it like a model-backed one and emits what a real agent causes:
+// NodeOutput (task.output) per onStdout/onStderr chunk, AgentEvent (agent.event) per onEvent,
+// TokenUsageReported (token.usage) from the returned usage (or from a thrown error's usage).
+// No model, no network: every line, action and token count follows from the options.
+type ScriptOptions = {
+  id: string;
+  model: string;              // returned as response.modelId: the model token usage is priced by
+  lines?: number;             // stdout lines, besides the fixed ones below
+  actions?: number;           // tool calls reported through onEvent
+  failFirst?: number;         // attempts 1..failFirst throw (after printing and reporting usage)
+  usage?: { inputTokens: number; outputTokens: number; cacheReadTokens?: number; cacheWriteTokens?: number; reasoningTokens?: number };
+  stepMs?: number;            // sleep between steps (x PACE)
+};
+const ESC = "\u001b";
+function scriptedAgent(o: ScriptOptions) {
+  let calls = 0;
+  const stepMs = o.stepMs ?? 60;
+  const usage = o.usage ?? { inputTokens: 1200, outputTokens: 340, cacheReadTokens: 800, cacheWriteTokens: 100, reasoningTokens: 40 };
+  return {
+    id: o.id,
+    model: o.model,
+    async generate(args: any = {}) {
+      calls += 1;
+      const call = calls;
+      const ctx = args.taskContext ?? {};
+      // The engine's attempt number (1, 2, ...) decides failure, so every run of a shared
+      // Gateway fails the same way; the call counter is only a fallback outside the engine.
+      const attempt: number = typeof ctx.attempt === "number" ? ctx.attempt : call;
+      const tag = `i${ctx.iteration ?? 0}-a${attempt}`;
+      const out = (t: string) => args.onStdout?.(t);
+      const err = (t: string) => args.onStderr?.(t);
+      const ev = (e: any) => args.onEvent?.({ engine: "scripted", ...e });
+      ev({ type: "started", title: `${o.id} on ${o.model}`, detail: { call, iteration: ctx.iteration ?? 0 } });
+      out(`${ESC}[1m${o.id}${ESC}[0m starting (iteration ${ctx.iteration ?? 0}, attempt ${attempt})\n`);
+      out(`${ESC}[32mgreen ok${ESC}[0m ${ESC}[31mred warn${ESC}[0m ${ESC}[2K${ESC}]0;title\u0007cursor-moved\n`);
+      out(`untrusted: <img src=x onerror=alert(1)> <script>alert('agent')</script>\n`);
+      err(`${ESC}[33mstderr: note from ${o.id}${ESC}[0m\n`);
+      for (let a = 0; a < (o.actions ?? 2); a++) {
+        const id = `${o.id}-${tag}-t${a}`;
+        const failed = a === 1;
+        ev({ type: "action", phase: "started", action: { id, kind: a % 2 ? "command" : "tool", title: a % 2 ? `run tests #${a}` : `read_file src/${a}.ts`, detail: { n: a } } });
+        await sleep(stepMs);
+        ev({ type: "action", phase: "updated", action: { id, kind: a % 2 ? "command" : "tool", title: a % 2 ? `run tests #${a}` : `read_file src/${a}.ts` }, message: "halfway" });
+        out(`action ${a}: working\n`);
+        await sleep(stepMs);
+        ev({ type: "action", phase: "completed", action: { id, kind: a % 2 ? "command" : "tool", title: a % 2 ? `run tests #${a}` : `read_file src/${a}.ts` }, ok: !failed, message: failed ? "exit code 1" : "done", level: failed ? "warning" : "info" });
+      }
+      for (let i = 0; i < (o.lines ?? 6); i++) {
+        out(`line ${i} of ${o.id}\n`);
+        if (i % 3 === 2) await sleep(stepMs);
+      }
+      out(`long: ${"x".repeat(3000)}\n`);
+      if (attempt <= (o.failFirst ?? 0)) {
+        err(`${ESC}[31mfatal: scripted failure on attempt ${attempt}${ESC}[0m\n`);
+        ev({ type: "completed", ok: false, error: `scripted failure on attempt ${attempt}`, usage: { inputTokens: 300, outputTokens: 20 } });
+        // Smithers 0.32 writes output and agent events after an asynchronous ownership check
+        // and does not wait for pending ones when generate() throws: without this pause the
+        // two lines above are often lost (the success path waits for them).
+        await sleep(stepMs);
+        const error: any = new Error(`scripted failure on attempt ${attempt}`);
+        error.usage = { inputTokens: 300, outputTokens: 20 };
+        error.result = { response: { modelId: o.model } };
+        throw error;
+      }
+      const answer = `${o.id} answer (${tag})`;
+      ev({ type: "completed", ok: true, answer, usage });
+      out(`done: ${answer}\n`);
+      return {
+        text: JSON.stringify({ value: attempt, note: answer }),
+        output: { value: attempt, note: answer },
+        usage,
+        response: { modelId: o.model },
+      };
+    },
+  };
+}
+
+// Agents live at module level: a workflow's render function runs again at every step, and a
+// fresh agent per render would forget how many calls it has answered (agent-retry needs that).
+const researcher = scriptedAgent({ id: "researcher", model: "claude-sonnet-4-6-20260115", lines: 8, actions: 3 });
+const writer = scriptedAgent({ id: "writer", model: "gpt-5.6-terra-2026-03-01", lines: 6, actions: 2, usage: { inputTokens: 2000, outputTokens: 500, cacheReadTokens: 1500, cacheWriteTokens: 0, reasoningTokens: 120 } });
+const reviewer = scriptedAgent({ id: "reviewer", model: "claude-haiku-4-5-20251001", lines: 4, actions: 1, usage: { inputTokens: 900, outputTokens: 150, cacheReadTokens: 0, cacheWriteTokens: 300 } });
+const localLlm = scriptedAgent({ id: "local-llm", model: "local-llama-3-8b", lines: 5, actions: 2, usage: { inputTokens: 700, outputTokens: 90 } });
+const flakyAgent = scriptedAgent({ id: "flaky", model: "claude-opus-4-7-20260201", lines: 3, actions: 2, failFirst: 1 });
+const looper = scriptedAgent({ id: "looper", model: "claude-sonnet-4-6", lines: 2, actions: 1 });
+
+const agentsWf = smithers(() => (
+  <Workflow name="agents">
+    <Parallel>
+      <Task id="research" output="out" agent={researcher}>Research the topic.</Task>
+      <Task id="write" output="out" agent={writer}>Write it up.</Task>
+      <Task id="review" output="out" agent={reviewer}>Review it.</Task>
+      <Task id="local" output="out" agent={localLlm}>Summarise locally.</Task>
+    </Parallel>
+  </Workflow>
+));
+
+const agentRetryWf = smithers(() => (
+  <Workflow name="agent-retry">
+    <Task id="flaky-agent" output="out" retries={1} retryPolicy={{ backoff: "fixed", initialDelayMs: 100 }}
+      agent={flakyAgent}>Try hard.</Task>
+  </Workflow>
+));
+
+const agentLoopWf = smithers((ctx: any) => {
+  const last = ctx.latest?.("out", "iterate");
+  return (
+    <Workflow name="agent-loop">
+      <Loop id="agent-loop" until={false} maxIterations={3} onMaxReached="return-last">
+        <Task id="iterate" output="out" agent={looper}>
+          {`Improve pass ${(last?.value ?? 0) + 1}.`}
+        </Task>
+      </Loop>
+    </Workflow>
+  );
+});
+
 const gateway = new Gateway({
   protocol: 1,
   auth: { mode: "token", tokens: {
@@ -119,6 +238,6 @@ const gateway = new Gateway({
     "read-token": { role: "viewer", scopes: ["run:read", "observability:read"], userId: "user:viewer" },
   } },
 });
-for (const [k, wf] of Object.entries({ demo, rich, wide: wideWf, doomed, gated, slow })) gateway.register(k, wf as any);
+for (const [k, wf] of Object.entries({ demo, rich, wide: wideWf, doomed, gated, slow, agents: agentsWf, "agent-retry": agentRetryWf, "agent-loop": agentLoopWf })) gateway.register(k, wf as any);
 const server = await gateway.listen({ port, host: "127.0.0.1" });
 console.log(JSON.stringify({ listening: (server.address() as any).port }));

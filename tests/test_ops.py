@@ -9,6 +9,7 @@ subscribes to the run through the hub, so the counters move as the run streams.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -135,3 +136,31 @@ def test_serve_refuses_actions_on_a_public_address_without_login(tmp_path: Path)
     else:
         raise AssertionError("'::' is every interface: refused too")
 
+
+
+def test_panel_serve_of_the_checkouts_apps_folder_serves_the_packaged_app(tmp_path: Path) -> None:
+    """``panel serve apps/`` from a checkout (the shim) with the plugin, as the README says."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    token_file = tmp_path / "gateway-token"
+    token_file.write_text(TOKEN)
+    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp_path / "gateway.log", token_file=token_file)
+    port = free_port()
+    env = {**os.environ, "SMITHERS_GATEWAY_URL": url, "SMITHERS_TOKEN": TOKEN}
+    panel = Served([sys.executable, "-m", "panel", "serve", "apps/", "--port", str(port), "--plugins", "dashboard.ops"],
+                   tmp_path / "panel.log", env=env, cwd=root)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        panel.wait_status(f"{base}/healthz")
+        run_id = launch(url)
+        page = httpx.get(f"{base}/apps", params={"runId": run_id}, timeout=30)
+        assert page.status_code == 200 and "<title>Smithers dashboard</title>" in page.text
+        monitor = httpx.get(f"{base}/apps", params={"view": "monitor"}, timeout=30)
+        assert monitor.status_code == 200 and "<title>Smithers monitor</title>" in monitor.text
+        assert panel.wait_status(f"{base}/readyz").json()["status"] == "ready"
+        poll(lambda: metrics(base)["smithers_dashboard_upstream_streams"] >= 1, 30, "the run's upstream stream")
+        assert "Traceback" not in panel.log(), panel.log()
+    finally:
+        panel.stop()
+        gateway.stop()

@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import httpx
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from inspector.status import ConnectionState, ConnectionStatus
+from inspector.stream import Resynced, StatusChanged
 from tests.deploy_support import Served, cli, free_port, poll, start_replay_gateway
+from tests.test_hub import (
+    FakeFeeds,
+    delta_event,
+    make_hub,
+    online,
+    set_state,
+    snapshot_event,
+    task_node,
+    until,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 TOKEN = "ops-test-token-8b1d0c"
@@ -140,8 +155,6 @@ def test_serve_refuses_actions_on_a_public_address_without_login(tmp_path: Path)
 
 def test_panel_serve_of_the_checkouts_apps_folder_serves_the_packaged_app(tmp_path: Path) -> None:
     """``panel serve apps/`` from a checkout (the shim) with the plugin, as the README says."""
-    import sys
-
     root = Path(__file__).resolve().parent.parent
     token_file = tmp_path / "gateway-token"
     token_file.write_text(TOKEN)
@@ -164,3 +177,49 @@ def test_panel_serve_of_the_checkouts_apps_folder_serves_the_packaged_app(tmp_pa
     finally:
         panel.stop()
         gateway.stop()
+
+
+# ------------------------------------------------------------------ the hub's counters (no server)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_hub_counts_deltas_reconnects_errors_and_upstream_streams() -> None:
+    names = ("smithers_dashboard_deltas_total", "smithers_dashboard_snapshots_total",
+             "smithers_dashboard_reconnects_total", "smithers_dashboard_delta_apply_seconds_count")
+    before = {n: _sample(n) for n in names}
+    errors_before = {k: _sample("smithers_dashboard_errors_total", kind=k) for k in ("gateway_unavailable", "resync", "listener")}
+    streams_before = _sample("smithers_dashboard_upstream_streams")
+
+    feeds = FakeFeeds()
+    hub = make_hub(feeds, grace=0)
+    seen: list[object] = []
+    handle = hub.attach("r1", seen.append)
+
+    def broken(item: object) -> None:
+        raise RuntimeError("a broken view")
+
+    other = hub.attach("r1", broken)
+    await until(lambda: "r1" in feeds.queues)
+    assert _sample("smithers_dashboard_upstream_streams") == streams_before + 1
+    offline = StatusChanged(ConnectionState(ConnectionStatus.OFFLINE, since=time.time(), outage_since=time.time()))
+    reconnecting = StatusChanged(ConnectionState(ConnectionStatus.CONNECTING, since=time.time(), outage_since=time.time()))
+    feeds.push("r1", online(), snapshot_event("r1", 0, [task_node(10, "a")]),
+               delta_event(0, [set_state(10, "a", "in-progress")]), delta_event(1, [set_state(10, "a", "finished")]),
+               offline, Resynced("connection lost: test"), reconnecting, online())
+    await until(lambda: len(seen) >= 9, what="every item delivered")
+    after = {n: _sample(n) for n in names}
+    assert after["smithers_dashboard_deltas_total"] - before["smithers_dashboard_deltas_total"] == 2
+    assert after["smithers_dashboard_delta_apply_seconds_count"] - before["smithers_dashboard_delta_apply_seconds_count"] == 2
+    assert after["smithers_dashboard_snapshots_total"] - before["smithers_dashboard_snapshots_total"] == 1
+    # The first online (from connecting, no outage) is not a reconnect; the one after the outage is.
+    assert after["smithers_dashboard_reconnects_total"] - before["smithers_dashboard_reconnects_total"] == 1
+    assert _sample("smithers_dashboard_errors_total", kind="gateway_unavailable") == errors_before["gateway_unavailable"] + 1
+    assert _sample("smithers_dashboard_errors_total", kind="resync") == errors_before["resync"] + 1
+    assert _sample("smithers_dashboard_errors_total", kind="listener") >= errors_before["listener"] + 9
+    handle.release()
+    other.release()
+    await until(lambda: _sample("smithers_dashboard_upstream_streams") == streams_before, what="the stream stopped")
+    await hub.aclose()

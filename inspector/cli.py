@@ -340,8 +340,8 @@ def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import subprocess
-
+    """Check the options, then become ``panel serve`` (``exec``: one process, so a service
+    manager's signals reach the server and nothing is left behind)."""
     env = _serve_env(_gateway(args), _token(args))
     if args.actions:
         env["SMITHERS_DASHBOARD_ACTIONS"] = "1"
@@ -351,7 +351,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"smithers-dashboard: {exc}", file=sys.stderr)
         return 2
     print(f"dashboard on http://{args.address}:{args.port}/apps (gateway {env['SMITHERS_GATEWAY_URL']})", flush=True)
-    return subprocess.call(cmd, env=env)
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, env)
 
 
 async def _demo(args: argparse.Namespace) -> int:

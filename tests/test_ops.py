@@ -58,8 +58,9 @@ def launch(gateway: str, workflow: str = "rich") -> str:
 def serve(tmp_path: Path, gateway: str, token: str, *extra: str) -> tuple[Served, str]:
     token_file = tmp_path / f"token-{free_port()}"
     token_file.write_text(token + "\n")
-    port = free_port()
-    served = Served(cli("serve", "--gateway", gateway, "--token-file", str(token_file), "--port", str(port), *extra),
+    port = int(extra[extra.index("--port") + 1]) if "--port" in extra else free_port()
+    extra = extra if "--port" in extra else (*extra, "--port", str(port))
+    served = Served(cli("serve", "--gateway", gateway, "--token-file", str(token_file), *extra),
                     tmp_path / f"serve-{port}.log")
     base = f"http://127.0.0.1:{port}"
     served.wait_status(f"{base}/healthz")
@@ -223,3 +224,39 @@ async def test_the_hub_counts_deltas_reconnects_errors_and_upstream_streams() ->
     other.release()
     await until(lambda: _sample("smithers_dashboard_upstream_streams") == streams_before, what="the stream stopped")
     await hub.aclose()
+
+
+# ------------------------------------------------------------------ websocket origins
+
+def test_websocket_origins_on_a_public_address(tmp_path: Path) -> None:
+    """``serve --address 0.0.0.0``: a page opened under a host name the server is reached by
+    (here ``dash.test``, mapped to loopback in Chromium) connects and shows the run."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, wait_until
+
+    token_file = tmp_path / "gateway-token"
+    token_file.write_text(TOKEN)
+    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp_path / "gateway.log", token_file=token_file)
+    dashboard: Served | None = None
+    try:
+        port = free_port()
+        dashboard, base = serve(tmp_path, url, TOKEN, "--address", "0.0.0.0", "--port", str(port),
+                                "--allow-websocket-origin", f"dash.test:{port}")
+        run_id = launch(url)
+        rules = "MAP dash.test 127.0.0.1"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
+            try:
+                page = browser.new_page()
+                page.goto(f"http://dash.test:{port}/apps?runId={run_id}")
+                summary = page.locator("[data-testid=task-summary]")
+                wait_until(lambda: summary.count() and int(summary.first.get_attribute("data-total") or 0) > 0, 60,
+                           "the run's tasks on a page opened under the server's host name", page=page)
+            finally:
+                browser.close()
+        assert "Refusing websocket connection" not in dashboard.log()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        gateway.stop()

@@ -50,6 +50,8 @@ from inspector.stream import (
 from inspector.tree import DevToolsTree, TreeChange
 from inspector.vocabulary import RUN_EVENT_PREFIX, RunEventName
 
+from . import metrics
+
 __all__ = ["GatewayHub", "HubStats", "Listener", "ReceivedRunEvent", "SourceFactory", "Subscription"]
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,7 @@ class GatewayHub:
         self._reads: dict[str, _Cached] = {}
         self._closed = False
         self.stats = HubStats()
+        metrics.track_hub(self)
 
     def __repr__(self) -> str:
         return f"GatewayHub({self.client.base_url!r}, runs={sorted(self._feeds)})"
@@ -324,14 +327,17 @@ class GatewayHub:
         try:
             listener(item)
         except Exception:  # one broken view must not starve the others
+            metrics.error("listener")
             log.exception("a hub listener failed on %s", type(item).__name__)
 
     def _broadcast(self, feed: _Feed, item: SubscriptionItem) -> None:
         if isinstance(item, RunEvent) and not isinstance(item, ReceivedRunEvent):
             item = ReceivedRunEvent(item.frame, item.seq, item.replayed, item.at, item.at or time.time())
+        started, previous = time.perf_counter(), feed.state
         feed.observe(item)
         for listener in list(feed.listeners.values()):
             self._deliver(listener, item)
+        metrics.hub_item(previous, item, time.perf_counter() - started)
 
     async def _pump(self, feed: _Feed) -> None:
         """Run the subscription, fanning items out; restart it if it ever crashes."""
@@ -346,6 +352,7 @@ class GatewayHub:
                 raise
             except Exception as exc:  # a bug below us: say so, then start over
                 self.stats.source_crashes += 1
+                metrics.error("subscription_crash")
                 log.exception("the subscription to run %s crashed", feed.run_id)
                 state = feed.state.moved(
                     ConnectionStatus.OFFLINE,

@@ -7,6 +7,9 @@ sockets.
 
 from __future__ import annotations
 
+#: The one source of the version: setuptools reads it for the wheel, the client announces it.
+__version__ = "0.1.0"
+
 from .errors import (
     DevToolsError,
     ErrorCode,
@@ -22,6 +25,7 @@ from .errors import (
 from .tree import DevToolsTree, TreeChange, TreeNode
 
 __all__ = [
+    "__version__",
     "DevToolsError",
     "DevToolsTree",
     "ErrorCode",

@@ -3,8 +3,14 @@
 - ``watch RUN_ID``: the live tree in the terminal (``--json`` for JSON lines).
 - ``record RUN_ID -o FILE``: the session as a JSONL transcript (token redacted).
 - ``replay FILE...``: a replay gateway serving recorded sessions on loopback.
-- ``serve``: the Panel dashboard (``panel serve apps/`` with server-side configuration).
+- ``serve``: the Panel dashboard (``panel serve`` with server-side configuration and login).
 - ``demo``: a looping replay gateway on recorded real runs, and the dashboard on it.
+- ``hash-password``: a scrypt entry for ``serve --basic-auth``'s users file.
+
+``serve`` and ``demo`` run ``panel serve`` on the packaged app (``dashboard/apps``) with the
+``dashboard.ops`` plugin (``/healthz``, ``/readyz``, ``/metrics``); login is Panel's auth
+(``--basic-auth`` through :mod:`dashboard.auth`, or ``--oauth-*``), its secrets passed in the
+environment, never on ``panel serve``'s command line.
 
 The Gateway comes from ``--gateway URL`` or ``SMITHERS_GATEWAY_URL``; the token only from
 ``SMITHERS_TOKEN`` or ``--token-file``: never from the command line, where ``ps`` and
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -184,17 +191,39 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 def apps_dir() -> Path:
-    """The ``apps/`` folder served by ``panel serve`` (beside the packages in a checkout)."""
-    here = Path(__file__).resolve().parent.parent / "apps"
-    if not here.is_dir():
-        raise SystemExit("smithers-dashboard: the apps/ folder is missing (run from a checkout of smithers-dashboard)")
-    return here
+    """The packaged app folder ``panel serve`` serves at ``/apps`` (``dashboard/apps``)."""
+    from dashboard.apps import APP_DIR
+
+    return APP_DIR
 
 
-def panel_command(port: int, *, num_procs: int = 1, address: str = "127.0.0.1", show: bool = False) -> list[str]:
+#: What ``panel serve --plugins`` loads: ``/healthz``, ``/readyz``, ``/metrics`` and the log settings.
+OPS_PLUGIN = "dashboard.ops"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def panel_command(
+    port: int,
+    *,
+    num_procs: int = 1,
+    address: str = "127.0.0.1",
+    show: bool = False,
+    origins: Sequence[str] = (),
+    auth_module: Path | None = None,
+    oauth: Sequence[str] = (),
+    log_level: str | None = None,
+) -> list[str]:
+    """The ``panel serve`` command line (no secret on it: those go in the environment)."""
+    allowed = list(dict.fromkeys([*origins, f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]))
     cmd = [sys.executable, "-m", "panel", "serve", str(apps_dir()), "--port", str(port), "--address", address,
-           "--allow-websocket-origin", f"{address}:{port}", "--allow-websocket-origin", f"localhost:{port}",
-           "--unused-session-lifetime", "60000", "--check-unused-sessions", "15000"]
+           "--plugins", OPS_PLUGIN, "--unused-session-lifetime", "60000", "--check-unused-sessions", "15000"]
+    for origin in allowed:
+        cmd += ["--allow-websocket-origin", origin]
+    if auth_module is not None:
+        cmd += ["--auth-module", str(auth_module)]
+    cmd += list(oauth)
+    if log_level:
+        cmd += ["--log-level", log_level]
     if num_procs != 1:
         cmd += ["--num-procs", str(num_procs)]
     if show:
@@ -213,15 +242,110 @@ def _serve_env(gateway_url: str, token: str | None) -> dict[str, str]:
     return env
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import subprocess
+def _log_env(env: dict[str, str], args: argparse.Namespace) -> None:
+    from dashboard.logs import FORMAT_ENV, LEVEL_ENV
 
-    port = args.port or 5006
+    if args.log_level:
+        env[LEVEL_ENV] = args.log_level
+    env[FORMAT_ENV] = args.log_format
+
+
+def is_loopback(address: str) -> bool:
+    """Does binding ``address`` keep the server on this machine?"""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or "" (every interface): assume reachable from outside
+
+
+class ServeRefused(Exception):
+    """``serve``'s options are unsafe or inconsistent; the message says what to change."""
+
+
+def _secret_from_file(path: str, what: str) -> str:
+    try:
+        secret = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ServeRefused(f"cannot read the {what} file {path!r}: {exc.strerror}") from None
+    if not secret:
+        raise ServeRefused(f"the {what} file {path!r} is empty")
+    return secret
+
+
+def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    """Check ``serve``'s login and network options, put secrets in ``env``, return the command."""
+    from dashboard.auth import AUTH_MODULE_PATH, USERS_FILE_ENV
+    from dashboard.passwords import UsersFileError, load_users
+
+    if args.basic_auth and args.oauth_provider:
+        raise ServeRefused("choose one login: --basic-auth or --oauth-provider")
+    login = bool(args.basic_auth or args.oauth_provider)
+    if args.actions and not login and not is_loopback(args.address):
+        raise ServeRefused(
+            f"refusing to serve --actions on {args.address or 'every interface'} without a login: anyone who reaches "
+            "the port could cancel, rewind or approve runs. Add --basic-auth FILE (and --cookie-secret-file FILE) or "
+            "--oauth-provider ..., or bind --address 127.0.0.1."
+        )
+    for name in ("PANEL_BASIC_AUTH", "PANEL_OAUTH_PROVIDER"):
+        if env.pop(name, None):
+            print(f"smithers-dashboard: ignoring {name} from the environment (use serve's options)", file=sys.stderr)
+    if args.cookie_secret_file:
+        env["PANEL_COOKIE_SECRET"] = _secret_from_file(args.cookie_secret_file, "cookie secret")
+    elif login and not (env.get("PANEL_COOKIE_SECRET") or env.get("BOKEH_COOKIE_SECRET")):
+        import secrets
+
+        env["PANEL_COOKIE_SECRET"] = secrets.token_urlsafe(32)
+        print("smithers-dashboard: no --cookie-secret-file: logins last until this server stops", file=sys.stderr)
+    auth_module: Path | None = None
+    if args.basic_auth:
+        try:
+            load_users(args.basic_auth)
+        except UsersFileError as exc:
+            raise ServeRefused(str(exc)) from None
+        env[USERS_FILE_ENV] = str(Path(args.basic_auth).expanduser().resolve())
+        auth_module = AUTH_MODULE_PATH
+    oauth: list[str] = []
+    if args.oauth_provider:
+        from dashboard.auth import LOGOUT_TEMPLATE
+
+        oauth += ["--oauth-provider", args.oauth_provider, "--logout-template", str(LOGOUT_TEMPLATE)]
+        if args.oauth_key:
+            oauth += ["--oauth-key", args.oauth_key]
+        if args.oauth_secret_file:
+            env["PANEL_OAUTH_SECRET"] = _secret_from_file(args.oauth_secret_file, "OAuth secret")
+        if args.oauth_encryption_key_file:
+            env["PANEL_OAUTH_ENCRYPTION"] = _secret_from_file(args.oauth_encryption_key_file, "OAuth encryption key")
+        if args.oauth_redirect_uri:
+            oauth += ["--oauth-redirect-uri", args.oauth_redirect_uri]
+        if args.oauth_extra_params:
+            oauth += ["--oauth-extra-params", args.oauth_extra_params]
+    if not is_loopback(args.address) and not args.allow_websocket_origin:
+        print("smithers-dashboard: pages opened under another host name than "
+              f"{socket.gethostname()} need --allow-websocket-origin HOST:{args.port}", file=sys.stderr)
+    origins = list(args.allow_websocket_origin or [])
+    if not is_loopback(args.address):
+        origins.append(f"{socket.gethostname()}:{args.port}")
+    _log_env(env, args)
+    return panel_command(args.port, num_procs=args.num_procs, address=args.address, origins=origins,
+                         auth_module=auth_module, oauth=oauth, log_level=args.log_level)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Check the options, then become ``panel serve`` (``exec``: one process, so a service
+    manager's signals reach the server and nothing is left behind)."""
     env = _serve_env(_gateway(args), _token(args))
     if args.actions:
         env["SMITHERS_DASHBOARD_ACTIONS"] = "1"
-    print(f"dashboard on http://{args.address}:{port}/apps (gateway {env['SMITHERS_GATEWAY_URL']})", flush=True)
-    return subprocess.call(panel_command(port, num_procs=args.num_procs, address=args.address), env=env)
+    try:
+        cmd = serve_plan(args, env)
+    except ServeRefused as exc:
+        print(f"smithers-dashboard: {exc}", file=sys.stderr)
+        return 2
+    print(f"dashboard on http://{args.address}:{args.port}/apps (gateway {env['SMITHERS_GATEWAY_URL']})", flush=True)
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, env)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -230,7 +354,9 @@ async def _demo(args: argparse.Namespace) -> int:
     gateway = await serve_demo(port=0, speed=args.speed)
     port = args.port or 5006
     env = _serve_env(gateway.url, None)
-    proc = await asyncio.create_subprocess_exec(*panel_command(port, address=args.address), env=env)
+    _log_env(env, args)
+    cmd = panel_command(port, address=args.address, origins=args.allow_websocket_origin or (), log_level=args.log_level)
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env)
     print(f"demo: replay gateway on {gateway.url}; dashboard on http://{args.address}:{port}/apps", flush=True)
     waiter = asyncio.ensure_future(proc.wait())
     stopper = asyncio.ensure_future(_wait_forever())
@@ -244,6 +370,39 @@ async def _demo(args: argparse.Namespace) -> int:
         stopper.cancel()
         await gateway.stop()
     return proc.returncode or 0
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    """Print (or store with ``--users-file``) a hashed entry; the password is read from the
+    terminal, or from stdin's first line when it is not a terminal: never from argv."""
+    import getpass
+
+    from dashboard.passwords import UsersFileError, hash_password, set_user
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("smithers-dashboard: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("smithers-dashboard: empty password", file=sys.stderr)
+        return 2
+    entry = hash_password(password)
+    if args.users_file:
+        if not args.user:
+            print("smithers-dashboard: --users-file needs --user NAME", file=sys.stderr)
+            return 2
+        try:
+            set_user(args.users_file, args.user, entry)
+        except (UsersFileError, OSError) as exc:
+            print(f"smithers-dashboard: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.user}: password set in {args.users_file}")
+    else:
+        print(entry)
+    return 0
 
 
 # ------------------------------------------------------------------ entry point
@@ -276,17 +435,41 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--loop", action="store_true", help="start finished runs again as new runs")
     replay.add_argument("--token-file", help="require this token (default $SMITHERS_TOKEN, or none)")
 
-    serve = sub.add_parser("serve", help="serve the dashboard (panel serve apps/)")
+    def log_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--log-level", choices=LOG_LEVELS, help="server log level (default: warnings and Bokeh's info)")
+        p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+        p.add_argument("--allow-websocket-origin", action="append", metavar="HOST[:PORT]",
+                       help="a host the page may be opened under (repeatable; loopback is always allowed)")
+
+    serve = sub.add_parser("serve", help="serve the dashboard (panel serve of the packaged app)")
     gateway_opts(serve)
     serve.add_argument("--port", type=int, default=5006)
-    serve.add_argument("--address", default="127.0.0.1")
+    serve.add_argument("--address", default="127.0.0.1",
+                       help="interface to bind; a non-loopback one with --actions needs a login")
     serve.add_argument("--num-procs", type=int, default=1)
     serve.add_argument("--actions", action="store_true", help="enable approve/cancel/rewind controls (with confirmation)")
+    log_opts(serve)
+    login = serve.add_argument_group("login (Panel's auth: /login, /logout)")
+    login.add_argument("--basic-auth", metavar="FILE",
+                       help="JSON users file {user: password or hash-password entry}")
+    login.add_argument("--cookie-secret-file", metavar="FILE", help="file holding the secret that signs login cookies")
+    login.add_argument("--oauth-provider", help="Panel OAuth provider (generic, github, google, azure, okta, ...)")
+    login.add_argument("--oauth-key", help="the OAuth client id")
+    login.add_argument("--oauth-secret-file", metavar="FILE", help="file holding the OAuth client secret")
+    login.add_argument("--oauth-encryption-key-file", metavar="FILE",
+                       help="file holding the key that encrypts OAuth tokens in cookies (panel oauth-secret)")
+    login.add_argument("--oauth-redirect-uri", help="the redirect URI registered with the provider")
+    login.add_argument("--oauth-extra-params", help="extra provider parameters, a Python dict literal (as Panel's)")
 
     demo = sub.add_parser("demo", help="the dashboard on a built-in replay of real recorded runs")
     demo.add_argument("--port", type=int, default=5006)
     demo.add_argument("--address", default="127.0.0.1")
     demo.add_argument("--speed", type=float, default=1.0)
+    log_opts(demo)
+
+    hashpw = sub.add_parser("hash-password", help="a hashed password entry for --basic-auth's users file")
+    hashpw.add_argument("--user", help="the user name (with --users-file)")
+    hashpw.add_argument("--users-file", help="add or replace the user's entry in this file instead of printing it")
     return parser
 
 
@@ -305,6 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "hash-password":
+            return _hash_password(args)
     except KeyboardInterrupt:
         return 130
     except GatewayRpcError as exc:

@@ -40,7 +40,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from . import __name__ as _pkg
+from . import __name__ as _pkg, __version__
 from .errors import (
     ErrorCode,
     FrameDecodeError,
@@ -72,7 +72,7 @@ log = logging.getLogger(_pkg + ".client")
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
 CLIENT_ID = "smithers-dashboard"
-CLIENT_VERSION = "0.1.0"
+CLIENT_VERSION = __version__
 #: The largest frame we accept. A 10,000-node snapshot is a few MB; outputs are capped
 #: by the Gateway at 100 MiB but travel over HTTP, not the socket.
 DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024

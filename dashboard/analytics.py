@@ -240,6 +240,10 @@ def _walk(node: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
             stack.extend(c for c in reversed(children) if isinstance(c, Mapping))
 
 
+def _iteration(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _node_key(node_id: str, iteration: int) -> str:
     return f"{node_id} [{iteration}]" if iteration else node_id
 
@@ -275,8 +279,7 @@ def node_metrics(
             task = node.get("task")
             if not isinstance(task, Mapping) or not isinstance(task.get("nodeId"), str):
                 continue
-            iteration = task.get("iteration") if isinstance(task.get("iteration"), int) else 0
-            item = entry(task["nodeId"], iteration)
+            item = entry(task["nodeId"], _iteration(task.get("iteration")))
             item["state"] = str(task.get("state") or "")
             attempt = task.get("attempt")
             item["attempts"] = max(item["attempts"], attempt if isinstance(attempt, int) else 0)
@@ -288,26 +291,26 @@ def node_metrics(
         node_id = payload.get("nodeId")
         if not isinstance(node_id, str) or not isinstance(name, str):
             continue
-        iteration = payload.get("iteration") if isinstance(payload.get("iteration"), int) else 0
+        iteration = _iteration(payload.get("iteration"))
         at = _number(event.get("timestampMs")) or _number(payload.get("timestampMs"))
         if at is None:
             continue
-        key = (node_id, iteration)
+        span = (node_id, iteration)
         if name == "NodeStarted":
-            started[key] = at
+            started[span] = at
             item = entry(node_id, iteration)
             attempt = payload.get("attempt")
             if isinstance(attempt, int):
                 item["attempts"] = max(item["attempts"], attempt)
-        elif name in ("NodeFinished", "NodeFailed", "NodeCancelled") and key in started:
+        elif name in ("NodeFinished", "NodeFailed", "NodeCancelled") and span in started:
             item = entry(node_id, iteration)
-            item["duration_ms"] = (item["duration_ms"] or 0.0) + max(0.0, at - started.pop(key))
+            item["duration_ms"] = (item["duration_ms"] or 0.0) + max(0.0, at - started.pop(span))
     sums: dict[str, dict[str, list[float]]] = {}
     for row in scores:
         node_id, value = row.get("nodeId"), _number(row.get("score"))
         if not isinstance(node_id, str) or value is None:
             continue
-        iteration = row.get("iteration") if isinstance(row.get("iteration"), int) else 0
+        iteration = _iteration(row.get("iteration"))
         key = _node_key(node_id, iteration)
         entry(node_id, iteration)
         scorer = str(row.get("scorerName") or row.get("scorerId") or "score")
@@ -346,7 +349,7 @@ def _same(values: Sequence[Any], field_name: str) -> bool:
         if len(known) != len(values):
             return len(known) == 0
         lo, hi = min(known), max(known)
-        return hi - lo < max(50.0, 0.2 * hi)
+        return bool(hi - lo < max(50.0, 0.2 * hi))
     return all(v == values[0] for v in values)
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "NodeDetail",
     "RunHeader",
     "RunList",
+    "RunComparison",  # issue 13
+    "RunsOverview",  # issue 13
     "ScoresView",
     "Timeline",
     "TextPane",
@@ -192,9 +194,11 @@ class TickingHtml(pn.viewable.Viewer):
 
 
 from .actions import RunActions  # noqa: E402
+from .compare import RunComparison  # noqa: E402  (issue 13)
 from .detail import NodeDetail  # noqa: E402
 from .events import EventLog  # noqa: E402
 from .header import RunHeader  # noqa: E402
+from .overview import RunsOverview  # noqa: E402  (issue 13)
 from .runs import RunList  # noqa: E402
 from .scores import ScoresView  # noqa: E402
 from .scrubber import FrameScrubber  # noqa: E402

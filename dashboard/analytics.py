@@ -230,6 +230,11 @@ def score_trends(scores: Mapping[str, Sequence[Mapping[str, Any]]], frame: pd.Da
 # --------------------------------------------------------------------------- comparison
 
 
+#: Durable node events that end an attempt, and the state they leave the task in.
+_CLOSING_EVENTS = {"NodeFinished": "finished", "NodeFailed": "failed", "NodeCancelled": "cancelled",
+                   "NodeSkipped": "skipped"}
+
+
 def _walk(node: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     stack = [node]
     while stack:
@@ -284,6 +289,7 @@ def node_metrics(
             attempt = task.get("attempt")
             item["attempts"] = max(item["attempts"], attempt if isinstance(attempt, int) else 0)
     started: dict[tuple[str, int], float] = {}
+    event_states: dict[tuple[str, int], str] = {}
     for event in events:
         payload = event.get("payload") if isinstance(event.get("payload"), Mapping) else event
         assert isinstance(payload, Mapping)
@@ -298,13 +304,16 @@ def node_metrics(
         span = (node_id, iteration)
         if name == "NodeStarted":
             started[span] = at
+            event_states[span] = "in-progress"
             item = entry(node_id, iteration)
             attempt = payload.get("attempt")
             if isinstance(attempt, int):
                 item["attempts"] = max(item["attempts"], attempt)
-        elif name in ("NodeFinished", "NodeFailed", "NodeCancelled") and span in started:
+        elif name in _CLOSING_EVENTS:
             item = entry(node_id, iteration)
-            item["duration_ms"] = (item["duration_ms"] or 0.0) + max(0.0, at - started.pop(span))
+            event_states[span] = _CLOSING_EVENTS[name]
+            if span in started:
+                item["duration_ms"] = (item["duration_ms"] or 0.0) + max(0.0, at - started.pop(span))
     sums: dict[str, dict[str, list[float]]] = {}
     for row in scores:
         node_id, value = row.get("nodeId"), _number(row.get("score"))
@@ -317,11 +326,20 @@ def node_metrics(
         sums.setdefault(key, {}).setdefault(scorer, []).append(value)
     for key, by_scorer in sums.items():
         out[key]["scores"] = {s: sum(v) / len(v) for s, v in by_scorer.items()}
+    for (node_id, iteration), state in event_states.items():
+        # The snapshot shows a loop's task at its current iteration only: earlier
+        # iterations get their state from the events that closed them.
+        item = out[_node_key(node_id, iteration)]
+        item["state"] = item["state"] or state
     for key, spent in (usage or {}).items():
         if key in out:
             for column in USAGE_COLUMNS:
                 out[key][column] = _number(spent.get(column))
-    return out
+    # Iterations of a task together, in order, where the task first appeared.
+    first: dict[str, int] = {}
+    for position, item in enumerate(out.values()):
+        first.setdefault(item["node_id"], position)
+    return dict(sorted(out.items(), key=lambda kv: (first[kv[1]["node_id"]], kv[1]["iteration"])))
 
 
 #: The comparison's per-run fields, in column order (scores are added per scorer).
@@ -344,12 +362,13 @@ class CompareRow:
 
 def _same(values: Sequence[Any], field_name: str) -> bool:
     if field_name == "duration_ms":
-        # Durations always differ by a few ms; a difference worth a highlight is 20 % and 50 ms.
+        # Durations always differ a little; a difference worth a highlight is a factor of 1.5
+        # and at least a quarter of a second.
         known = [v for v in values if v is not None]
         if len(known) != len(values):
             return len(known) == 0
         lo, hi = min(known), max(known)
-        return bool(hi - lo < max(50.0, 0.2 * hi))
+        return bool(hi - lo < max(250.0, hi / 3))
     return all(v == values[0] for v in values)
 
 

@@ -244,3 +244,12 @@ def test_run_history_merge_reports_the_difference() -> None:
     assert moved.added == ("c",) and moved.changed == ("a",) and history.version == 2
     assert [r["runId"] for r in history.rows()] == ["c", "b", "a"]
     assert history.active_ids(["running"]) == ["c"]
+
+
+def test_node_metrics_orders_iterations_and_takes_their_state_from_events() -> None:
+    metrics = node_metrics(
+        _snapshot([("plan", 0, "finished", 1), ("refine", 2, "in-progress", 1), ("ship", 0, "pending", 0)]),
+        _events([("refine", 0, 1, 0, 10, "NodeFinished"), ("refine", 1, 1, 10, 20, "NodeFailed")]),
+    )
+    assert list(metrics) == ["plan", "refine", "refine [1]", "refine [2]", "ship"]
+    assert [metrics[k]["state"] for k in metrics] == ["finished", "finished", "failed", "in-progress", "pending"]

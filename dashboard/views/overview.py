@@ -615,7 +615,8 @@ def nearest_run(points: pd.DataFrame | None, x_ms: float | None, y: Any, reach: 
     (the y axis is logarithmic); ``None`` when no single run is that close (or the point is a bin)."""
     if points is None or points.empty or x_ms is None or not isinstance(y, int | float) or y <= 0:
         return None
-    xs = points["start"].astype("int64").to_numpy() / 1e6
+    # The resolution of datetime64 varies (pandas 3 infers µs): divide by a unit, not a constant.
+    xs = ((points["start"] - pd.Timestamp(0)) / pd.Timedelta(milliseconds=1)).to_numpy(dtype=float)
     ys = np.log10(points["duration_s"].to_numpy())
     span_x = max(float(xs.max() - xs.min()), 1.0)
     span_y = max(float(ys.max() - ys.min()), 0.5)

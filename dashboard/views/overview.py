@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
 from inspector.errors import GatewayError
 from inspector.runlist import DEFAULT_PAGE_SIZE, RunHistory, read_runs
@@ -397,6 +398,7 @@ class RunsOverview(pn.viewable.Viewer):
         self.param.watch(self._filters_changed, ["window", "workflow", "status", "brushed"])
         self._scoring: asyncio.Task[None] | None = None
         self._stale = True
+        self._doc = pn.state.curdoc
         self._unsubscribe = self.feed.subscribe(self._on_feed)
         if self.feed.loaded:
             self._refresh()
@@ -439,7 +441,23 @@ class RunsOverview(pn.viewable.Viewer):
         # until it is shown again: no chart work for nobody.
         self._stale = self._stale or changed
         if self._stale and self._stats._models:
-            self._refresh()
+            self._in_session(self._refresh)
+
+    def _in_session(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` as a callback of this session's document: the feed's poll is shared by
+        every session and runs outside theirs, and HoloViews pushes a ``Pipe`` update to the
+        browser only from inside the document's own callbacks."""
+        doc = self._doc
+        if doc is None or doc.session_context is None:
+            fn()
+            return
+
+        def in_doc() -> None:
+            # Panel's current document is process state: without this it is whichever
+            # session ran last, and ``hold()`` / HoloViews would push to that one.
+            with set_curdoc(doc):
+                fn()
+        doc.add_next_tick_callback(in_doc)
 
     def _filters_changed(self, *events: Any) -> None:
         self._refresh()
@@ -515,9 +533,12 @@ class RunsOverview(pn.viewable.Viewer):
         scores = await self.feed.scores(run_ids)
         points = _trends_frame(score_trends(scores, chosen))
         pairs = sorted(set(zip(points["scorer"], points["colour"], strict=True)))
-        with pn.io.hold():
-            self._trends.send(points)
-            self._score_legend.object = legend_html(pairs) if pairs else "No scores in these runs."
+
+        def send() -> None:
+            with pn.io.hold():
+                self._trends.send(points)
+                self._score_legend.object = legend_html(pairs) if pairs else "No scores in these runs."
+        self._in_session(send)
 
     # ------------------------------------------------------------------ selection streams
 

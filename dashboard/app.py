@@ -49,6 +49,7 @@ from .views import (
     stylesheet,
 )
 from .views.events import RecentEvents
+from .views.overview import LandingPage  # issue 13: overview + ?compare= on the landing page
 from .views.tree import NodeTree
 
 __all__ = ["Dashboard"]
@@ -135,6 +136,7 @@ class Dashboard(pn.viewable.Viewer):
             self.scrubber = FrameScrubber(store=self.store)
             self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled)
             self.runs = RunList(hub=self.hub, on_select=self.open_run)
+            self.landing = LandingPage(hub=self.hub, runs=self.runs, on_open=self.open_run)  # issue 13
             self._run_page = self._full_layout()
         else:
             self.events = RecentEvents(store=self.store, height=560)
@@ -223,7 +225,7 @@ class Dashboard(pn.viewable.Viewer):
                 self._body.objects = [self._run_page]
             else:
                 self.runs.refresh()
-                self._body.objects = [self.runs]
+                self._body.objects = [self.landing]  # issue 13: was [self.runs]
 
     def _on_selected(self, event: Any) -> None:
         node = self.store.selected()
@@ -286,6 +288,8 @@ class Dashboard(pn.viewable.Viewer):
             # timeline stale; draw it once the page has loaded.
             pn.state.onload(self.timeline.refresh)
         location.sync(self.store, {"run_id": "runId"})
+        if self.view == "full":
+            self.landing.bind_location()  # issue 13: ?window= &workflow= &status= &compare=
         location.sync(self, {"node_key": "nodeId"})
         if self.rotating and self.store.run_id and pn.state.session_args.get("runId"):
             self.stop_rotation()
@@ -303,5 +307,6 @@ class Dashboard(pn.viewable.Viewer):
         runs = getattr(self, "runs", None)
         if runs is not None:
             runs.stop()
+            self.landing.close()  # issue 13
         with contextlib.suppress(Exception):
             self.store.close()

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from .actions import RunActions
 from .base import StoreView, TickingHtml
+from .compare import RunComparison
 from .detail import NodeDetail
 from .events import EventLog, RecentEvents
 from .header import RunHeader
+from .overview import RunsOverview
 from .runs import RunList
 from .scores import ScoresView
 from .scrubber import FrameScrubber
@@ -37,6 +39,8 @@ __all__ = [
     "RunActions",
     "RunHeader",
     "RunList",
+    "RunComparison",
+    "RunsOverview",
     "ScoresView",
     "StoreView",
     "TextPane",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import panel as pn
 import param
 
+from ..htmlpane import TextHTML
 from ..store import RunStore
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ class TickingHtml(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._callback: Any = None
-        self._pane = pn.pane.HTML(
+        self._pane = TextHTML(
             self._render(),
             stylesheets=[stylesheet()],
             css_classes=["sd-monitor"] if self.large else [],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -61,11 +62,11 @@ class Counter:
             return original(*args, **kwargs)
 
         original = self.original
-
-        setattr(module, name, counted)
+        self.raw = inspect.getattr_static(module, name)
+        setattr(module, name, staticmethod(counted) if isinstance(self.raw, staticmethod) else counted)
 
     def restore(self) -> None:
-        setattr(self.module, self.name, self.original)
+        setattr(self.module, self.name, self.raw)
 
 
 async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -29,7 +29,6 @@ Nothing here imports Panel: it is plain Python on the hub's loop, tested without
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 
     from .store import EventRecord
 
-__all__ = ["RunTicker", "SharedRunView", "SharedStats", "content_key"]
+__all__ = ["RunTicker", "SharedRunView", "SharedStats"]
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +233,3 @@ class SharedRunView:
         self.stats.renders_computed += 1
         return value
 
-
-def content_key(value: Any) -> str:
-    """A hashable key for JSON-like data (a run record) compared by content."""
-    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))

@@ -17,6 +17,9 @@ out to every attached listener:
   ends, so it does not cost a resubscribe).
 - :meth:`GatewayHub.read` shares identical RPC reads that are in flight or a moment old,
   so a node finishing does not make twelve sessions ask ``getRun`` twelve times.
+- :meth:`GatewayHub.shared_view` is the run's :class:`~dashboard.shared.SharedRunView`: the
+  batching clock its stores tick on together, and the per-tick products (tree patch, event
+  records, header and event-list HTML) computed once for all of them.
 
 Everything runs on the asyncio loop that is current when the hub is first used: the
 tornado loop of ``panel serve`` or the Jupyter kernel's loop. There is no thread. No
@@ -51,6 +54,7 @@ from inspector.tree import DevToolsTree, TreeChange
 from inspector.vocabulary import RUN_EVENT_PREFIX, RunEventName
 
 from . import metrics
+from .shared import SharedRunView
 
 __all__ = ["GatewayHub", "HubStats", "Listener", "ReceivedRunEvent", "SourceFactory", "Subscription"]
 
@@ -101,6 +105,7 @@ class _Feed:
     events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=2000))
     stop_timer: asyncio.TimerHandle | None = None
     history: TaskStateHistory = field(default_factory=TaskStateHistory)
+    view: SharedRunView | None = None
 
     def observe(self, item: SubscriptionItem) -> None:
         if isinstance(item, StatusChanged):
@@ -248,6 +253,12 @@ class GatewayHub:
         feed = self._feeds.get(run_id)
         return feed.tree if feed else None
 
+    def shared_view(self, run_id: str) -> SharedRunView | None:
+        """The run's per-tick work shared by its sessions (see :mod:`dashboard.shared`), while
+        anyone is attached (``None`` otherwise)."""
+        feed = self._feeds.get(run_id)
+        return feed.view if feed else None
+
     def frame_states(self, run_id: str, frame: int) -> dict[int, str] | None:
         """Task states (DevTools id -> state) at ``frame`` as this process saw them stream,
         or ``None`` if it did not watch that frame (see :mod:`inspector.history`)."""
@@ -264,7 +275,7 @@ class GatewayHub:
             raise RuntimeError("the hub is closed")
         feed = self._feeds.get(run_id)
         if feed is None:
-            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history))
+            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history), view=SharedRunView(run_id))
             self._feeds[run_id] = feed
         if feed.stop_timer is not None:
             feed.stop_timer.cancel()

@@ -61,6 +61,7 @@ from inspector.vocabulary import (
 
 if TYPE_CHECKING:
     from .hub import GatewayHub, Subscription
+    from .shared import SharedRunView
 
 __all__ = ["EventRecord", "RunStore"]
 
@@ -271,7 +272,10 @@ class RunStore(param.Parameterized):
         self._pending_events: list[EventRecord] = []
         self._logged_outage: tuple[float | None, str] | None = None
         self._pending_refresh: set[str] = set()
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_handle: asyncio.Handle | Any | None = None
+        #: The run's per-tick work shared with the other sessions on it (``hub.shared_view``);
+        #: ``None`` without a hub: then this store batches on its own timer.
+        self.shared: SharedRunView | None = None
         self._last_flush = 0.0
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -366,6 +370,7 @@ class RunStore(param.Parameterized):
         self._spawn(self._read_scores(gen))
 
     def _detach(self) -> None:
+        self.shared = None
         if self._handle is not None:
             self._handle.release()
             self._handle = None
@@ -388,6 +393,10 @@ class RunStore(param.Parameterized):
         """Buffer one item from the hub; :meth:`_flush` applies the buffer in one update."""
         if gen != self._run_gen or self._closed:
             return
+        if self.shared is None and self.hub is not None and self.run_id:
+            # Looked up here, not after attach(): the catch-up items arrive inside it.
+            shared_view = getattr(self.hub, "shared_view", None)
+            self.shared = shared_view(self.run_id) if callable(shared_view) else None
         pending = self._pending
         if isinstance(item, TreeUpdated):
             self._pending_changes.append(item.change)
@@ -420,7 +429,7 @@ class RunStore(param.Parameterized):
             # would push the run's history out of the ring buffer within the hour.
             pending["last_heartbeat"] = getattr(item, "received_at", None) or time.time()
         elif isinstance(item, RunEvent):
-            record = event_record(item)
+            record = self.shared.record(item, event_record) if self.shared is not None else event_record(item)
             self._pending_events.append(record)
             name = item.frame.event
             if name.startswith((RUN_EVENT_PREFIX, NODE_EVENT_PREFIX, APPROVAL_EVENT_PREFIX)):
@@ -457,6 +466,13 @@ class RunStore(param.Parameterized):
         if self._flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
+        if self.shared is not None:
+            # On the run's clock: every store of the run flushes in the same pass, on the same
+            # tree state, so the tick's patch and HTML are computed once (dashboard/shared.py).
+            self._flush_handle = self.shared.ticker.request(
+                self._flush_on_tick, self._last_flush + self.batch_interval, self.batch_interval / 2
+            )
+            return
         wait = self.batch_interval - (loop.time() - self._last_flush)
         if wait <= 0:
             self._flush_handle = loop.call_soon(self._flush)
@@ -469,11 +485,15 @@ class RunStore(param.Parameterized):
             self._flush_handle.cancel()
         self._flush()
 
-    def _flush(self) -> None:
+    def _flush_on_tick(self) -> None:
+        shared = self.shared
+        self._flush(shared.ticker.now if shared is not None else None)
+
+    def _flush(self, now: float | None = None) -> None:
         self._flush_handle = None
         if self._closed:
             return
-        self._last_flush = asyncio.get_running_loop().time()
+        self._last_flush = asyncio.get_running_loop().time() if now is None else now
         updates = self._pending
         self._pending = {}
         jump_to = updates.pop("_jump_to", None)

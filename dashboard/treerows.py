@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, NodeType, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from inspector.tree import DevToolsTree, TreeChange, TreeNode
 
@@ -51,6 +51,7 @@ __all__ = [
     "WIRE_KEYS",
     "FeedStats",
     "RowMirror",
+    "SharedMessage",
     "TreeFeed",
     "decode",
     "encode",
@@ -64,6 +65,18 @@ __all__ = [
 
 Row = dict[str, Any]
 Message = dict[str, Any]
+
+
+class SharedMessage(dict[str, Any]):
+    """A patch shared by every feed of a run: this feed's copy (its own ``seq``) of a message
+    whose rows are the shared ones, and ``body``, the shared encoded text without ``seq``.
+    :meth:`TreeFeed.encode` splices the ``seq`` into ``body`` instead of encoding again."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, message: Message, body: str) -> None:
+        super().__init__(message)
+        self.body = body
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -345,12 +358,24 @@ class TreeFeed:
     tree_seq: int | None = None
     tree: DevToolsTree | None = field(default=None, repr=False, compare=False)
 
-    def reset(self, tree: DevToolsTree) -> Message:
-        """A reset message with every row."""
+    def reset(self, tree: DevToolsTree,
+              shared: Callable[[DevToolsTree], tuple[Message, str]] | None = None) -> Message:
+        """A reset message with every row (``shared``: the run's ``SharedRunView.tree_reset``,
+        built once for every feed that resets on the same tree state)."""
+        if shared is not None:
+            common, body = shared(tree)
+            return self._number(tree, SharedMessage(common, body))
         return self._number(tree, {"type": "reset", "run": tree.run_id, "rows": rows_for(tree)})
 
-    def update(self, tree: DevToolsTree, changes: Iterable[TreeChange]) -> Message | None:
-        """The message for one store tick, or ``None`` when nothing visible changed."""
+    def update(self, tree: DevToolsTree, changes: Iterable[TreeChange],
+               shared: Callable[[DevToolsTree, Sequence[TreeChange]], tuple[Message | None, str | None]] | None = None,
+               shared_reset: Callable[[DevToolsTree], tuple[Message, str]] | None = None) -> Message | None:
+        """The message for one store tick, or ``None`` when nothing visible changed.
+
+        ``shared`` (the run's ``SharedRunView.tree_patch``) computes the patch once for every
+        feed of the run that ticks with the same changes; this feed only numbers it, and a
+        reset (this feed fell out of step) comes from ``shared_reset`` the same way.
+        """
         changes = list(changes)
         continuous = (
             tree is self.tree
@@ -358,7 +383,13 @@ class TreeFeed:
             and (changes[0].previous_seq if changes else tree.seq) == self.tree_seq
         )
         if not continuous:
-            return self.reset(tree)
+            return self.reset(tree, shared_reset)
+        if shared is not None:
+            common, body = shared(tree, changes)
+            self.tree_seq = tree.seq
+            if common is None or body is None:
+                return None
+            return self._number(tree, SharedMessage(common, body))
         message = patch_for(tree, changes)
         self.tree_seq = tree.seq
         if is_empty(message):
@@ -366,7 +397,13 @@ class TreeFeed:
         return self._number(tree, message)
 
     def encode(self, message: Message) -> str:
-        """:func:`encode`, counted in :attr:`stats`."""
+        """:func:`encode`, counted in :attr:`stats` (a :class:`SharedMessage` is not encoded
+        again: its shared text gets this feed's ``seq``)."""
+        if isinstance(message, SharedMessage):
+            body = message.body
+            text = f'{{"seq":{message["seq"]},{body[1:]}' if len(body) > 2 else f'{{"seq":{message["seq"]}}}'
+            self.stats.count(message, len(text.encode("utf-8")))
+            return text
         text = encode(message)
         self.stats.count(message, len(text.encode("utf-8")))
         return text

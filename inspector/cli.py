@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path

@@ -26,6 +26,7 @@ import panel as pn
 import param
 from param.parameters import NoNone
 
+from ..htmlpane import TextHTML
 from ..store import RunStore
 from .widgets import Throttle, stylesheet
 
@@ -77,7 +78,7 @@ class TickingHtml(StoreView):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._callback: Any = None
-        self._pane = pn.pane.HTML(
+        self._pane = TextHTML(
             self._render(),
             stylesheets=[stylesheet()],
             css_classes=["sd-monitor"] if self.large else [],

@@ -32,6 +32,7 @@ from inspector.vocabulary import (
 )
 
 from ..format import shorten
+from ..htmlpane import TextHTML
 from .base import StoreView
 from .widgets import Throttle, plaintext, stylesheet
 
@@ -196,19 +197,31 @@ class RecentEvents(StoreView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._pane = pn.pane.HTML(self._render(), stylesheets=[stylesheet()], sizing_mode="stretch_width",
+        self._pane = TextHTML(self._render(), stylesheets=[stylesheet()], sizing_mode="stretch_width",
                                   height=self.height, styles={"overflow": "hidden"})
         self._throttle = Throttle(self._update, 1.0)
         self.store.param.watch(self._throttle, "events")
 
     def _render(self) -> str:
         events = self.store.events
-        rows: list[str] = []
+        shown: list[EventRecord] = []
         for e in reversed(events):
-            if len(rows) >= self.limit:
+            if len(shown) >= self.limit:
                 break
-            if e.event in QUIET_EVENTS:
-                continue
+            if e.event not in QUIET_EVENTS:
+                shown.append(e)
+        shared = self.store.shared
+        if shared is None:
+            return self._html(shown, len(events))
+        # The stores of a run share their records (dashboard/shared.py): the same newest
+        # records give the same list, rendered once for every wall screen on the run.
+        key = (tuple(id(e) for e in shown), len(events))
+        return shared.memo(f"recent-{self.limit}", key, shown, lambda: self._html(shown, len(events)))
+
+    @staticmethod
+    def _html(shown: list[EventRecord], count: int) -> str:
+        rows: list[str] = []
+        for e in shown:
             when = datetime.fromtimestamp(e.time).strftime("%H:%M:%S")
             # Each part cut on its own: a 300-character node id must not hide the message.
             detail = " · ".join(x for x in (shorten(e.node_id or "", 60), shorten(e.state or "", 40), e.message[:200]) if x)
@@ -218,7 +231,7 @@ class RecentEvents(StoreView):
             )
         if not rows:
             return '<div class="sd-recent sd-muted">No events yet.</div>'
-        return f'<ul class="sd-recent" data-count="{len(events)}">{"".join(rows)}</ul>'
+        return f'<ul class="sd-recent" data-count="{count}">{"".join(rows)}</ul>'
 
     def _update(self) -> None:
         self._pane.object = self._render()

@@ -11,6 +11,7 @@ run's error text. An element ``data-testid="task-summary"`` carries ``data-total
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -137,14 +138,22 @@ class RunHeader(TickingHtml):
         s = self.store
         if not s.run_id:
             return '<div class="sd-header"><span class="sd-muted">No run selected.</span></div>'
-        return header_html(
-            s.run,
-            s.run_id,
-            s.tree.state_counts() if s.tree is not None else {},
-            settled=s.settled,
-            notice=s.notice,
-            run_error=s.run_error,
-            failure=failure_text(s),
+        counts = s.tree.state_counts() if s.tree is not None else {}
+        failure = failure_text(s)
+        now = time.time()
+        shared = s.shared
+        if shared is None:
+            return header_html(s.run, s.run_id, counts, settled=s.settled, notice=s.notice,
+                               run_error=s.run_error, failure=failure, now=now)
+        # Every session of the run renders the same header in the same tick: once for all.
+        # The key holds everything the HTML depends on, the elapsed time as it is shown.
+        run = s.run
+        key = (id(run), s.run_id, tuple(sorted(counts.items())), s.settled, s.notice, s.run_error, failure,
+               format_duration(run_elapsed(run, now)))
+        return shared.memo(
+            "header", key, run,
+            lambda: header_html(run, s.run_id, counts, settled=s.settled, notice=s.notice,
+                                run_error=s.run_error, failure=failure, now=now),
         )
 
     def _wants_tick(self) -> bool:

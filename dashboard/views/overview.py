@@ -66,8 +66,8 @@ from ..analytics import (
 )
 from ..format import format_duration, run_status_colour
 from ..hub import GatewayHub
-from .widgets import TextPane, plaintext, stylesheet
 from .compare import RunComparison
+from .widgets import TextPane, plaintext, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

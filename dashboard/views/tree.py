@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from inspector.tree import DevToolsTree, TreeChange
 
+    from ..shared import SharedRunView
+
 __all__ = ["NodeTree", "TreeComponent"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -78,11 +80,13 @@ class TreeComponent(JSComponent):
     _esm: ClassVar[Any] = tree_vocabulary_js() + (ASSETS / "tree.js").read_text(encoding="utf-8")
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
-    def __init__(self, tree: Callable[[], DevToolsTree | None] | None = None, **params: Any) -> None:
+    def __init__(self, tree: Callable[[], DevToolsTree | None] | None = None,
+                 shared: Callable[[], SharedRunView | None] | None = None, **params: Any) -> None:
         params.setdefault("sizing_mode", "stretch_both")
         params.setdefault("min_height", 240)
         super().__init__(**params)
         self._tree_source = tree or (lambda: None)
+        self._shared_source = shared or (lambda: None)
         self.feed = TreeFeed()
         self._lock = threading.RLock()
         self._echo: object = _NO_ECHO
@@ -90,25 +94,33 @@ class TreeComponent(JSComponent):
 
     # -------------------------------------------------------------- Python -> browser
 
-    def push(self, tree: DevToolsTree, changes: tuple[TreeChange, ...] | list[TreeChange]) -> None:
+    def push(self, tree: DevToolsTree, changes: tuple[TreeChange, ...] | list[TreeChange],
+             shared: SharedRunView | None = None) -> None:
         """Send what ``changes`` did to ``tree`` (one message, or none if nothing visible changed).
 
-        Skipped while nothing is rendered: the browser's ``ready`` will get a reset.
+        With the run's ``shared`` view the patch is computed once per tick for every session on
+        the run, and this component only numbers it. Skipped while nothing is rendered: the
+        browser's ``ready`` will get a reset.
         """
         with self._lock:
             if not self._models:
                 return
-            message = self.feed.update(tree, changes)
+            if shared is None:
+                message = self.feed.update(tree, changes)
+            else:
+                message = self.feed.update(tree, changes, shared.tree_patch, shared.tree_reset)
             if message is not None:
                 self._send_msg(self.feed.encode(message))
 
     def resend(self) -> None:
-        """Send every row again (a reset)."""
+        """Send every row again (a reset; built once for every session of the run that
+        resets on the same tree state, see :mod:`dashboard.shared`)."""
         with self._lock:
             tree = self._tree_source()
             if tree is None or not self._models:
                 return
-            self._send_msg(self.feed.encode(self.feed.reset(tree)))
+            shared = self._shared_source()
+            self._send_msg(self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None)))
 
     def expand_all(self) -> None:
         self._send_msg({"type": "expand-all"})
@@ -156,7 +168,8 @@ class NodeTree(StoreView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.tree = TreeComponent(tree=self._current_tree)
+        self.tree = TreeComponent(tree=self._current_tree,
+                                  shared=lambda: getattr(self.store, "shared", None) if self.store is not None else None)
         self._search = pn.widgets.TextInput(
             placeholder="Search label, nodeId, state…", width=220, margin=(4, 4),
             styles={"flex": "1 1 180px"},
@@ -202,7 +215,7 @@ class NodeTree(StoreView):
         store = self.store
         tree = store.tree
         if tree is not None:
-            self.tree.push(tree, tuple(store.last_changes or ()))
+            self.tree.push(tree, tuple(store.last_changes or ()), getattr(store, "shared", None))
         self._refresh_states()
 
     def _refresh_states(self) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from tests.benchmarks.bench_browser_wide import ReplayThread  # noqa: E402
+from tests.benchmarks.bench_fanout import Sessions  # noqa: E402
+from tests.benchmarks.bench_knee import off_loop  # noqa: E402
 from tests.benchmarks.harness import LONGTASKS, PanelServer, chromium, load_average, long_tasks, rss_mb  # noqa: E402
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
 
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=40)
     parser.add_argument("--speed", type=float, default=20)
     parser.add_argument("--every", type=float, default=15)
+    parser.add_argument("--sessions", type=int, default=0,
+                        help="extra wall sessions on the same URL (bench_fanout.Sessions: Bokeh clients, not rendering)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="also stop after this long (a soak of hours: a large --deltas and a time limit)")
     args = parser.parse_args(argv)
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 PanelServer(replay.gateway.url, None, log=Path(tmp) / "panel.log",
                             env={"SMITHERS_MONITOR_ROTATE": "3"}) as panel, chromium() as browser:
             (pid,) = panel.server_pids()
+            extra = off_loop(lambda: Sessions(panel.url, {"view": "monitor"}, args.sessions)) if args.sessions else None
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.add_init_script(LONGTASKS)
             cdp = page.context.new_cdp_session(page)
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                           "longest_task_ms": max(long_tasks(page, 0) or [0.0])}
                 samples.append(sample)
                 print(sample, file=sys.stderr, flush=True)
+            if extra is not None:
+                off_loop(extra.close)
     finally:
         replay.stop()
     warm = next((s for s in samples if s["deltas"] >= args.warmup), samples[0])

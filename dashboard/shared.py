@@ -1,0 +1,235 @@
+"""Per-run work done once per tick for every session watching the run.
+
+Every browser tab has its own :class:`~dashboard.store.RunStore` and its own views, but on a
+wall of screens they all show the same run: the same tree patch, the same counts and header,
+the same list of recent events. Computed per session, that work grows with the number of
+screens on ONE Python event loop, and the page being watched waits behind the others' copies
+(``docs/performance.md``, "Sessions per process"). :class:`SharedRunView` is the per-run half
+that the hub keeps beside the run's tree (``GatewayHub.shared_view``):
+
+- :class:`RunTicker` is the run's batching clock. A store does not set its own timer per
+  batch: it asks the ticker, which flushes every store whose batch is due (or nearly due) in
+  one pass. The stores of a run then tick together, on the same tree state with the same
+  changes, which is what lets the products below be computed once per tick, and it keeps one
+  timer per run instead of one per session.
+- :meth:`SharedRunView.tree_patch` computes :func:`~dashboard.treerows.patch_for` and its JSON
+  text once per (tree, changes) and hands every session the same text; only the message's
+  ``seq`` (each tree component numbers its own messages) is set per session.
+- :meth:`SharedRunView.record` makes one :class:`~dashboard.store.EventRecord` per run event,
+  shared by every store's event ring (the wall's event list then renders the same rows).
+- :meth:`SharedRunView.memo` keeps the last few results of a pure renderer (the header's HTML,
+  the wall's event list) keyed by their inputs.
+
+What stays per session is what differs between them: the selection, filters, scroll position,
+each tree component's message numbering and its catch-up reset.
+
+Nothing here imports Panel: it is plain Python on the hub's loop, tested without a browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .treerows import Message, encode, is_empty, patch_for, rows_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Sequence
+
+    from inspector.stream import RunEvent
+    from inspector.tree import DevToolsTree, TreeChange
+
+    from .store import EventRecord
+
+__all__ = ["RunTicker", "SharedRunView", "SharedStats"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class SharedStats:
+    """What was computed and what was reused (tests, benchmarks)."""
+
+    ticks: int = 0
+    flushes: int = 0
+    patches_computed: int = 0
+    patches_shared: int = 0
+    records_computed: int = 0
+    records_shared: int = 0
+    renders_computed: int = 0
+    renders_shared: int = 0
+
+
+class _Request:
+    """A store's place in the ticker's next pass; :meth:`cancel` takes it out."""
+
+    __slots__ = ("cancelled", "due", "flush", "slack")
+
+    def __init__(self, flush: Callable[[], None], due: float, slack: float) -> None:
+        self.flush = flush
+        self.due = due
+        self.slack = slack
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class RunTicker:
+    """One batching clock per run, shared by the run's stores (see the module docstring).
+
+    :meth:`request` asks for a flush at loop time ``due`` (a store's last flush plus its batch
+    interval). A pass runs at the earliest due time and flushes every waiting store whose due
+    time is within its ``slack`` (half its batch interval) of now: a store that joined a moment
+    after the others is pulled into their pass once, and from then on ticks with them. A store
+    whose batch interval is far longer (a test that holds its flushes) is left waiting.
+    """
+
+    def __init__(self, stats: SharedStats | None = None) -> None:
+        self.stats = stats or SharedStats()
+        #: Loop time of the pass running now (or the last one): the stores' "last flush".
+        self.now = 0.0
+        self._waiting: list[_Request] = []
+        self._handle: asyncio.Handle | None = None
+        self._handle_due: float | None = None
+
+    def request(self, flush: Callable[[], None], due: float, slack: float = 0.0) -> _Request:
+        """Flush ``flush`` in the first pass at or after ``due`` (minus ``slack``)."""
+        request = _Request(flush, due, slack)
+        self._waiting.append(request)
+        self._arm(asyncio.get_running_loop())
+        return request
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for r in self._waiting if not r.cancelled)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        live = [r for r in self._waiting if not r.cancelled]
+        self._waiting = live
+        if not live:
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = self._handle_due = None
+            return
+        due = min(r.due for r in live)
+        if self._handle is not None and self._handle_due is not None and self._handle_due <= due:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        wait = due - loop.time()
+        self._handle_due = due
+        self._handle = loop.call_soon(self._pass) if wait <= 0 else loop.call_later(wait, self._pass)
+
+    def _pass(self) -> None:
+        self._handle = self._handle_due = None
+        loop = asyncio.get_running_loop()
+        self.now = now = loop.time()
+        ready = [r for r in self._waiting if not r.cancelled and r.due - r.slack <= now]
+        self._waiting = [r for r in self._waiting if not r.cancelled and r.due - r.slack > now]
+        if ready:
+            self.stats.ticks += 1
+        for request in ready:
+            request.cancelled = True  # done: a store asks again for its next batch
+            self.stats.flushes += 1
+            try:
+                request.flush()
+            except Exception:  # one broken session must not starve the others
+                log.exception("a store's flush failed")
+        self._arm(loop)
+
+
+class SharedRunView:
+    """The per-run products every session of a run shares (see the module docstring)."""
+
+    def __init__(self, run_id: str, *, max_records: int = 4096, max_renders: int = 8) -> None:
+        self.run_id = run_id
+        self.stats = SharedStats()
+        self.ticker = RunTicker(self.stats)
+        self._patch_key: tuple[Any, ...] | None = None
+        self._patch: tuple[Message | None, str | None] | None = None
+        self._patch_refs: tuple[Any, ...] = ()
+        self._records: OrderedDict[int, tuple[RunEvent, EventRecord]] = OrderedDict()
+        self._max_records = max_records
+        self._renders: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
+        self._max_renders = max_renders
+
+    def __repr__(self) -> str:
+        return f"SharedRunView({self.run_id!r}, {self.stats})"
+
+    def tree_patch(self, tree: DevToolsTree, changes: Sequence[TreeChange]) -> tuple[Message | None, str | None]:
+        """:func:`~dashboard.treerows.patch_for` of ``changes`` on ``tree``, computed once per
+        tick for every session that asks with the same changes on the same tree state.
+
+        The key is the tree object, its current seq and the identity of the changes (every
+        store of the run is handed the same :class:`~inspector.tree.TreeChange` objects by the
+        hub): a store that missed a change asks with a different list and gets its own patch.
+        Returns the message without a ``seq`` (never change it) and its JSON text, or
+        ``(None, None)`` when the tick changed nothing visible.
+        """
+        key = (id(tree), tree.seq, tree.run_id, len(tree), tuple(id(c) for c in changes))
+        if key == self._patch_key and self._patch is not None:
+            self.stats.patches_shared += 1
+            return self._patch
+        message = patch_for(tree, changes)
+        shared: tuple[Message | None, str | None] = (None, None) if is_empty(message) else (message, encode(message))
+        self._patch_key, self._patch = key, shared
+        self._patch_refs = (tree, tuple(changes))  # the ids in the key stay theirs while cached
+        self.stats.patches_computed += 1
+        return shared
+
+    def tree_reset(self, tree: DevToolsTree) -> tuple[Message, str]:
+        """A reset (every row) of ``tree`` as it is now and its JSON text, computed once for
+        every session that (re)joins at the same tree state: on a 6,000-node run a reset is
+        ~6,000 rows to build and encode, and a wall of screens reconnecting asks for one each."""
+        key = ("reset", id(tree), tree.seq, tree.run_id, len(tree))
+        hit = self._renders.get(key)
+        if hit is not None:
+            self._renders.move_to_end(key)
+            self.stats.renders_shared += 1
+            return hit[1]  # type: ignore[no-any-return]
+        message: Message = {"type": "reset", "run": tree.run_id, "rows": rows_for(tree)}
+        value = (message, encode(message))
+        self._renders[key] = (tree, value)
+        if len(self._renders) > self._max_renders:
+            self._renders.popitem(last=False)
+        self.stats.renders_computed += 1
+        return value
+
+    def record(self, item: RunEvent, make: Callable[[RunEvent], EventRecord]) -> EventRecord:
+        """The event log's record of ``item``, made once for every store that receives it."""
+        hit = self._records.get(id(item))
+        if hit is not None and hit[0] is item:
+            self.stats.records_shared += 1
+            return hit[1]
+        record = make(item)
+        self._records[id(item)] = (item, record)
+        if len(self._records) > self._max_records:
+            self._records.popitem(last=False)
+        self.stats.records_computed += 1
+        return record
+
+    def memo(self, name: str, key: Hashable, refs: Any, render: Callable[[], T]) -> T:
+        """``render()``, reused while ``(name, key)`` is the same as a recent call's.
+
+        ``refs`` are kept alive with the entry (objects whose ``id`` is part of ``key`` must
+        not be freed and their id reused while it is cached).
+        """
+        full = (name, key)
+        hit = self._renders.get(full)
+        if hit is not None:
+            self._renders.move_to_end(full)
+            self.stats.renders_shared += 1
+            return hit[1]  # type: ignore[no-any-return]
+        value = render()
+        self._renders[full] = (refs, value)
+        if len(self._renders) > self._max_renders:
+            self._renders.popitem(last=False)
+        self.stats.renders_computed += 1
+        return value
+

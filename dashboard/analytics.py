@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.protocol import TERMINAL_RUN_STATUSES
+from inspector.vocabulary import TaskState
 
 __all__ = [
     "RUN_COLUMNS",
@@ -304,7 +305,7 @@ def node_metrics(
         span = (node_id, iteration)
         if name == "NodeStarted":
             started[span] = at
-            event_states[span] = "in-progress"
+            event_states[span] = TaskState.IN_PROGRESS
             item = entry(node_id, iteration)
             attempt = payload.get("attempt")
             if isinstance(attempt, int):

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 
 from .items import RunEvent
 from .protocol import EventFrame
+from .vocabulary import NODE_EVENT_STATE, RunStatus
 
 __all__ = ["HistoryTimes", "durable_run_events", "history_times", "take_time"]
 
@@ -29,11 +30,14 @@ def _dotted(name: str) -> str:
 #: Durable history entries that are bookkeeping, not something that happened to the run.
 _DURABLE_SKIP = frozenset({"FrameCommitted", "SnapshotCaptured"})
 #: Durable run endings -> the live ``run.completed`` status.
-_DURABLE_RUN_END = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
+_DURABLE_RUN_END = {
+    "RunFinished": RunStatus.FINISHED, "RunFailed": RunStatus.FAILED, "RunCancelled": RunStatus.CANCELLED,
+}
 #: The ``state`` a live node event carries, for durable entries (which carry none).
-_NODE_EVENT_STATE = {
-    "node.pending": "pending", "node.started": "in-progress", "node.retrying": "in-progress",
-    "node.finished": "finished", "node.failed": "failed", "node.cancelled": "cancelled", "node.skipped": "skipped",
+#: Only the states a live node event itself carries: a durable waiting event gets none, as
+#: its live twin says only ``waiting`` (the table's ``waiting-*`` row state is not on the wire).
+_NODE_EVENT_STATE: dict[str, str] = {
+    name: state for name, state in NODE_EVENT_STATE.items() if not name.startswith("node.waiting")
 }
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import DevToolsError
 from ..tree import DevToolsTree, copy_json
+from ..vocabulary import ACTIVE_RUN_STATUSES, NODE_EVENT_STATE
 from .rpc import rpc_error
 
 if TYPE_CHECKING:
@@ -54,20 +55,11 @@ log = logging.getLogger(__name__)
 
 #: The node state a ``node.*`` event leaves in the Gateway's node table.
 _NODE_EVENT_STATES: Final[Mapping[str, str]] = {
-    "pending": "pending",
-    "started": "in-progress",
-    "retrying": "in-progress",
-    "finished": "finished",
-    "failed": "failed",
-    "skipped": "skipped",
-    "cancelled": "cancelled",
-    "waiting_approval": "waiting-approval",
-    "waiting_event": "waiting-event",
-    "waiting_timer": "waiting-timer",
+    name.removeprefix("node."): state for name, state in NODE_EVENT_STATE.items()
 }
 
 #: Run statuses a hello ``snapshot.runs`` lists (``buildSnapshot``).
-_ACTIVE_STATUSES: Final = frozenset({"running", "waiting-approval", "waiting-event", "waiting-timer", "paused"})
+_ACTIVE_STATUSES: Final = ACTIVE_RUN_STATUSES
 
 
 #: How many recent events per run ``streamRunEvents`` can replay (the Gateway keeps a window too).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -28,13 +27,14 @@ from dashboard.passwords import (
 )
 from tests.browser import wait_until
 from tests.deploy_support import Served, cli, free_port, start_replay_gateway
+from tests.recordings import recording
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from playwright.sync_api import Page
 
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 TOKEN = "auth-test-gateway-token-31c7"
 ALICE_PASSWORD = "alice: correct horse battery"
 BOB_PASSWORD = "bob-plain-password"
@@ -100,7 +100,7 @@ def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginServ
     secret.write_text("cookie-secret-for-the-login-tests-0123456789")
     token_file = tmp / "token"
     token_file.write_text(TOKEN)
-    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp / "gateway.log", token_file=token_file)
+    gateway, url = start_replay_gateway([recording("rich-run.jsonl")], tmp / "gateway.log", token_file=token_file)
     port = free_port()
     dashboard = Served(cli("serve", "--gateway", url, "--token-file", str(token_file), "--port", str(port),
                            "--address", "0.0.0.0", "--actions", "--basic-auth", str(users),

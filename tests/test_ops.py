@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import Resynced, StatusChanged
 from tests.deploy_support import Served, cli, free_port, poll, start_replay_gateway
+from tests.recordings import recording
 from tests.test_hub import (
     FakeFeeds,
     delta_event,
@@ -32,7 +33,6 @@ from tests.test_hub import (
     until,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 TOKEN = "ops-test-token-8b1d0c"
 
 
@@ -71,7 +71,7 @@ def test_ready_metrics_while_a_run_streams_and_not_ready_when_the_gateway_stops(
     token_file = tmp_path / "gateway-token"
     token_file.write_text(TOKEN)
     # At a fifth of the recorded speed a run streams for ~20 s: longer than a session takes to open.
-    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp_path / "gateway.log", token_file=token_file,
+    gateway, url = start_replay_gateway([recording("rich-run.jsonl")], tmp_path / "gateway.log", token_file=token_file,
                                         speed=0.2)
     dashboard: Served | None = None
     try:
@@ -116,7 +116,7 @@ def test_ready_metrics_while_a_run_streams_and_not_ready_when_the_gateway_stops(
 def test_not_ready_when_the_gateway_rejects_the_token(tmp_path: Path) -> None:
     token_file = tmp_path / "gateway-token"
     token_file.write_text(TOKEN)
-    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp_path / "gateway.log", token_file=token_file)
+    gateway, url = start_replay_gateway([recording("rich-run.jsonl")], tmp_path / "gateway.log", token_file=token_file)
     wrong = "not-the-token-4f9a2e"
     dashboard: Served | None = None
     try:
@@ -159,7 +159,7 @@ def test_panel_serve_of_the_checkouts_apps_folder_serves_the_packaged_app(tmp_pa
     root = Path(__file__).resolve().parent.parent
     token_file = tmp_path / "gateway-token"
     token_file.write_text(TOKEN)
-    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp_path / "gateway.log", token_file=token_file)
+    gateway, url = start_replay_gateway([recording("rich-run.jsonl")], tmp_path / "gateway.log", token_file=token_file)
     port = free_port()
     env = {**os.environ, "SMITHERS_GATEWAY_URL": url, "SMITHERS_TOKEN": TOKEN}
     panel = Served([sys.executable, "-m", "panel", "serve", "apps/", "--port", str(port), "--plugins", "dashboard.ops"],
@@ -237,7 +237,7 @@ def test_websocket_origins_on_a_public_address(tmp_path: Path) -> None:
 
     token_file = tmp_path / "gateway-token"
     token_file.write_text(TOKEN)
-    gateway, url = start_replay_gateway([FIXTURES / "rich-run.jsonl"], tmp_path / "gateway.log", token_file=token_file)
+    gateway, url = start_replay_gateway([recording("rich-run.jsonl")], tmp_path / "gateway.log", token_file=token_file)
     dashboard: Served | None = None
     try:
         port = free_port()

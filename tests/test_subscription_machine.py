@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings, strategies as st
@@ -31,10 +30,11 @@ from inspector.subscription import (
     Stop,
     SubscriptionMachine,
 )
+from tests.recordings import recording
 
 RUN = "run-1"
 STREAM = "s1"
-RICH = Path(__file__).parent / "fixtures" / "smithers-0.32" / "rich-run.jsonl"
+RICH = recording("rich-run.jsonl")
 
 
 def task(node_id: int, name: str, state: str = "pending") -> dict[str, Any]:

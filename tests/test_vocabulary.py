@@ -33,18 +33,18 @@ from inspector.vocabulary import (
     is_terminal_run_status,
     is_waiting,
 )
+from tests.recordings import recordings
 
 from .wire import snap, task
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures" / "smithers-0.32"
 
 
 # ---------------------------------------------------------------------------- recorded values
 
 
 def _frames() -> Iterator[Mapping[str, Any]]:
-    for path in sorted(FIXTURES.glob("*.jsonl")):
+    for path in recordings("*.jsonl"):
         for line in path.read_text(encoding="utf-8").splitlines():
             frame = json.loads(line).get("frame") if line.strip() else None
             if isinstance(frame, Mapping):

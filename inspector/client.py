@@ -495,13 +495,12 @@ class GatewayClient:
             status = response.status_code
             if status == 401:
                 raise GatewayRpcError(ErrorCode.UNAUTHORIZED, "the gateway rejected the token", status=status, method=method)
-            err: GatewayRpcError | GatewayUnavailable
+            wait = _retry_after(response)
             if status in (429, 502, 503, 504) or status >= 500:
-                err = GatewayUnavailable(f"{method}: HTTP {status} from the gateway", status=status)
-            else:
-                err = GatewayRpcError(f"HTTP_{status}", f"unexpected answer (HTTP {status})", status=status, method=method)
-            err.retry_after = _retry_after(response)
-            raise err
+                raise GatewayUnavailable(f"{method}: HTTP {status} from the gateway", status=status, retry_after=wait)
+            raise GatewayRpcError(
+                f"HTTP_{status}", f"unexpected answer (HTTP {status})", status=status, method=method, retry_after=wait
+            )
         try:
             return _payload_or_raise(frame, method, response.status_code)
         except GatewayRpcError as exc:

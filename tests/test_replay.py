@@ -9,169 +9,51 @@ Every test runs an in-process :class:`ReplayGateway` on a free loopback port, at
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from inspector.errors import InvalidDelta, SeqGap
 from inspector.replay import AutoRewind, ReplayGateway, demo_runs, http_status_for, serve_demo
-from inspector.transcript import RecordedRun, load_runs, load_sessions
+from inspector.transcript import load_runs, load_sessions
 from inspector.tree import DevToolsTree
-from tests.faulty_replay import FaultyReplayGateway
 from tests.recordings import recording
+from tests.replay_support import (
+    DEADLINE,
+    READ_TOKEN,
+    RICH,
+    TOKEN,
+    code_of,
+    devtools_event,
+    event_of,
+    eventually,
+    finished,
+    follow_stream,
+    held_rich_gateway,
+    http_rpc,
+    make_gateway,
+    open_session,
+    recv,
+    recv_until,
+    request,
+    runs_of,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
-TOKEN = "op-token"
-READ_TOKEN = "read-token"
-SPEED = 20.0
-DEADLINE = 10.0
-
-_ids = itertools.count(1)
-
-
-def runs_of(*names: str) -> list[RecordedRun]:
-    return load_runs(*(recording(name) for name in names))
-
-
-RICH = runs_of("rich-run.jsonl")[0]
-
-
-def make_gateway(runs: list[RecordedRun], **kwargs: Any) -> FaultyReplayGateway:
-    options: dict[str, Any] = {"token": TOKEN, "read_token": READ_TOKEN, "speed": SPEED, "heartbeat_ms": 200}
-    options.update(kwargs)
-    return FaultyReplayGateway(runs, **options)
+    from tests.faulty_replay import FaultyReplayGateway
 
 
 @pytest.fixture
 async def rich() -> AsyncIterator[FaultyReplayGateway]:
     """The rich run, held at its very start until the test resumes it."""
-    gateway = make_gateway([RICH])
-    gateway.pause()
-    await gateway.start()
-    yield gateway
-    await gateway.stop()
-
-
-# --------------------------------------------------------------------------- client helpers
-
-
-async def recv(ws: ClientConnection, timeout: float = DEADLINE) -> dict[str, Any]:
-    message = await asyncio.wait_for(ws.recv(), timeout)
-    frame = json.loads(message)
-    assert isinstance(frame, dict)
-    return frame
-
-
-async def recv_until(
-    ws: ClientConnection, match: Callable[[dict[str, Any]], bool], seen: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Frames until one matches (the others go to ``seen``), within the deadline."""
-
-    async def loop() -> dict[str, Any]:
-        while True:
-            frame = await recv(ws)
-            if match(frame):
-                return frame
-            if seen is not None:
-                seen.append(frame)
-
-    return await asyncio.wait_for(loop(), DEADLINE)
-
-
-async def request(ws: ClientConnection, method: str, params: dict[str, Any] | None = None,
-                  seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    rid = f"req-{next(_ids)}"
-    await ws.send(json.dumps({"type": "req", "id": rid, "method": method, "params": params or {}}))
-    return await recv_until(ws, lambda f: f.get("type") == "res" and f.get("id") == rid, seen)
-
-
-async def open_session(
-    gateway: ReplayGateway, token: str | None = TOKEN, **connect_params: Any
-) -> tuple[ClientConnection, dict[str, Any]]:
-    # max_queue=None: a test that ignores frames must still see the close frame promptly.
-    ws = await connect(gateway.ws_url, max_size=None, max_queue=None)
-    challenge = await recv(ws)
-    assert challenge["event"] == "connect.challenge"
-    params: dict[str, Any] = {"minProtocol": 1, "maxProtocol": 1, "client": {"id": "test", "version": "0"}}
-    if token is not None:
-        params["auth"] = {"token": token}
-    params.update(connect_params)
-    hello = await request(ws, "connect", params)
-    return ws, hello
-
-
-async def http_rpc(gateway: ReplayGateway, method: str, params: dict[str, Any] | None = None,
-                   token: str | None = TOKEN) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    # Plain HTTP on loopback: skip loading CA certificates (0.2 s per client).
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=DEADLINE, verify=False, trust_env=False) as client:
-        return await client.post(f"/v1/rpc/{method}", json=params or {}, headers=headers)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str) -> None:
-    """Poll ``check`` until true; fail after the deadline."""
-
-    async def loop() -> None:
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(loop(), DEADLINE)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
-
-
-def event_of(frame: dict[str, Any]) -> dict[str, Any]:
-    """The DevTools event of a frame that must be a ``devtools.event``."""
-    event = devtools_event(frame)
-    assert event is not None, frame
-    return event
-
-
-def devtools_event(frame: dict[str, Any]) -> dict[str, Any] | None:
-    if frame.get("type") == "event" and frame.get("event") == "devtools.event":
-        event = frame["payload"]["event"]
-        assert isinstance(event, dict)
-        return event
-    return None
-
-
-async def follow_stream(ws: ClientConnection, tree: DevToolsTree, until: Callable[[DevToolsTree], bool],
-                        seen: list[dict[str, Any]] | None = None) -> None:
-    """Apply every devtools.event to ``tree`` until ``until(tree)``; every frame goes to ``seen``."""
-
-    async def loop() -> None:
-        while not until(tree):
-            frame = await recv(ws)
-            if seen is not None:
-                seen.append(frame)
-            event = devtools_event(frame)
-            if event is not None:
-                tree.apply(event)
-
-    await asyncio.wait_for(loop(), DEADLINE)
-
-
-async def finished(gateway: ReplayGateway, run_id: str) -> None:
-    await eventually(lambda: gateway.run_done(run_id), f"{run_id} to finish")
-
-
-def code_of(frame: dict[str, Any]) -> str:
-    assert frame["ok"] is False, frame
-    return str(frame["error"]["code"])
+    async with held_rich_gateway() as gateway:
+        yield gateway
 
 
 # --------------------------------------------------------------------------- handshake
@@ -675,122 +557,6 @@ async def test_launch_run_starts_a_replay_of_the_workflow(rich: FaultyReplayGate
     assert run_id in rich.run_ids()
     missing = await http_rpc(rich, "launchRun", {"workflow": "nope"})
     assert missing.status_code == 404
-
-
-# --------------------------------------------------------------------------- fault injection
-
-
-async def stream_session(gateway: ReplayGateway) -> tuple[ClientConnection, str, DevToolsTree]:
-    ws, _ = await open_session(gateway)
-    reply = await request(ws, "streamDevTools", {"runId": RICH.run_id})
-    tree = DevToolsTree()
-    first = devtools_event(await recv_until(ws, lambda f: devtools_event(f) is not None))
-    assert first is not None
-    tree.apply(first)
-    return ws, str(reply["payload"]["streamId"]), tree
-
-
-async def test_drop_connections_cuts_sockets_without_a_close_frame(rich: FaultyReplayGateway) -> None:
-    ws1, _ = await open_session(rich)
-    ws2, _ = await open_session(rich)
-    assert rich.active_connections == 2 and rich.connections_total == 2
-    assert rich.drop_connections() == 2
-    for ws in (ws1, ws2):
-        with pytest.raises(ConnectionClosed) as closed:
-            await recv_until(ws, lambda f: False)
-        assert closed.value.rcvd is None
-    assert rich.active_connections == 0
-    ws3, hello = await open_session(rich)
-    async with ws3:
-        assert hello["ok"] and rich.connections_total == 3
-
-
-async def test_send_raw_reaches_devtools_subscribers_verbatim(rich: FaultyReplayGateway) -> None:
-    bystander, _ = await open_session(rich)
-    ws, _, _ = await stream_session(rich)
-    async with ws, bystander:
-        assert rich.send_raw("{not json") == 1
-        message = await asyncio.wait_for(ws.recv(), DEADLINE)
-        assert message == "{not json"
-
-
-async def test_injected_devtools_events_reach_the_stream_only(rich: FaultyReplayGateway) -> None:
-    ws, stream_id, tree = await stream_session(rich)
-    async with ws:
-        base = tree.seq or 0
-        gap = {"version": 1, "kind": "delta", "delta": {"version": 1, "baseSeq": base + 5, "seq": base + 6, "ops": []}}
-        bogus = {"version": 1, "kind": "delta",
-                 "delta": {"version": 1, "baseSeq": base, "seq": base + 1, "ops": [{"op": "explode", "id": 1}]}}
-        assert rich.inject_devtools_event(RICH.run_id, gap) == 1
-        assert rich.inject_devtools_event(RICH.run_id, bogus) == 1
-        got = [await recv_until(ws, lambda f: devtools_event(f) is not None) for _ in range(2)]
-        assert all(f["payload"]["streamId"] == stream_id for f in got)
-        with pytest.raises(SeqGap):
-            tree.apply(event_of(got[0]))
-        with pytest.raises(InvalidDelta):
-            tree.apply(event_of(got[1]))
-        assert rich.run_seq(RICH.run_id) == base  # the replay's own tree is untouched
-
-
-async def test_devtools_error_ends_the_stream_but_not_the_socket(rich: FaultyReplayGateway) -> None:
-    ws, stream_id, _ = await stream_session(rich)
-    async with ws:
-        assert rich.devtools_error(RICH.run_id) == 1
-        error = await recv_until(ws, lambda f: f.get("event") == "devtools.error")
-        assert error["payload"]["streamId"] == stream_id and error["payload"]["runId"] == RICH.run_id
-        assert error["payload"]["error"]["code"] == "BackpressureDisconnect"
-        rich.resume()
-        seen: list[dict[str, Any]] = []
-        await recv_until(ws, lambda f: f.get("event") == "run.completed", seen)
-        assert not [f for f in seen if devtools_event(f) is not None]
-        still = await request(ws, "getRun", {"runId": RICH.run_id})
-        assert still["ok"]
-        assert rich.streams_total == 1
-        again = await request(ws, "streamDevTools", {"runId": RICH.run_id})
-        assert again["ok"] and rich.streams_total == 2
-
-
-async def test_pause_holds_the_run_and_resume_releases_it(rich: FaultyReplayGateway) -> None:
-    rich.resume()
-    await eventually(lambda: rich.run_seq(RICH.run_id) >= 2, "frame 2")
-    rich.pause()
-    held = rich.run_seq(RICH.run_id)
-    # The assertion is about time passing with nothing released: 0.3 s is 6 s of recording.
-    await asyncio.sleep(0.3)
-    assert rich.run_seq(RICH.run_id) == held and rich.run_status(RICH.run_id) == "running"
-    rich.resume()
-    await eventually(lambda: rich.run_seq(RICH.run_id) > held, "the run to move on")
-
-
-async def test_set_token_revokes_sessions_and_old_credentials(rich: FaultyReplayGateway) -> None:
-    ws, _ = await open_session(rich)
-    viewer, _ = await open_session(rich, token=READ_TOKEN)
-    async with viewer:
-        assert rich.set_token("new-token") == 1
-        with pytest.raises(ConnectionClosed) as closed:
-            await recv_until(ws, lambda f: False)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
-        old, hello = await open_session(rich, token=TOKEN)
-        assert code_of(hello) == "UNAUTHORIZED"
-        await old.close()
-        fresh, hello = await open_session(rich, token="new-token")
-        async with fresh:
-            assert hello["ok"]
-        assert (await http_rpc(rich, "getRun", {"runId": RICH.run_id}, TOKEN)).status_code == 401
-        assert (await http_rpc(rich, "getRun", {"runId": RICH.run_id}, "new-token")).status_code == 200
-        assert (await request(viewer, "getRun", {"runId": RICH.run_id}))["ok"]
-
-
-async def test_rpc_failures_answer_the_injected_statuses_first(rich: FaultyReplayGateway) -> None:
-    rich.rpc_failures["getRun"] = [429, 502, 503]
-    limited = await http_rpc(rich, "getRun", {"runId": RICH.run_id})
-    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
-    assert limited.json()["error"]["code"] == "RateLimited"
-    proxy = await http_rpc(rich, "getRun", {"runId": RICH.run_id})
-    assert proxy.status_code == 502 and proxy.headers["Content-Type"].startswith("text/plain")
-    assert (await http_rpc(rich, "getRun", {"runId": RICH.run_id})).status_code == 503
-    assert (await http_rpc(rich, "getRun", {"runId": RICH.run_id})).status_code == 200
-    assert (await http_rpc(rich, "listRuns")).status_code == 200
 
 
 # --------------------------------------------------------------------------- demo

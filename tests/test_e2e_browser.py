@@ -109,7 +109,7 @@ def test_live_rich_run_shows_every_true_state(
     server = serve_dashboard(gw.url)
     # Load the app once (the first session pays for the imports), so the run is watched live.
     page.goto(server.url(), wait_until="domcontentloaded")
-    expect(page.get_by_text("click a run to open it")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"runs · click a run to open it$"))).to_be_visible(timeout=30_000)
     run_id = gw.launch_run("rich")
     launched = time.monotonic()
     open_run(page, server, run_id)
@@ -224,7 +224,7 @@ def test_switching_runs_never_shows_the_previous_runs_rows(
     run_b = gateway.launch_run("rich")
     ids_a = set(snapshot_states(snapshot(gateway, run_a)))
     page.get_by_role("button", name="← All runs").click()
-    cell = page.locator(".tabulator-cell", has_text=run_b)
+    cell = page.locator(".sd-run-list .tabulator-cell", has_text=run_b)
     expect(cell).to_be_visible(timeout=20_000)
     mark_rows(page)  # the moment of the switch: every row shown from now on is recorded
     cell.click()
@@ -313,7 +313,7 @@ def test_page_is_local_and_never_carries_the_token(
     page.locator(".bk-tab", has_text=re.compile(r"^Output$")).click()
     expect(page.locator(".tabulator-cell", has_text=XSS).first).to_be_visible(timeout=20_000)
     page.goto(dashboard.url(), wait_until="domcontentloaded")  # the run list too
-    expect(page.locator(".tabulator-cell", has_text=run_id)).to_be_visible(timeout=20_000)
+    expect(page.locator(".sd-run-list .tabulator-cell", has_text=run_id)).to_be_visible(timeout=20_000)
     assert browser_log.websockets, "the page opened no WebSocket"
     assert all(u.startswith(f"ws://127.0.0.1:{dashboard.port}/") for u in browser_log.websockets)
     assert browser_log.external_requests == []

@@ -84,6 +84,7 @@ class RunList(pn.viewable.Viewer):
         self._message = TextPane("Loading runs…", margin=(5, 10))
         self._table = pn.widgets.Tabulator(
             runs_frame([]),
+            css_classes=["sd-run-list"],  # the landing page has the overview's run table too
             show_index=False,
             disabled=True,
             selectable=False,

@@ -16,6 +16,8 @@ import os
 import secrets
 from pathlib import Path
 
+from inspector.errors import ConfigurationError
+
 __all__ = ["UsersFileError", "check_login", "hash_password", "load_users", "set_user", "verify_password"]
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ _N, _R, _P = 2**15, 8, 1
 _MAXMEM = 64 * 1024 * 1024
 
 
-class UsersFileError(ValueError):
+class UsersFileError(ConfigurationError):
     """The users file cannot be read or is not a JSON object of strings."""
 
 

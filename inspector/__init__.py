@@ -1,8 +1,10 @@
 """smithers-dashboard's inspector: everything about talking to a Smithers Gateway.
 
-No Panel here. :mod:`inspector.protocol` (wire types) and :mod:`inspector.tree` (the
-DevTools tree model) are pure; :mod:`inspector.client` is the only module that opens
-sockets.
+No Panel here. The pure core (:mod:`inspector.protocol` wire types, :mod:`inspector.tree`
+the DevTools tree, :mod:`inspector.subscription` the resync policy, :mod:`inspector.vocabulary`,
+:mod:`inspector.agents`, :mod:`inspector.pricing`) opens no socket; :mod:`inspector.client` and
+:mod:`inspector.stream` talk to a Gateway, and :mod:`inspector.replay` serves a recorded one.
+Everything raised derives from :class:`SmithersDashboardError`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .errors import (
     InvalidSnapshot,
     ProtocolError,
     SeqGap,
+    SmithersDashboardError,
 )
 from .tree import DevToolsTree, TreeChange, TreeNode
 
@@ -37,6 +40,7 @@ __all__ = [
     "InvalidSnapshot",
     "ProtocolError",
     "SeqGap",
+    "SmithersDashboardError",
     "TreeChange",
     "TreeNode",
 ]

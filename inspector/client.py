@@ -381,11 +381,13 @@ def _closed_error(exc: ConnectionClosed) -> GatewayUnavailable | GatewayRpcError
     return GatewayUnavailable(text)
 
 
-def _payload_or_raise(frame: ResponseFrame, method: str, status: int | None) -> Any:
+def _payload_or_raise(
+    frame: ResponseFrame, method: str, status: int | None, retry_after: float | None = None
+) -> Any:
     if frame.ok:
         return frame.payload
     assert frame.error is not None
-    raise frame.error.to_exception(method=method, status=status)
+    raise frame.error.to_exception(method=method, status=status, retry_after=retry_after)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -501,11 +503,7 @@ class GatewayClient:
             raise GatewayRpcError(
                 f"HTTP_{status}", f"unexpected answer (HTTP {status})", status=status, method=method, retry_after=wait
             )
-        try:
-            return _payload_or_raise(frame, method, response.status_code)
-        except GatewayRpcError as exc:
-            exc.retry_after = _retry_after(response)
-            raise
+        return _payload_or_raise(frame, method, response.status_code, _retry_after(response))
 
     # -- typed reads ----------------------------------------------------------
 

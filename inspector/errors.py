@@ -10,6 +10,9 @@ hierarchy follows the layers::
     │   ├── SeqGap               deltas are missing (``baseSeq`` is not the tree's ``seq``)
     │   ├── InvalidDelta         a malformed or inapplicable op
     │   └── InvalidSnapshot      a snapshot that cannot be a tree
+    ├── ConfigurationError       a file or setting given to us cannot be used (also a ValueError)
+    │   ├── PriceTableError      a price file (:mod:`inspector.pricing`)
+    │   └── UsersFileError       a login users file (:mod:`dashboard.passwords`)
     └── GatewayError             talking to the Gateway failed (``retry_after`` when it said)
         ├── GatewayRpcError      an error answer, its code normalised (:class:`ErrorCode`)
         └── GatewayUnavailable   no answer at all: refused, cut, timed out, HTTP 5xx
@@ -24,6 +27,7 @@ import enum
 from typing import Any
 
 __all__ = [
+    "ConfigurationError",
     "DevToolsError",
     "ErrorCode",
     "FrameDecodeError",
@@ -42,6 +46,13 @@ __all__ = [
 
 class SmithersDashboardError(Exception):
     """The root of every error this package raises (the hierarchy is in the module docstring)."""
+
+
+class ConfigurationError(SmithersDashboardError, ValueError):
+    """A file or setting handed to us (price table, users file, ...) that cannot be used.
+
+    Raised at start-up with the file and the reason, so a misconfiguration stops the
+    process with one clear line instead of a traceback later."""
 
 
 class ProtocolError(SmithersDashboardError, ValueError):

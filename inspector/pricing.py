@@ -39,6 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
+from .errors import ConfigurationError
+
 __all__ = [
     "PRICES_ENV",
     "CostEstimate",
@@ -56,7 +58,7 @@ PRICES_ENV: Final = "SMITHERS_DASHBOARD_PRICES"
 _PER: Final = 1_000_000
 
 
-class PriceTableError(ValueError):
+class PriceTableError(ConfigurationError):
     """A price file that cannot be read or does not have the table's shape."""
 
 

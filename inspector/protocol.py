@@ -95,7 +95,9 @@ class ErrorInfo:
     required_scope: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_exception(self, *, method: str | None = None, status: int | None = None) -> GatewayRpcError:
+    def to_exception(
+        self, *, method: str | None = None, status: int | None = None, retry_after: float | None = None
+    ) -> GatewayRpcError:
         return GatewayRpcError(
             self.raw_code,
             self.message,
@@ -103,6 +105,7 @@ class ErrorInfo:
             required_scope=self.required_scope,
             details=dict(self.details) or None,
             method=method,
+            retry_after=retry_after,
         )
 
 

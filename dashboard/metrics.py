@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DELTAS",
     "DELTA_APPLY_SECONDS",
+    "BATCH_STRETCH",
     "ERRORS",
     "RECONNECTS",
     "SESSIONS",
@@ -62,8 +63,22 @@ ERRORS = Counter(
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series would double every counter
 
+BATCH_STRETCH = Gauge(
+    "smithers_dashboard_batch_stretch",
+    "The largest factor any watched run's batches are stretched by because the event loop could not keep up "
+    "(1: every run at its own batch interval; see dashboard/shared.py)",
+)
+
 _hubs: weakref.WeakSet[GatewayHub] = weakref.WeakSet()
 UPSTREAM_STREAMS.set_function(lambda: float(sum(len(hub.runs) for hub in list(_hubs))))
+
+
+def _batch_stretch() -> float:
+    views = (hub.shared_view(run) for hub in list(_hubs) for run in list(hub.runs))
+    return max((view.ticker.stretch for view in views if view is not None), default=1.0)
+
+
+BATCH_STRETCH.set_function(_batch_stretch)
 
 
 def track_hub(hub: GatewayHub) -> None:

@@ -11,7 +11,11 @@ that the hub keeps beside the run's tree (``GatewayHub.shared_view``):
   batch: it asks the ticker, which flushes every store whose batch is due (or nearly due) in
   one pass. The stores of a run then tick together, on the same tree state with the same
   changes, which is what lets the products below be computed once per tick, and it keeps one
-  timer per run instead of one per session.
+  timer per run instead of one per session. It also **stretches the batches when the loop
+  cannot keep up** (:attr:`RunTicker.stretch`): a session's cost is mostly per tick, not per
+  change (its store's update, its Bokeh document's patch and websocket write), so when a
+  hundred screens would saturate the one event loop at 20 ticks a second, fewer, larger ticks
+  keep every screen current instead of letting a backlog grow without bound.
 - :meth:`SharedRunView.tree_patch` computes :func:`~dashboard.treerows.patch_for` and its JSON
   text once per (tree, changes) and hands every session the same text; only the message's
   ``seq`` (each tree component numbers its own messages) is set per session.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,12 +68,15 @@ class SharedStats:
     records_shared: int = 0
     renders_computed: int = 0
     renders_shared: int = 0
+    #: The largest batch stretch the run's ticker reached (1.0: never stretched).
+    max_stretch: float = 1.0
 
 
 class _Request:
     """A store's place in the ticker's next pass; :meth:`cancel` takes it out."""
 
     __slots__ = ("cancelled", "due", "flush", "slack")
+
 
     def __init__(self, flush: Callable[[], None], due: float, slack: float) -> None:
         self.flush = flush
@@ -88,12 +96,32 @@ class RunTicker:
     time is within its ``slack`` (half its batch interval) of now: a store that joined a moment
     after the others is pulled into their pass once, and from then on ticks with them. A store
     whose batch interval is far longer (a test that holds its flushes) is left waiting.
+
+    **Stretch.** After each pass the ticker compares what the batch period cost — how late the
+    loop ran the pass (every other piece of work on the loop, other runs and Bokeh's own
+    serialisation included, shows up as lateness) plus the pass itself — with the period.
+    Above :attr:`HIGH` of it, :attr:`stretch` grows by :attr:`GROW` (up to :attr:`MAX_STRETCH`);
+    below :attr:`LOW`, it decays back towards 1. Stores multiply their batch interval by it
+    (:meth:`interval`). Multiplicative steps both ways settle within a few passes and cannot
+    oscillate faster than the passes themselves; the bounds keep a quiet run at its own
+    interval and a saturated one at most ``MAX_STRETCH`` times behind it.
     """
+
+    #: The largest factor a batch interval is stretched by (50 ms batches: at most 500 ms).
+    MAX_STRETCH = 10.0
+    #: Share of the batch period spent late or in the pass above which batches stretch ...
+    HIGH = 0.5
+    #: ... and below which they shrink back.
+    LOW = 0.2
+    GROW = 1.5
+    SHRINK = 0.8
 
     def __init__(self, stats: SharedStats | None = None) -> None:
         self.stats = stats or SharedStats()
         #: Loop time of the pass running now (or the last one): the stores' "last flush".
         self.now = 0.0
+        #: The factor the run's stores stretch their batch interval by (1.0 when the loop keeps up).
+        self.stretch = 1.0
         self._waiting: list[_Request] = []
         self._handle: asyncio.Handle | None = None
         self._handle_due: float | None = None
@@ -104,6 +132,10 @@ class RunTicker:
         self._waiting.append(request)
         self._arm(asyncio.get_running_loop())
         return request
+
+    def interval(self, base: float) -> float:
+        """A store's batch interval ``base``, stretched by the run's load (see the class docstring)."""
+        return base * self.stretch
 
     @property
     def waiting(self) -> int:
@@ -127,9 +159,11 @@ class RunTicker:
         self._handle = loop.call_soon(self._pass) if wait <= 0 else loop.call_later(wait, self._pass)
 
     def _pass(self) -> None:
+        due = self._handle_due
         self._handle = self._handle_due = None
         loop = asyncio.get_running_loop()
         self.now = now = loop.time()
+        started = time.perf_counter()
         ready = [r for r in self._waiting if not r.cancelled and r.due - r.slack <= now]
         self._waiting = [r for r in self._waiting if not r.cancelled and r.due - r.slack > now]
         if ready:
@@ -141,7 +175,21 @@ class RunTicker:
                 request.flush()
             except Exception:  # one broken session must not starve the others
                 log.exception("a store's flush failed")
+        if ready and due is not None:
+            # A request's slack is half its store's (stretched) batch interval.
+            period = 2 * min(r.slack for r in ready)
+            self._adapt(max(0.0, now - due) + time.perf_counter() - started, period)
         self._arm(loop)
+
+    def _adapt(self, cost: float, period: float) -> None:
+        if period <= 0:
+            return
+        load = cost / period
+        if load > self.HIGH:
+            self.stretch = min(self.MAX_STRETCH, self.stretch * self.GROW)
+            self.stats.max_stretch = max(self.stats.max_stretch, self.stretch)
+        elif load < self.LOW and self.stretch > 1.0:
+            self.stretch = max(1.0, self.stretch * self.SHRINK)
 
 
 class SharedRunView:

@@ -469,9 +469,8 @@ class RunStore(param.Parameterized):
         if self.shared is not None:
             # On the run's clock: every store of the run flushes in the same pass, on the same
             # tree state, so the tick's patch and HTML are computed once (dashboard/shared.py).
-            self._flush_handle = self.shared.ticker.request(
-                self._flush_on_tick, self._last_flush + self.batch_interval, self.batch_interval / 2
-            )
+            interval = self.shared.ticker.interval(self.batch_interval)
+            self._flush_handle = self.shared.ticker.request(self._flush_on_tick, self._last_flush + interval, interval / 2)
             return
         wait = self.batch_interval - (loop.time() - self._last_flush)
         if wait <= 0:

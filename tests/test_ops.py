@@ -83,7 +83,7 @@ def test_ready_metrics_while_a_run_streams_and_not_ready_when_the_gateway_stops(
         before = metrics(base)
         for name in ("smithers_dashboard_sessions", "smithers_dashboard_upstream_streams",
                      "smithers_dashboard_deltas_total", "smithers_dashboard_reconnects_total",
-                     "smithers_dashboard_delta_apply_seconds_count"):
+                     "smithers_dashboard_delta_apply_seconds_count", "smithers_dashboard_batch_stretch"):
             assert name in before, name
         for _ in range(2):  # two runs, one after the other: the counter grows with each
             baseline = metrics(base)["smithers_dashboard_deltas_total"]
@@ -94,6 +94,7 @@ def test_ready_metrics_while_a_run_streams_and_not_ready_when_the_gateway_stops(
                          f"deltas_total to grow as the run streams: {metrics(base)}", interval=0.5)
             assert grown["smithers_dashboard_upstream_streams"] >= 1
             assert grown["smithers_dashboard_sessions"] >= 1
+            assert 1.0 <= grown["smithers_dashboard_batch_stretch"] <= 10.0
             assert grown["smithers_dashboard_delta_apply_seconds_count"] == grown["smithers_dashboard_deltas_total"]
 
         gateway.stop()

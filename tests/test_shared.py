@@ -154,3 +154,41 @@ async def test_a_store_holding_its_batch_is_not_flushed_by_the_others() -> None:
     assert held.last_changes[-1].seq == wall.seq
     assert wall.mirrors[0].ordered() == rows_for(held.tree)
     await wall.close()
+
+
+def test_the_ticker_stretches_batches_under_load_and_shrinks_back_when_it_eases() -> None:
+    ticker = shared_module.RunTicker()
+    assert ticker.interval(0.05) == 0.05
+    # The loop ran each pass most of a period late: batches stretch, up to the bound.
+    for _ in range(20):
+        ticker._adapt(cost=0.9 * ticker.interval(0.05), period=ticker.interval(0.05))
+    assert ticker.stretch == ticker.MAX_STRETCH
+    assert ticker.interval(0.05) == 0.05 * ticker.MAX_STRETCH
+    assert ticker.stats.max_stretch == ticker.MAX_STRETCH
+    # Between the thresholds nothing moves (no oscillation around one load).
+    ticker._adapt(cost=0.3 * ticker.interval(0.05), period=ticker.interval(0.05))
+    assert ticker.stretch == ticker.MAX_STRETCH
+    # Quiet again: back to the store's own interval, never below it.
+    for _ in range(40):
+        ticker._adapt(cost=0.0, period=ticker.interval(0.05))
+    assert ticker.stretch == 1.0
+
+
+async def test_stores_ask_the_ticker_for_their_stretched_interval() -> None:
+    wall = Wall(2)
+    await wall.start()
+    view = wall.hub.shared_view(RUN)
+    assert view is not None
+    await until(lambda: all(s._flush_handle is None for s in wall.stores), what="both stores idle")
+    view.ticker.stretch = 4.0
+    for store in wall.stores:  # just flushed: the next batch is due a whole interval later
+        store._last_flush = asyncio.get_running_loop().time()
+    wall.feeds.push(RUN, delta_event(wall.seq, [wall.update_task("a-0", "finished")]))
+    wall.seq += 1
+    await until(lambda: all(s._flush_handle is not None for s in wall.stores), what="both stores' flush requests")
+    for store in wall.stores:
+        request = store._flush_handle
+        assert request.due == store._last_flush + 4.0 * store.batch_interval
+        assert request.slack == 2.0 * store.batch_interval
+    await wall.push()  # and every store still reaches the delta
+    await wall.close()

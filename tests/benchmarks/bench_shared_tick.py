@@ -38,7 +38,12 @@ import dashboard.views.events as events_view  # noqa: E402
 import dashboard.views.header as header_view  # noqa: E402
 from dashboard.app import Dashboard  # noqa: E402
 from dashboard.config import load_config  # noqa: E402
-from inspector.stream import EventFrame, RunEvent  # noqa: E402
+from inspector.protocol import EventFrame  # noqa: E402
+
+try:
+    from inspector.items import RunEvent
+except ImportError:  # before the sans-I/O split (for before/after figures)
+    from inspector.stream import RunEvent  # type: ignore[no-redef,attr-defined]
 from tests.benchmarks.harness import load_average, rss_mb  # noqa: E402
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
 from tests.test_hub import FakeFeeds, FakeRpc, make_hub, online  # noqa: E402
@@ -81,6 +86,8 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     rss0 = rss_mb(os.getpid())
     for _ in range(n):
         app = Dashboard(run_id=run_id, view="monitor", hub=hub, config=config)
+        if args.batch is not None:
+            app.store.batch_interval = args.batch
         app.__panel__().get_root(Document())
         apps.append(app)
     loop = asyncio.get_running_loop()
@@ -129,6 +136,9 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "event_list_renders": counters[2].calls,
         "rss_per_session_mb": round((rss1 - rss0) / max(1, n), 2), "load": load_average(),
     }
+    shared_view = getattr(hub, "shared_view", None)
+    stats = shared_view(run_id).stats if callable(shared_view) else None
+    out["max_stretch"] = round(getattr(stats, "max_stretch", 1.0), 2)
     for app, watcher in zip(apps, watchers, strict=True):
         app.store.param.unwatch(watcher)
         app.close()
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wide", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=40)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--batch", type=float, default=None, help="store batch interval (s); default the store's")
     args = parser.parse_args(argv)
     results = []
     for n in args.sessions:

@@ -134,7 +134,8 @@ class Dashboard(pn.viewable.Viewer):
             self.scores = ScoresView(store=self.store)
             self.events: EventLog | RecentEvents = EventLog(store=self.store)
             self.scrubber = FrameScrubber(store=self.store)
-            self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled)
+            self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled, config=self.config)
+            self.scrubber.param.watch(lambda e: self.actions.set_rewind_frame(e.new), "selected_frame")
             self.runs = RunList(hub=self.hub, on_select=self.open_run)
             self.landing = LandingPage(hub=self.hub, runs=self.runs, on_open=self.open_run)  # issue 13
             self._run_page = self._full_layout()
@@ -155,9 +156,8 @@ class Dashboard(pn.viewable.Viewer):
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
-        top: pn.viewable.Viewable = pn.Row(back, self.header, sizing_mode="stretch_width")
-        if self.config.actions_enabled:
-            top = pn.Column(top, self.actions, sizing_mode="stretch_width")
+        # The run controls (or, read-only, the run's pending approvals and who rewound it).
+        top = pn.Column(pn.Row(back, self.header, sizing_mode="stretch_width"), self.actions, sizing_mode="stretch_width")
         main = pn.Row(
             pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
             pn.Column(self.detail, sizing_mode="stretch_both", styles={"flex": "1 1 58%", "min-width": "0"}),

@@ -168,7 +168,7 @@ async def test_operator_approves_cancels_and_rewinds_on_the_gateway_and_each_is_
         await approving.refresh_approvals()
         approve = approving.approval_actions[0][0]
         approve._arm.clicks += 1
-        assert approve.confirm_text == f"Approve the request of node deploy in run {gated}?"
+        assert approve.confirm_text == f"Approve this request? (node deploy of run {gated})"
         approve._yes.clicks += 1
         await until(lambda: approving.message.startswith("Approved"), timeout=15, what="approval sent")
         await until(lambda: gateway.get_run(gated)["status"] == "finished", timeout=30, what="approved run finished")

@@ -343,7 +343,7 @@ class RunActions(StoreView):
         self._approvals.objects = rows
 
     def _decision_question(self, node: str, verb: str) -> str:
-        return f"{verb} the request of node {node} in run {self.run_store.run_id}?"
+        return f"{verb} this request? (node {node} of run {self.run_store.run_id})"
 
     def __panel__(self) -> pn.viewable.Viewable:
         if not self.enabled:

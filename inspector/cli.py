@@ -10,7 +10,9 @@
 ``serve`` and ``demo`` run ``panel serve`` on the packaged app (``dashboard/apps``) with the
 ``dashboard.ops`` plugin (``/healthz``, ``/readyz``, ``/metrics``); login is Panel's auth
 (``--basic-auth`` through :mod:`dashboard.auth`, or ``--oauth-*``), its secrets passed in the
-environment, never on ``panel serve``'s command line.
+environment, never on ``panel serve``'s command line. ``--operators`` / ``--operator-claim``
+name who may change runs and ``--audit-log`` where actions are recorded (:mod:`dashboard.roles`,
+:mod:`dashboard.audit`), also passed in the environment.
 
 The Gateway comes from ``--gateway URL`` or ``SMITHERS_GATEWAY_URL``; the token only from
 ``SMITHERS_TOKEN`` or ``--token-file``: never from the command line, where ``ps`` and

@@ -240,3 +240,30 @@ def test_jump_notice_names_the_caller() -> None:
     assert jump_notice({"from": 18, "to": 3, "caller": None}) == \
         "Rewound from frame 18 to 3 (the Gateway did not say by whom)."
     assert jump_notice(None) == ""
+
+
+async def test_an_unreachable_gateway_is_a_failed_action_in_the_audit(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = GatewayClient("http://gateway.test:7331", OP_TOKEN, transport=httpx.MockTransport(unreachable))
+    signed_in(monkeypatch, "alice")
+    try:
+        outcome = await perform(SimpleNamespace(client=client), team(tmp_path), action="cancel", method="cancelRun",
+                                params={"runId": "r1"}, run_id="r1")
+        assert not outcome.ok and outcome.message.startswith("Failed: the Gateway could not be reached")
+        (entry,) = audit_lines(tmp_path / "audit.jsonl")
+        assert entry["outcome"] == "failed" and entry["code"] == "GatewayUnavailable" and entry["user"] == "alice"
+    finally:
+        await client.aclose()
+
+
+def test_shows_control_needs_the_role_and_the_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = DashboardConfig(actions_enabled=True, login_required=True, operators=frozenset({"alice"}))
+    hub = SimpleNamespace(client=SimpleNamespace())
+    signed_in(monkeypatch, "alice")
+    assert roles.shows_control(config, hub, "submitApproval", frozenset({"approval:submit"}))
+    assert not roles.shows_control(config, hub, "submitApproval", frozenset({"run:admin"}))
+    signed_in(monkeypatch, "bob")
+    assert not roles.shows_control(config, hub, "submitApproval", frozenset({"*"}))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from dashboard.store import RunStore
 from dashboard.views import RunActions
 from dashboard.views.actions import jump_notice
 from inspector.client import GatewayClient
+from tests.gateway.server import GatewayRpcError as GatewayServerRpcError
 
 from .test_actions import buttons, html_of
 from .test_hub import until
@@ -267,3 +269,44 @@ def test_shows_control_needs_the_role_and_the_scope(monkeypatch: pytest.MonkeyPa
     assert not roles.shows_control(config, hub, "submitApproval", frozenset({"run:admin"}))
     signed_in(monkeypatch, "bob")
     assert not roles.shows_control(config, hub, "submitApproval", frozenset({"*"}))
+
+
+async def test_live_rewind_is_refused_without_the_tick_and_done_with_it_on_the_gateway(
+        gateway: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Gateway's own refusals: a live run without force (RunOwnerAlive), a frame
+    that does not exist (FrameOutOfRange); then the operator's tick interrupts the live run."""
+    signed_in(monkeypatch, "alice")
+    config = team(tmp_path, gateway_url=gateway.url)
+    hub = GatewayHub(GatewayClient(gateway.url, OP_TOKEN), grace=0.1)
+    run_id = gateway.launch_run("slow")
+    store = RunStore(hub=hub, run_id=run_id)
+    actions = RunActions(store=store, enabled=True, config=config)
+    try:
+        await until(lambda: store.tree is not None and (store.tree.seq or 0) >= 3, timeout=30, what="a few frames")
+        await until(lambda: (store.run or {}).get("status") == "running", timeout=15, what="the run read as running")
+        actions.set_rewind_frame(1)
+        actions._rewind._arm.clicks += 1
+        assert "The run is live (running)" in actions._rewind.confirm_text
+        actions._rewind._yes.clicks += 1
+        await until(lambda: actions.last_outcome is not None and actions.last_outcome.code == "RunOwnerAlive",
+                    timeout=30, what="the RunOwnerAlive refusal")
+        assert actions.message.startswith("Refused: the run is still executing in its owner process.")
+        actions.set_rewind_frame(9999)
+        actions.force = True
+        assert await actions._rewind_run() == \
+            "Refused: the run has no frame 9999 to go back to (it may have been rewound meanwhile)."
+        actions.set_rewind_frame(1)
+        actions._force.value = True
+        actions._rewind._arm.clicks += 1
+        assert actions._rewind.confirm_text == (f"Rewind run {run_id} to frame 1 — the run is live: its owner process "
+                                                "will be interrupted. Frames after 1 are discarded.")
+        actions._rewind._yes.clicks += 1
+        await until(lambda: actions.message == "Rewound to frame 1.", timeout=60, what="the forced rewind")
+        lines = audit_lines(tmp_path / "audit.jsonl")
+        assert [(e["frame"], e["force"], e["outcome"], e["code"]) for e in lines] == [
+            (1, False, "refused", "RunOwnerAlive"), (9999, True, "refused", "FrameOutOfRange"), (1, True, "ok", None)]
+    finally:
+        store.close()
+        await hub.aclose()
+        with contextlib.suppress(GatewayServerRpcError):  # it may have finished meanwhile
+            gateway.rpc("cancelRun", {"runId": run_id})

@@ -80,6 +80,7 @@ async def test_forbidden_action_names_the_missing_scope(gateway: Any) -> None:
         actions._rewind._yes.clicks += 1
         await until(lambda: bool(actions.message), timeout=10, what="an answer")
         assert actions.message == "Refused: the dashboard's token lacks the scope run:admin."
+        assert "Rewind…" not in buttons(actions), "the scope it lacks takes its control away"
         assert gateway.get_run(run_id)["status"] == "finished"
     finally:
         store.close()

@@ -42,10 +42,7 @@ from .widgets import TextPane, stylesheet
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["Action", "RunActions", "action_error_text", "jump_notice"]
-
-#: Kept for callers of the older name: the plain-words text of a refused action.
-action_error_text = refusal_text
+__all__ = ["Action", "RunActions", "jump_notice"]
 
 
 def jump_notice(jump: dict[str, Any] | None) -> str:
@@ -257,6 +254,8 @@ class RunActions(StoreView):
         outcome = await perform(self._hub(), self.config, run_id=self.run_store.run_id, **kwargs)
         self.last_outcome = outcome
         self.message = outcome.message
+        if outcome.code == "FORBIDDEN":
+            self._show_controls(outcome)  # the token lacks that scope: its controls go
         return outcome
 
     async def _cancel_run(self) -> str:

@@ -12,19 +12,31 @@ Environment:
   out of ``ps`` and shell history)
 - ``SMITHERS_DASHBOARD_ACTIONS=1`` enables write controls (off: the dashboard is read-only)
 - ``SMITHERS_MONITOR_ROTATE`` seconds between runs on the wall monitor (default 20)
+- ``SMITHERS_DASHBOARD_OPERATORS=alice,bob``: the logged-in users who may change runs
+  (naming operators, by name or claim, turns actions on)
+- ``SMITHERS_DASHBOARD_OPERATOR_CLAIM=groups=smithers-operators``: or those whose OAuth
+  claim ``groups`` holds (or is) ``smithers-operators``
+- ``SMITHERS_DASHBOARD_LOGIN=1``: the server requires a login (``serve`` sets it), so a
+  session without a user is never an operator
+- ``SMITHERS_DASHBOARD_AUDIT_LOG=FILE``: every action appended to FILE as a JSON line
+
+Who is an operator is decided by :mod:`dashboard.roles` from these settings.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inspector.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_GATEWAY_URL", "DashboardConfig", "load_config"]
+__all__ = ["DEFAULT_GATEWAY_URL", "DashboardConfig", "load_config", "parse_claim", "parse_operators"]
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
 _TRUE = {"1", "true", "yes", "on"}
@@ -39,6 +51,15 @@ class DashboardConfig:
     actions_enabled: bool = False
     monitor_rotate_seconds: float = 20.0
     event_log_size: int = 2000
+    operators: frozenset[str] = frozenset()
+    operator_claim: tuple[str, str] | None = None
+    login_required: bool = False
+    audit_log: str | None = None
+
+    @property
+    def names_operators(self) -> bool:
+        """Operators are named (by user or by claim) rather than every logged-in user."""
+        return bool(self.operators) or self.operator_claim is not None
 
     @property
     def has_token(self) -> bool:
@@ -63,6 +84,21 @@ def _float(env: Mapping[str, str], key: str, default: float, minimum: float) -> 
         raise ValueError(f"{key} must be a number, got {raw!r}") from None
 
 
+def parse_operators(raw: str | None) -> frozenset[str]:
+    """``"alice, bob"`` -> ``{"alice", "bob"}`` (commas or spaces between names)."""
+    return frozenset(name for name in re.split(r"[,\s]+", raw or "") if name)
+
+
+def parse_claim(raw: str | None) -> tuple[str, str] | None:
+    """``"groups=smithers-operators"`` -> ``("groups", "smithers-operators")``."""
+    if raw is None or not raw.strip():
+        return None
+    name, sep, value = raw.strip().partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigurationError(f"an operator claim is NAME=VALUE (e.g. groups=smithers-operators), got {raw!r}")
+    return name.strip(), value.strip()
+
+
 def load_config(env: Mapping[str, str] | None = None) -> DashboardConfig:
     """Read the configuration from ``env`` (default: the process environment).
 
@@ -74,10 +110,18 @@ def load_config(env: Mapping[str, str] | None = None) -> DashboardConfig:
     token = (env.get("SMITHERS_TOKEN") or "").strip() or None
     if token is None and env.get("SMITHERS_TOKEN_FILE"):
         token = _read_token_file(env["SMITHERS_TOKEN_FILE"])
+    operators = parse_operators(env.get("SMITHERS_DASHBOARD_OPERATORS"))
+    claim = parse_claim(env.get("SMITHERS_DASHBOARD_OPERATOR_CLAIM"))
     return DashboardConfig(
         gateway_url=url,
         token=token,
-        actions_enabled=(env.get("SMITHERS_DASHBOARD_ACTIONS", "").strip().lower() in _TRUE),
+        # Naming operators turns the controls on (for them).
+        actions_enabled=(env.get("SMITHERS_DASHBOARD_ACTIONS", "").strip().lower() in _TRUE)
+        or bool(operators) or claim is not None,
         monitor_rotate_seconds=_float(env, "SMITHERS_MONITOR_ROTATE", 20.0, 3.0),
         event_log_size=int(_float(env, "SMITHERS_DASHBOARD_EVENTS", 2000, 100)),
+        operators=operators,
+        operator_claim=claim,
+        login_required=(env.get("SMITHERS_DASHBOARD_LOGIN", "").strip().lower() in _TRUE),
+        audit_log=(env.get("SMITHERS_DASHBOARD_AUDIT_LOG") or "").strip() or None,
     )

@@ -130,24 +130,26 @@ def _field(name: str, prop: Mapping[str, Any], required: bool) -> FieldSpec:
     nullable = "null" in types
     concrete = [t for t in types if t != "null"]
     options = prop.get("enum")
-    common = {
-        "name": name,
-        "required": required,
-        "default": prop.get("default"),
-        "has_default": "default" in prop,
-        "description": str(prop.get("description") or ""),
-        "schema": prop,
-    }
-    if isinstance(options, list) and options and all(
-        isinstance(v, str | int | float | bool) or v is None for v in options
-    ):
-        return FieldSpec(kind=FieldKind.ENUM, options=tuple(options), nullable=None in options, **common)
     if "const" in prop and isinstance(prop["const"], str | int | float | bool):
-        return FieldSpec(kind=FieldKind.ENUM, options=(prop["const"],), **common)
-    if len(concrete) == 1 and concrete[0] in _SCALAR_KINDS:
-        return FieldSpec(kind=_SCALAR_KINDS[concrete[0]], nullable=nullable, minimum=_bound(prop, "minimum"),
-                         maximum=_bound(prop, "maximum"), **common)
-    return FieldSpec(kind=FieldKind.JSON, nullable=nullable, **common)
+        options = [prop["const"]]
+    kind = FieldKind.JSON
+    if isinstance(options, list) and options and all(isinstance(v, str | int | float | bool) or v is None for v in options):
+        kind, nullable = FieldKind.ENUM, None in options
+    elif len(concrete) == 1 and concrete[0] in _SCALAR_KINDS:
+        kind = _SCALAR_KINDS[concrete[0]]
+    return FieldSpec(
+        name=name,
+        kind=kind,
+        required=required,
+        default=prop.get("default"),
+        has_default="default" in prop,
+        options=tuple(options) if kind is FieldKind.ENUM and isinstance(options, list) else (),
+        description=str(prop.get("description") or ""),
+        minimum=_bound(prop, "minimum") if kind in (FieldKind.NUMBER, FieldKind.INTEGER) else None,
+        maximum=_bound(prop, "maximum") if kind in (FieldKind.NUMBER, FieldKind.INTEGER) else None,
+        nullable=nullable,
+        schema=prop,
+    )
 
 
 def fields_from_schema(schema: Mapping[str, Any] | None) -> list[FieldSpec]:
@@ -236,15 +238,15 @@ def _option_label(value: Any) -> str:
 
 
 def _widget(spec: FieldSpec) -> pn.widgets.Widget:
-    common: dict[str, Any] = {"name": spec.label, "sizing_mode": "stretch_width"}
+    common: dict[str, Any] = {"label": spec.label, "sizing_mode": "stretch_width"}
     if spec.description:
         common["description"] = spec.description
     default = spec.default if spec.has_default else None
     if spec.kind is FieldKind.STRING:
         return pn.widgets.TextInput(value=default if isinstance(default, str) else "", **common)
     if spec.kind is FieldKind.INTEGER:
-        bounds = {k: int(v) for k, v in (("start", spec.minimum), ("end", spec.maximum)) if v is not None}
-        return pn.widgets.IntInput(value=default if isinstance(default, int) else None, **bounds, **common)
+        int_bounds = {k: int(v) for k, v in (("start", spec.minimum), ("end", spec.maximum)) if v is not None}
+        return pn.widgets.IntInput(value=default if isinstance(default, int) else None, **int_bounds, **common)
     if spec.kind is FieldKind.NUMBER:
         bounds = {k: v for k, v in (("start", spec.minimum), ("end", spec.maximum)) if v is not None}
         return pn.widgets.FloatInput(value=default if isinstance(default, int | float) else None, **bounds, **common)
@@ -273,8 +275,9 @@ def _read(spec: FieldSpec, widget: pn.widgets.Widget) -> Any:
     """A widget's value as JSON, ``_UNSET`` to leave the property out; InputProblem if unreadable."""
     value = widget.value
     if spec.kind is FieldKind.STRING:
-        if value == "" and not spec.required:
-            return None if spec.nullable and not spec.has_default else _UNSET
+        if value == "":
+            # An empty box is a field left out (a required one is then reported missing), not "".
+            return None if spec.nullable and not spec.required and not spec.has_default else _UNSET
         return value
     if spec.kind in (FieldKind.INTEGER, FieldKind.NUMBER):
         if value is None:
@@ -304,7 +307,7 @@ class SchemaForm(pn.viewable.Viewer):
         #: One widget per field, by property name (empty without a schema of properties).
         self.widgets: dict[str, pn.widgets.Widget] = {spec.name: _widget(spec) for spec in self.fields}
         self.raw = pn.widgets.TextAreaInput(
-            name="Input (JSON object)", value="{}", height=140, sizing_mode="stretch_width",
+            label="Input (JSON object)", value="{}", height=140, sizing_mode="stretch_width",
             placeholder='{"key": "value"}',
         )
 

@@ -47,16 +47,16 @@ class ConfirmAction(pn.viewable.Viewer):
         self._ask = ask
         self._check = check
         self.task: asyncio.Future[Any] | None = None
-        self.arm_button = pn.widgets.Button(label=self.label, button_type="primary", margin=(4, 4))
-        self.confirm_button = pn.widgets.Button(label="Confirm", button_type="danger", width=90, margin=(4, 4),
+        self.arm_button = pn.widgets.Button(label=self.label, color="primary", margin=(4, 4))
+        self.confirm_button = pn.widgets.Button(label="Confirm", color="danger", width=90, margin=(4, 4),
                                                 visible=False)
         self.keep_button = pn.widgets.Button(label="Keep", width=70, margin=(4, 4), visible=False)
         self._question = TextPane("", margin=(8, 4), visible=False, sizing_mode="stretch_width")
         self._problem = TextPane("", margin=(8, 4), visible=False, styles={"color": "#b00020"},
                                  sizing_mode="stretch_width")
-        self.arm_button.on_click(lambda e: self.arm())
+        self.arm_button.on_click(lambda e: None if self.arm() else None)
         self.keep_button.on_click(lambda e: self.disarm())
-        self.confirm_button.on_click(lambda e: self.confirm())
+        self.confirm_button.on_click(lambda e: None if self.confirm() else None)
         self.param.watch(self._show, ["armed", "busy", "question", "problem"])
 
     def arm(self) -> bool:

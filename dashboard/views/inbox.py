@@ -310,12 +310,11 @@ class ApprovalsInbox(pn.viewable.Viewer):
                 self._rows[approval.key] = _Row(self, approval)
         waits = self.signals[:MAX_ROWS]
         wait_keys = [(w.run_id, w.signal_name) for w in waits]
-        for key in set(self._signal_rows) - set(wait_keys):
-            del self._signal_rows[key]
+        for gone in set(self._signal_rows) - set(wait_keys):
+            del self._signal_rows[gone]
         for wait in waits:
-            key = (wait.run_id, wait.signal_name)
-            if key not in self._signal_rows:
-                self._signal_rows[key] = _SignalRow(self, wait)
+            if (wait.run_id, wait.signal_name) not in self._signal_rows:
+                self._signal_rows[(wait.run_id, wait.signal_name)] = _SignalRow(self, wait)
         with pn.io.hold():
             for row in self._rows.values():
                 row.tick(now)

@@ -59,7 +59,7 @@ class LaunchForm(pn.viewable.Viewer):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.picker = pn.widgets.Select(name="Workflow", options=[], width=260)
+        self.picker = pn.widgets.Select(label="Workflow", options=[], width=260)
         self.form = SchemaForm(schema=None)
         self._form_box = pn.Column(self.form, margin=0, sizing_mode="stretch_width")
         self._about = TextPane("", margin=(4, 8), sizing_mode="stretch_width")

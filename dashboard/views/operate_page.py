@@ -30,7 +30,7 @@ class OperatePage(pn.viewable.Viewer):
     hub = param.ClassSelector(class_=GatewayHub, allow_None=NoNone, doc="The process's Gateway hub.")
     config = param.ClassSelector(class_=DashboardConfig, allow_None=NoNone, doc="The server's configuration.")
     on_open = param.Callable(default=None, doc="Called with a run id to open that run.")
-    role = param.Selector(default=Role.VIEWER, objects=list(Role), doc="The session's role when the page was built.")
+    role: param.Selector[Role] = param.Selector(default=Role.VIEWER, objects=list(Role), doc="The session's role when the page was built.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

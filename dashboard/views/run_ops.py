@@ -6,7 +6,7 @@ header. What each control does on the Smithers Gateway (0.32):
 
 - **Resume** a *failed* or *cancelled* run: ``resumeRun`` refuses a run that is over
   (``already_terminal``), so this is ``retryTask`` on the earliest node that failed or was
-  cancelled: the Gateway resets that node and every node after it to pending, flips the run
+  cancelled (or, for a run cancelled between two steps, the first node not finished): the Gateway resets that node and every node after it to pending, flips the run
   back to running and resumes it in process (what ``smithers retry-task`` does). A *paused*
   (or stale) run is resumed with ``resumeRun``. The question names the node that restarts.
 - **Re-run**: the Gateway's ``runs.rerun`` reads the run's stored input (``getRun`` does not
@@ -40,7 +40,7 @@ from .signal_form import SignalForm
 from .widgets import TextPane
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = ["RESUMABLE_BY_RETRY", "RESUMABLE_IN_PLACE", "RunOperations", "restart_node"]
 
@@ -51,22 +51,33 @@ RESUMABLE_BY_RETRY = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus
 #: Runs that stopped without ending (``resumeRun``).
 RESUMABLE_IN_PLACE = frozenset({RunStatus.PAUSED, RunStatus.STALE, RunStatus.ORPHANED})
 _STOPPED_STATES = frozenset({TaskState.FAILED, TaskState.CANCELLED})
+_DONE_STATES = frozenset({TaskState.FINISHED, TaskState.SKIPPED})
 
 
-def restart_node(states: Iterable[Any]) -> tuple[str, int] | None:
-    """The (node, iteration) a resume restarts: of ``listNodeStates``' failed or cancelled
-    nodes, the one that started first (resetting it resets everything after it)."""
-    stopped = [
-        s for s in states
-        if isinstance(s, dict) and s.get("state") in _STOPPED_STATES and isinstance(s.get("nodeId"), str)
-    ]
-    if not stopped:
-        return None
-    def order(s: Mapping[str, Any]) -> tuple[float, float]:
-        started, updated = s.get("startedAtMs"), s.get("updatedAtMs")
-        return (started if isinstance(started, int | float) else float("inf"),
+def restart_node(states: Iterable[Any], order: Sequence[str] = ()) -> tuple[str, int] | None:
+    """The (node, iteration) a resume restarts, from ``listNodeStates``.
+
+    Of the nodes that failed or were cancelled, the one that started first (resetting it
+    resets everything after it). A run cancelled between two steps has none: then the first
+    node, in the workflow's order (``order``: node ids as the DevTools tree lists them), that
+    has not finished.
+    """
+    rows = [s for s in states if isinstance(s, dict) and isinstance(s.get("nodeId"), str)]
+    stopped = [s for s in rows if s.get("state") in _STOPPED_STATES]
+
+    def started(s: Mapping[str, Any]) -> tuple[float, float]:
+        at, updated = s.get("startedAtMs"), s.get("updatedAtMs")
+        return (at if isinstance(at, int | float) else float("inf"),
                 updated if isinstance(updated, int | float) else float("inf"))
-    first = min(stopped, key=order)
+
+    if stopped:
+        first = min(stopped, key=started)
+    else:
+        open_rows = [s for s in rows if s.get("state") not in _DONE_STATES]
+        if not open_rows:
+            return None
+        rank = {node: i for i, node in enumerate(order)}
+        first = min(open_rows, key=lambda s: (rank.get(s["nodeId"], len(rank)), *started(s), s["nodeId"]))
     iteration = first.get("iteration")
     return str(first["nodeId"]), iteration if isinstance(iteration, int) else 0
 
@@ -163,8 +174,10 @@ class RunOperations(StoreView):
         except GatewayError as exc:
             self.message = f"Cannot read the run's nodes: {exc}"
             return
+        tree = self.store.tree
+        order = [n.node_id for n in tree.walk() if n.node_id] if tree is not None else []
         if run_id == self.run_id:
-            self.restart = restart_node(states)
+            self.restart = restart_node(states, order)
 
     # -- requests -----------------------------------------------------------------
 

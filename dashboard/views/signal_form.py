@@ -46,8 +46,8 @@ class SignalForm(pn.viewable.Viewer):
         super().__init__(**params)
         self._send_signal = send
         self._payload: dict[str, Any] = {}
-        self.name_input = pn.widgets.TextInput(name="Signal", value=signal_name, width=200)
-        self.payload_input = pn.widgets.TextAreaInput(name="Payload (JSON object)", value="{}", height=70,
+        self.name_input = pn.widgets.TextInput(label="Signal", value=signal_name, width=200)
+        self.payload_input = pn.widgets.TextAreaInput(label="Payload (JSON object)", value="{}", height=70,
                                                       sizing_mode="stretch_width")
         self.send = ConfirmAction(self._deliver, label="Send signal", ask=self._question, check=self._check)
 
@@ -65,10 +65,11 @@ class SignalForm(pn.viewable.Viewer):
         payload = json.dumps(self._payload)
         if len(payload) > 200:
             payload = payload[:200] + "…"
-        return f"Send signal {self.name_input.value.strip()!r}{node} to run {self.run_id} with {payload}?"
+        name = (self.name_input.value or "").strip()
+        return f"Send signal {name!r}{node} to run {self.run_id} with {payload}?"
 
     async def _deliver(self) -> Any:
-        return await self._send_signal(self.name_input.value.strip(), self._payload)
+        return await self._send_signal((self.name_input.value or "").strip(), self._payload)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(pn.Row(self.name_input, self.payload_input, margin=0, sizing_mode="stretch_width"),

@@ -242,6 +242,8 @@ def _widget(spec: FieldSpec) -> pn.widgets.Widget:
     if spec.description:
         common["description"] = spec.description
     default = spec.default if spec.has_default else None
+    if spec.kind in (FieldKind.STRING, FieldKind.INTEGER, FieldKind.NUMBER):
+        common["placeholder"] = spec.name
     if spec.kind is FieldKind.STRING:
         return pn.widgets.TextInput(value=default if isinstance(default, str) else "", **common)
     if spec.kind is FieldKind.INTEGER:
@@ -260,7 +262,7 @@ def _widget(spec: FieldSpec) -> pn.widgets.Widget:
         value = default if spec.has_default and default in spec.options else next(iter(options.values()))
         return pn.widgets.Select(options=options, value=value, **common)
     text = json.dumps(default) if spec.has_default else ""
-    return pn.widgets.TextAreaInput(value=text, placeholder=_json_hint(spec), height=70, **common)
+    return pn.widgets.TextAreaInput(value=text, placeholder=f"{spec.name}: {_json_hint(spec)}", height=70, **common)
 
 
 class _Unset:

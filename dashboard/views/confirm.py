@@ -51,9 +51,8 @@ class ConfirmAction(pn.viewable.Viewer):
         self.confirm_button = pn.widgets.Button(label="Confirm", color="danger", width=90, margin=(4, 4),
                                                 visible=False)
         self.keep_button = pn.widgets.Button(label="Keep", width=70, margin=(4, 4), visible=False)
-        self._question = TextPane("", margin=(8, 4), visible=False, sizing_mode="stretch_width")
-        self._problem = TextPane("", margin=(8, 4), visible=False, styles={"color": "#b00020"},
-                                 sizing_mode="stretch_width")
+        self._question = TextPane("", margin=(8, 4), visible=False, max_width=560)
+        self._problem = TextPane("", margin=(8, 4), visible=False, styles={"color": "#b00020"}, max_width=560)
         self.arm_button.on_click(lambda e: None if self.arm() else None)
         self.keep_button.on_click(lambda e: self.disarm())
         self.confirm_button.on_click(lambda e: None if self.confirm() else None)
@@ -97,9 +96,10 @@ class ConfirmAction(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
-            pn.Row(self.arm_button, self._question, self.confirm_button, self.keep_button, margin=0,
-                   sizing_mode="stretch_width"),
+            # The question on a line of its own (it quotes inputs of any length), the answer under it.
+            self.arm_button,
+            self._question,
+            pn.Row(self.confirm_button, self.keep_button, margin=0),
             self._problem,
             margin=0,
-            sizing_mode="stretch_width",
         )

@@ -212,7 +212,6 @@ class ApprovalsInbox(pn.viewable.Viewer):
         self._signals_summary = TextPane("", margin=(4, 8))
         self._message = TextPane("", margin=(4, 8), sizing_mode="stretch_width")
         self.param.watch(lambda e: setattr(self._message, "object", e.new), "message")
-        self.param.watch(self._render, ["approvals", "signals", "error"])
         self._task: asyncio.Task[None] | None = None
         self._callback: Any = None
         self.refresh()
@@ -245,6 +244,7 @@ class ApprovalsInbox(pn.viewable.Viewer):
             )) if isinstance(waiting, list) else []
         except GatewayError as exc:
             self.error = str(exc)
+            self._render()
             return
         signals = [w for w in (waiting_signal(r) for r in records if isinstance(r, dict)) if w is not None]
         self.param.update(
@@ -252,6 +252,9 @@ class ApprovalsInbox(pn.viewable.Viewer):
             approvals=pending_approvals(approvals if isinstance(approvals, list) else []),
             signals=signals,
         )
+        # Drawn after every read, changed or not: the first empty answer replaces
+        # "Reading…", and the "waited" times move on.
+        self._render()
 
     # -- acting -------------------------------------------------------------------
 

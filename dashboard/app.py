@@ -32,6 +32,7 @@ import param
 from inspector.errors import GatewayError
 from inspector.vocabulary import ACTIVE_RUN_STATUSES
 
+from .audit import audit_log
 from .config import DashboardConfig, load_config
 from .hub import GatewayHub
 from .panel_compat import keep_assets_local
@@ -48,6 +49,7 @@ from .views import (
     Timeline,
     stylesheet,
 )
+from .views.audit import AuditView
 from .views.events import RecentEvents
 from .views.operate_page import OperatePage  # issue 12: approvals inbox, launch form
 from .views.overview import LandingPage  # issue 13: overview + ?compare= on the landing page
@@ -136,7 +138,9 @@ class Dashboard(pn.viewable.Viewer):
             self.scores = ScoresView(store=self.store)
             self.events: EventLog | RecentEvents = EventLog(store=self.store)
             self.scrubber = FrameScrubber(store=self.store)
-            self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled)
+            self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled, config=self.config)
+            self.scrubber.param.watch(lambda e: self.actions.set_rewind_frame(e.new), "selected_frame")
+            self.audit = self._audit_view()
             self.runs = RunList(hub=self.hub, on_select=self.open_run)
             self.landing = LandingPage(hub=self.hub, runs=self.runs, on_open=self.open_run)  # issue 13
             self.operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)  # issue 12
@@ -162,27 +166,41 @@ class Dashboard(pn.viewable.Viewer):
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
-        top: pn.viewable.Viewable = pn.Row(back, self.header, sizing_mode="stretch_width")
-        if self.config.actions_enabled:
-            top = pn.Column(top, self.actions, self.run_ops, sizing_mode="stretch_width")
+        # The run controls (or, read-only, the run's pending approvals and who rewound it).
+        top = pn.Column(pn.Row(back, self.header, sizing_mode="stretch_width"), self.actions, self.run_ops,
+                        sizing_mode="stretch_width")
         main = pn.Row(
             pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
             pn.Column(self.detail, sizing_mode="stretch_both", styles={"flex": "1 1 58%", "min-width": "0"}),
             height=600,
             sizing_mode="stretch_width",
         )
+        audit = [("Audit", self.audit)] if self.audit is not None else []
         tabs = pn.Tabs(
             ("Timeline", self.timeline),
             ("Scores", self.scores),
             ("Events", self.events),
             ("Frames", self.scrubber),
+            *audit,
             # Dynamic: a hidden tab is not in the page, so its views cost the browser nothing
             # while a big run streams (the event table and the timeline redraw as it does).
             dynamic=True,
             sizing_mode="stretch_width",
         )
         tabs.param.watch(lambda e: self.timeline.refresh() if e.new == 0 else None, "active")
+        if self.audit is not None:
+            tabs.param.watch(lambda e, audit=self.audit: audit.refresh() if e.new == 4 else None, "active")
         return pn.Column(top, main, tabs, sizing_mode="stretch_width")
+
+    def _audit_view(self) -> AuditView | None:
+        """The audit log's tab: only with ``--audit-log``, only for an operator."""
+        log = audit_log(self.config)
+        if log is None or not self.actions.operates:
+            return None
+        view = AuditView(log=log, run_id=self.store.run_id)
+        self.store.param.watch(lambda e: setattr(view, "run_id", e.new), "run_id")
+        self.actions.param.watch(lambda e: view.refresh(), "message")
+        return view
 
     def _monitor_layout(self) -> pn.viewable.Viewable:
         self._content = pn.Column(

@@ -41,6 +41,7 @@ __all__ = [
     "Role",
     "claim_matches",
     "may_call",
+    "shows_control",
     "note_forbidden",
     "require_operator",
     "role_for",
@@ -202,10 +203,14 @@ _KNOWLEDGE: weakref.WeakKeyDictionary[Any, _TokenKnowledge] = weakref.WeakKeyDic
 SCOPES_TTL = 300.0
 
 
-def _knowledge(client: Any) -> _TokenKnowledge:
-    known = _KNOWLEDGE.get(client)
-    if known is None:
-        known = _KNOWLEDGE[client] = _TokenKnowledge()
+def _knowledge(client: Any, *, create: bool = True) -> _TokenKnowledge | None:
+    """What is known of ``client``'s token (``None`` for a client we cannot keep a weak key of)."""
+    try:
+        known = _KNOWLEDGE.get(client)
+        if known is None and create:
+            known = _KNOWLEDGE[client] = _TokenKnowledge()
+    except TypeError:
+        return None
     return known
 
 
@@ -219,6 +224,8 @@ async def token_scopes(hub: Any) -> frozenset[str] | None:
     if client is None or not hasattr(client, "open"):
         return None
     known = _knowledge(client)
+    if known is None:
+        return None
     async with known.lock:
         if known.scopes is not None and time.monotonic() - known.checked_at < SCOPES_TTL:
             return known.scopes
@@ -241,8 +248,9 @@ async def token_scopes(hub: Any) -> frozenset[str] | None:
 def note_forbidden(hub: Any, scope: str | None) -> None:
     """Remember a ``FORBIDDEN`` answer's ``required_scope``: its controls go away."""
     client = getattr(hub, "client", None)
-    if client is not None and scope:
-        _knowledge(client).refused.add(scope)
+    known = _knowledge(client) if client is not None and scope else None
+    if known is not None and scope:
+        known.refused.add(scope)
 
 
 def may_call(hub: Any, method: str, scopes: frozenset[str] | None = None) -> bool:
@@ -251,8 +259,15 @@ def may_call(hub: Any, method: str, scopes: frozenset[str] | None = None) -> boo
     if required is None:
         return True
     client = getattr(hub, "client", None)
-    known = _KNOWLEDGE.get(client) if client is not None else None
+    known = _knowledge(client, create=False) if client is not None else None
     if known is not None and required in known.refused:
         return False
     granted = scopes if scopes is not None else (known.scopes if known is not None else None)
     return granted is None or scope_grants(granted, required, method)
+
+
+def shows_control(config: DashboardConfig, hub: Any, method: str, scopes: frozenset[str] | None = None) -> bool:
+    """Does the current session get the control that calls ``method``? (its role, then the
+    token's scopes; ``scopes`` from :func:`token_scopes`). What to *show*: the action itself
+    still goes through :func:`dashboard.operate.perform`, which checks the role again."""
+    return session_role(config) is Role.OPERATOR and may_call(hub, method, scopes)

@@ -10,7 +10,9 @@
 ``serve`` and ``demo`` run ``panel serve`` on the packaged app (``dashboard/apps``) with the
 ``dashboard.ops`` plugin (``/healthz``, ``/readyz``, ``/metrics``); login is Panel's auth
 (``--basic-auth`` through :mod:`dashboard.auth`, or ``--oauth-*``), its secrets passed in the
-environment, never on ``panel serve``'s command line.
+environment, never on ``panel serve``'s command line. ``--operators`` / ``--operator-claim``
+name who may change runs and ``--audit-log`` where actions are recorded (:mod:`dashboard.roles`,
+:mod:`dashboard.audit`), also passed in the environment.
 
 The Gateway comes from ``--gateway URL`` or ``SMITHERS_GATEWAY_URL``; the token only from
 ``SMITHERS_TOKEN`` or ``--token-file``: never from the command line, where ``ps`` and
@@ -275,6 +277,47 @@ def _secret_from_file(path: str, what: str) -> str:
     return secret
 
 
+def _roles_env(args: argparse.Namespace, env: dict[str, str], login: bool) -> None:
+    """Roles and audit for the served app (``dashboard.config`` reads them from ``env``).
+
+    Naming operators turns actions on; it needs a login (a session without one cannot say
+    who it is), and a claim needs OAuth (basic-auth users have no claims)."""
+    from dashboard.config import parse_claim, parse_operators
+
+    for name in ("SMITHERS_DASHBOARD_OPERATORS", "SMITHERS_DASHBOARD_OPERATOR_CLAIM", "SMITHERS_DASHBOARD_LOGIN",
+                 "SMITHERS_DASHBOARD_AUDIT_LOG"):
+        env.pop(name, None)
+    operators = parse_operators(",".join(args.operators or []))
+    try:
+        claim = parse_claim(args.operator_claim)
+    except ValueError as exc:
+        raise ServeRefused(str(exc)) from None
+    if (operators or claim) and not login:
+        raise ServeRefused("--operators and --operator-claim name logged-in users: add --basic-auth FILE or --oauth-provider ...")
+    if claim and not args.oauth_provider:
+        raise ServeRefused("--operator-claim reads an OAuth identity: it needs --oauth-provider")
+    if operators or claim:
+        args.actions = True
+        env["SMITHERS_DASHBOARD_ACTIONS"] = "1"
+    if operators:
+        env["SMITHERS_DASHBOARD_OPERATORS"] = ",".join(sorted(operators))
+    if claim:
+        env["SMITHERS_DASHBOARD_OPERATOR_CLAIM"] = "=".join(claim)
+    if login:
+        env["SMITHERS_DASHBOARD_LOGIN"] = "1"
+        if args.actions and not (operators or claim):
+            print("smithers-dashboard: --actions with a login and no --operators: every logged-in user may change runs",
+                  file=sys.stderr)
+    if args.audit_log:
+        path = Path(args.audit_log).expanduser().resolve()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # fail now, not at the first action
+        except OSError as exc:
+            raise ServeRefused(f"cannot open the audit log {str(path)!r}: {exc.strerror}") from None
+        os.close(fd)
+        env["SMITHERS_DASHBOARD_AUDIT_LOG"] = str(path)
+
+
 def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     """Check ``serve``'s login and network options, put secrets in ``env``, return the command."""
     from dashboard.auth import AUTH_MODULE_PATH, USERS_FILE_ENV
@@ -283,6 +326,7 @@ def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     if args.basic_auth and args.oauth_provider:
         raise ServeRefused("choose one login: --basic-auth or --oauth-provider")
     login = bool(args.basic_auth or args.oauth_provider)
+    _roles_env(args, env, login)
     if args.actions and not login and not is_loopback(args.address):
         raise ServeRefused(
             f"refusing to serve --actions on {args.address or 'every interface'} without a login: anyone who reaches "
@@ -449,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interface to bind; a non-loopback one with --actions needs a login")
     serve.add_argument("--num-procs", type=int, default=1)
     serve.add_argument("--actions", action="store_true", help="enable approve/cancel/rewind controls (with confirmation)")
+    serve.add_argument("--audit-log", metavar="FILE", help="append every action to FILE, one JSON object a line")
     log_opts(serve)
     login = serve.add_argument_group("login (Panel's auth: /login, /logout)")
     login.add_argument("--basic-auth", metavar="FILE",
@@ -461,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="file holding the key that encrypts OAuth tokens in cookies (panel oauth-secret)")
     login.add_argument("--oauth-redirect-uri", help="the redirect URI registered with the provider")
     login.add_argument("--oauth-extra-params", help="extra provider parameters, a Python dict literal (as Panel's)")
+    roles = serve.add_argument_group("roles (viewers see; operators also change runs)")
+    roles.add_argument("--operators", action="append", metavar="USER[,USER...]",
+                       help="the logged-in users who may change runs (implies --actions; repeatable)")
+    roles.add_argument("--operator-claim", metavar="NAME=VALUE",
+                       help="OAuth users whose claim NAME holds VALUE operate, e.g. groups=smithers-operators")
 
     demo = sub.add_parser("demo", help="the dashboard on a built-in replay of real recorded runs")
     demo.add_argument("--port", type=int, default=5006)

@@ -22,6 +22,14 @@ from inspector.client import GatewayClient
 from .test_hub import until
 
 
+def html_of(viewable: Any) -> str:
+    """The text of every HTML pane under ``viewable`` (as the browser gets it, unescaped)."""
+    import html
+
+    root = pn.panel(viewable).get_root(Document())
+    return "\n".join(html.unescape(m.text) for m in root.references() if isinstance(getattr(m, "text", None), str))
+
+
 def buttons(viewable: Any) -> list[str]:
     root = pn.panel(viewable).get_root(Document())
     return [b.label for b in root.select({"type": Button})]
@@ -33,8 +41,7 @@ async def test_read_only_by_default_has_no_write_controls(gateway: Any) -> None:
     try:
         labels = buttons(dash)
         assert not {"Cancel run", "Rewind…", "Approve", "Deny", "Confirm"} & set(labels)
-        root = pn.panel(dash.actions).get_root(Document())
-        assert "data-actions=&quot;disabled&quot;" in root.text  # type: ignore[attr-defined]  (Bokeh escapes HTML panes)
+        assert 'data-actions="disabled"' in html_of(dash.actions)
     finally:
         dash.close()
         await hub.aclose()
@@ -73,6 +80,7 @@ async def test_forbidden_action_names_the_missing_scope(gateway: Any) -> None:
         actions._rewind._yes.clicks += 1
         await until(lambda: bool(actions.message), timeout=10, what="an answer")
         assert actions.message == "Refused: the dashboard's token lacks the scope run:admin."
+        assert "Rewind…" not in buttons(actions), "the scope it lacks takes its control away"
         assert gateway.get_run(run_id)["status"] == "finished"
     finally:
         store.close()
@@ -84,9 +92,10 @@ async def test_forbidden_action_names_the_missing_scope(gateway: Any) -> None:
     [("running", True), ("waiting-approval", True), ("paused", True), ("finished", False), ("failed", False),
      ("cancelled", False), ("continued", False), ("succeeded", False), ("completed", False)],
 )
-async def test_rewind_forces_only_a_live_run(status: str, live: bool) -> None:
-    """``force: true`` is for a run that is still executing; a run that is over, under any
-    of the Gateway's names for that, is rewound without it."""
+async def test_rewind_forces_only_when_ticked_and_says_whether_the_run_is_live(status: str, live: bool) -> None:
+    """``force: true`` is the operator's explicit choice (the tick), never inferred from the
+    run's status; the question says whether the run is live, under any of the Gateway's names
+    for a run that is over, and the tick is good for one rewind only."""
     sent: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -98,8 +107,20 @@ async def test_rewind_forces_only_a_live_run(status: str, live: bool) -> None:
     store.run = {"runId": "r1", "status": status}
     actions = RunActions(store=store, enabled=True, rewind_frame=3)
     try:
+        actions._rewind._arm.clicks += 1
+        question = actions._rewind.confirm_text
+        assert question.startswith("Rewind run ") and "to frame 3" in question
+        assert ("the run is live" in question.lower()) is live
         assert await actions._rewind_run() == "Rewound to frame 3."
-        assert sent == [{"runId": None, "frameNo": 3, "confirm": True, "force": live}]
+        actions._force.value = True
+        actions._rewind._arm.clicks += 1
+        if live:
+            assert "the run is live: its owner process will be interrupted" in actions._rewind.confirm_text
+        assert await actions._rewind_run() == "Rewound to frame 3."
+        assert not actions.force and not actions._force.value, "the tick was for that rewind only"
+        assert await actions._rewind_run() == "Rewound to frame 3."
+        assert [m["force"] for m in sent] == [False, True, False]
+        assert all(m["frameNo"] == 3 and m["confirm"] is True for m in sent)
     finally:
         store.close()
         await client.aclose()

@@ -139,3 +139,36 @@ async def test_token_scopes_come_from_the_hello(gateway: Any) -> None:
             assert may_call(hub, "submitApproval") is (token == "op-token")
         finally:
             await client.aclose()
+
+
+def test_serve_role_and_audit_options(tmp_path: Any) -> None:
+    from inspector.cli import ServeRefused, build_parser, serve_plan
+
+    users = tmp_path / "users.json"
+    users.write_text('{"alice": "pw", "bob": "pw"}')
+
+    def plan(*argv: str) -> dict[str, str]:
+        env: dict[str, str] = {"SMITHERS_DASHBOARD_OPERATORS": "mallory"}  # from the caller's shell: replaced
+        serve_plan(build_parser().parse_args(["serve", *argv]), env)
+        return env
+
+    env = plan("--basic-auth", str(users), "--operators", "alice", "--operators", "bob,carol",
+               "--audit-log", str(tmp_path / "audit.jsonl"))
+    assert env["SMITHERS_DASHBOARD_OPERATORS"] == "alice,bob,carol"
+    assert env["SMITHERS_DASHBOARD_ACTIONS"] == "1" and env["SMITHERS_DASHBOARD_LOGIN"] == "1"
+    assert env["SMITHERS_DASHBOARD_AUDIT_LOG"] == str((tmp_path / "audit.jsonl").resolve())
+    assert (tmp_path / "audit.jsonl").stat().st_mode & 0o777 == 0o600
+    loaded = load_config(env)
+    assert loaded.operators == {"alice", "bob", "carol"} and loaded.login_required and loaded.actions_enabled
+
+    env = plan("--oauth-provider", "generic", "--operator-claim", "groups=smithers-operators")
+    assert env["SMITHERS_DASHBOARD_OPERATOR_CLAIM"] == "groups=smithers-operators"
+    assert "SMITHERS_DASHBOARD_OPERATORS" not in env
+    assert "SMITHERS_DASHBOARD_LOGIN" not in plan("--actions"), "no login: the local user operates"
+
+    for argv, why in [(["--operators", "alice"], "name logged-in users"),
+                      (["--basic-auth", str(users), "--operator-claim", "groups=ops"], "needs --oauth-provider"),
+                      (["--oauth-provider", "generic", "--operator-claim", "groups"], "NAME=VALUE"),
+                      (["--audit-log", str(tmp_path / "no-such-dir" / "a.jsonl")], "cannot open the audit log")]:
+        with pytest.raises(ServeRefused, match=why):
+            plan(*argv)

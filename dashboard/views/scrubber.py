@@ -114,6 +114,10 @@ class FrameScrubber(StoreView):
 
     live = param.Boolean(default=True, doc="Following the latest frame.")
 
+    selected_frame = param.Integer(default=None, allow_None=True, doc="""
+        The earlier frame being looked at (``None`` while following live): what a rewind
+        goes back to (the run controls watch it).""")
+
     cache_size = param.Integer(default=64, bounds=(2, None), doc="Frames kept in the LRU cache.")
 
     debounce = param.Number(default=0.15, bounds=(0, None), doc="Seconds the slider must rest before a fetch.")
@@ -181,6 +185,7 @@ class FrameScrubber(StoreView):
     def go_live(self) -> None:
         self.live = True
         self._wanted = None
+        self.selected_frame = None
         self._cancel()
         self._live_button.disabled = True
         with pn.io.hold():
@@ -204,6 +209,7 @@ class FrameScrubber(StoreView):
         self.live = False
         self._live_button.disabled = False
         self._wanted = frame
+        self.selected_frame = frame
         self._status.object = f"Frame {frame} of {self._latest()}: loading…"
         self._cancel()
         try:

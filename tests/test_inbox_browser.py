@@ -119,3 +119,38 @@ def test_a_viewer_sees_the_inbox_without_buttons(
         expect(page.get_by_role("button", name=label)).to_have_count(0)
     expect(page.locator(".sd-launch")).to_have_count(0)
     gateway.rpc("submitApproval", {"runId": gated, "nodeId": "deploy", "decision": {"approved": True}})
+
+
+def test_signal_from_the_inbox_and_rerun_from_the_run_header(
+    gateway: Any, serve_dashboard: Callable[..., DashboardServer], page: Page
+) -> None:
+    waiting = gateway.launch_run("signal")
+    gateway.wait_for_run(waiting, ("waiting-event",), timeout=30)
+    server = serve_dashboard(gateway.url, env={"SMITHERS_DASHBOARD_ACTIONS": "1"})
+    open_operate(page, server)
+    row = page.locator(".sd-inbox-signal").filter(has_text=waiting)
+    expect(row.get_by_text("node release waits for signal 'release'")).to_be_visible(timeout=30_000)
+    payload = row.locator("textarea")
+    payload.fill('{"note": go}')
+    row.get_by_role("button", name="Send signal").click()
+    expect(row.get_by_text(re.compile(r"^Nothing sent: the payload is not valid JSON: Expecting value \(line 1, column 10\)")
+                           )).to_be_visible(timeout=10_000)
+    assert gateway.get_run(waiting)["status"] == "waiting-event"
+    payload.fill('{"note": "go"}')
+    row.get_by_role("button", name="Send signal").click()
+    expect(row.get_by_text(f"Send signal 'release' (node release) to run {waiting} with {{\"note\": \"go\"}}?")).to_be_visible()
+    row.get_by_role("button", name="Confirm").click()
+    gateway.wait_for_run(waiting, ("finished",), timeout=30)
+
+    # The run header: re-run the finished run with its input; the new run opens.
+    page.goto(server.url(f"runId={waiting}"), wait_until="domcontentloaded")
+    ops = page.locator(".sd-run-ops")
+    ops.get_by_role("button", name="Re-run").click()
+    expect(ops.get_by_text(f"Start a new run of workflow signal with the same input as run {waiting}?")).to_be_visible(
+        timeout=20_000)
+    ops.get_by_role("button", name="Confirm").click()
+    new_run = wait_until(lambda: (m := re.search(r"runId=([0-9a-f-]{36})", page.url)) and m.group(1) != waiting and m,
+                         30, "the re-run opens", page).group(1)
+    assert gateway.get_run(new_run)["workflowKey"] == "signal"
+    gateway.wait_for_run(new_run, ("waiting-event",), timeout=30)
+    gateway.rpc("submitSignal", {"runId": new_run, "signalName": "release", "data": {"note": "done"}})

@@ -288,3 +288,25 @@ async def test_the_suite_prints_the_schema_the_tests_use(make_gateway: Any, tmp_
     out = tmp_path / "schemas.json"
     make_gateway(SCHEMAS_OUT=str(out))
     assert json.loads(out.read_text())["typed"] == TYPED
+
+
+async def test_a_token_without_the_scope_is_refused_in_plain_words(gateway: Any) -> None:
+    gated = gateway.launch_run("gated")
+    await until(lambda: status(gateway, gated) == "waiting-approval", timeout=30, what="approval gate")
+    reader = GatewayHub(GatewayClient(gateway.url, "read-token"), grace=0.1)
+    inbox = ApprovalsInbox(hub=reader, config=config_for(gateway), can_act=True)
+    try:
+        await inbox.read(max_age=0.0)
+        approval = next(a for a in inbox.approvals if a.run_id == gated)
+        assert await inbox.decide(approval, True) is False
+        assert inbox.message == "Refused: the dashboard's token lacks the scope approval:submit."
+        assert status(gateway, gated) == "waiting-approval"
+        # Known now: a new inbox on this token offers no decision it cannot make.
+        again = ApprovalsInbox(hub=reader, config=config_for(gateway), can_act=True)
+        await again.read(max_age=0.0)
+        assert all(r.decisions is None for r in again.rows())
+        again.stop()
+    finally:
+        inbox.stop()
+        await reader.aclose()
+        gateway.rpc("submitApproval", {"runId": gated, "nodeId": "deploy", "decision": {"approved": True}})

@@ -39,6 +39,7 @@ from ..config import DashboardConfig
 from ..format import format_duration
 from ..hub import GatewayHub
 from ..operate import perform
+from ..roles import may_call
 from .confirm import ConfirmAction
 from .signal_form import SignalForm
 from .widgets import TextPane
@@ -143,7 +144,8 @@ class _Row:
         open_button.on_click(lambda e: inbox.open(approval.run_id))
         self.decisions: tuple[ConfirmAction, ConfirmAction] | None = None
         controls: list[Any] = [open_button]
-        if inbox.can_act:
+        # An operator's control, unless the token is known to lack its scope (a FORBIDDEN seen).
+        if inbox.can_act and may_call(inbox.hub, "submitApproval"):
             where = f"node {approval.node_id} ({approval.title}) of run {approval.run_id}"
             self.decisions = (
                 ConfirmAction(functools.partial(inbox.decide, approval, True), label="Approve",
@@ -179,7 +181,7 @@ class _SignalRow:
         open_button.on_click(lambda e: inbox.open(wait.run_id))
         self.form: SignalForm | None = None
         parts: list[Any] = [pn.Row(text, open_button, margin=0, sizing_mode="stretch_width")]
-        if inbox.can_act:
+        if inbox.can_act and may_call(inbox.hub, "submitSignal"):
             self.form = SignalForm(functools.partial(inbox.signal, wait), signal_name=wait.signal_name,
                                    run_id=wait.run_id, node_id=wait.node_id)
             parts.append(self.form)

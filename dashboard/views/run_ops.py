@@ -33,6 +33,7 @@ from inspector.vocabulary import RunStatus, TaskState
 
 from ..config import DashboardConfig
 from ..operate import perform
+from ..roles import may_call
 from .base import StoreView
 from .confirm import ConfirmAction
 from .inbox import waiting_signal
@@ -134,7 +135,7 @@ class RunOperations(StoreView):
         status = self.status
         with pn.io.hold():
             self._resume_box.visible = status in RESUMABLE_BY_RETRY or status in RESUMABLE_IN_PLACE
-            self._rerun_box.visible = self.run_id is not None and status is not None
+            self._rerun_box.visible = self.run_id is not None and status is not None and may_call(self.store.hub, "runs.rerun")
             self._show_signal()
         if status != self._status:
             self._status = status
@@ -149,7 +150,7 @@ class RunOperations(StoreView):
         if key == self._signal_key:
             return
         self._signal_key = key
-        if wait is None or not self.can_act:
+        if wait is None or not self.can_act or not may_call(self.store.hub, "submitSignal"):
             self.signal_form = None
             self._signal_box.objects = []
             return

@@ -148,6 +148,7 @@ class Dashboard(pn.viewable.Viewer):
                                          can_act=self.operate.role == "operator")
             self.landing_tabs = pn.Tabs(("Runs", self.landing), ("Operate", self.operate), dynamic=True,
                                         sizing_mode="stretch_width")
+            self.landing_tabs.param.watch(lambda e: self.operate.set_shown(e.new == 1), "active")
             self._run_page = self._full_layout()
         else:
             self.events = RecentEvents(store=self.store, height=560)

@@ -13,8 +13,9 @@ approvals). Whatever the page shows, the decision goes through
 :func:`dashboard.operate.perform`, which checks the session's role again on the server.
 
 Like the run list, this is a read the Gateway does not push: it is re-read every
-``refresh_seconds`` (and right after a decision) through the hub's shared reads
-(``hub.read``), so many sessions showing the inbox cost the Gateway one read per interval.
+``refresh_seconds`` while shown (:meth:`ApprovalsInbox.start` / ``stop``: ``listApprovals``
+walks every run of the Gateway, so a hidden inbox does not ask) and right after a decision,
+through the hub's shared reads (``hub.read``), so many sessions showing the inbox cost the Gateway one read per interval.
 Rows are kept by (run, node, iteration): a poll that finds the same approvals only updates
 their "waited" text.
 """
@@ -216,7 +217,12 @@ class ApprovalsInbox(pn.viewable.Viewer):
         self.param.watch(lambda e: setattr(self._message, "object", e.new), "message")
         self._task: asyncio.Task[None] | None = None
         self._callback: Any = None
+
+    def start(self) -> None:
+        """Read now and every ``refresh_seconds`` until :meth:`stop` (while the inbox is shown)."""
         self.refresh()
+        if self._callback is not None:
+            return
         try:
             self._callback = pn.state.add_periodic_callback(self.refresh, period=int(self.refresh_seconds * 1000))
         except Exception:

@@ -41,6 +41,13 @@ class OperatePage(pn.viewable.Viewer):
         self.launch = LaunchForm(hub=self.hub, config=self.config, can_act=can_act, on_open=self.on_open,
                                  schemas=workflow_schemas())
 
+    def set_shown(self, shown: bool) -> None:
+        """The page came into view (the inbox reads and polls) or left it (it stops)."""
+        if shown:
+            self.inbox.start()
+        else:
+            self.inbox.stop()
+
     def close(self) -> None:
         self.inbox.stop()
 

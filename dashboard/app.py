@@ -51,7 +51,9 @@ from .views import (
 )
 from .views.audit import AuditView
 from .views.events import RecentEvents
+from .views.operate_page import OperatePage  # issue 12: approvals inbox, launch form
 from .views.overview import LandingPage  # issue 13: overview + ?compare= on the landing page
+from .views.run_ops import RunOperations  # issue 12: resume, re-run, signal
 from .views.tree import NodeTree
 
 __all__ = ["Dashboard"]
@@ -141,6 +143,12 @@ class Dashboard(pn.viewable.Viewer):
             self.audit = self._audit_view()
             self.runs = RunList(hub=self.hub, on_select=self.open_run)
             self.landing = LandingPage(hub=self.hub, runs=self.runs, on_open=self.open_run)  # issue 13
+            self.operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)  # issue 12
+            self.run_ops = RunOperations(store=self.store, config=self.config, on_open=self.open_run,
+                                         can_act=self.operate.role == "operator")
+            self.landing_tabs = pn.Tabs(("Runs", self.landing), ("Operate", self.operate), dynamic=True,
+                                        sizing_mode="stretch_width")
+            self.landing_tabs.param.watch(lambda e: self.operate.set_shown(e.new == 1), "active")
             self._run_page = self._full_layout()
         else:
             self.events = RecentEvents(store=self.store, height=560)
@@ -160,7 +168,8 @@ class Dashboard(pn.viewable.Viewer):
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
         # The run controls (or, read-only, the run's pending approvals and who rewound it).
-        top = pn.Column(pn.Row(back, self.header, sizing_mode="stretch_width"), self.actions, sizing_mode="stretch_width")
+        top = pn.Column(pn.Row(back, self.header, sizing_mode="stretch_width"), self.actions, self.run_ops,
+                        sizing_mode="stretch_width")
         main = pn.Row(
             pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
             pn.Column(self.detail, sizing_mode="stretch_both", styles={"flex": "1 1 58%", "min-width": "0"}),
@@ -242,7 +251,7 @@ class Dashboard(pn.viewable.Viewer):
                 self._body.objects = [self._run_page]
             else:
                 self.runs.refresh()
-                self._body.objects = [self.landing]  # issue 13: was [self.runs]
+                self._body.objects = [self.landing_tabs]  # issue 13: was [self.runs]; issue 12: + Operate
 
     def _on_selected(self, event: Any) -> None:
         node = self.store.selected()
@@ -325,5 +334,6 @@ class Dashboard(pn.viewable.Viewer):
         if runs is not None:
             runs.stop()
             self.landing.close()  # issue 13
+            self.operate.close()  # issue 12
         with contextlib.suppress(Exception):
             self.store.close()

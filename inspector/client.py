@@ -78,7 +78,8 @@ CLIENT_VERSION = __version__
 DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024
 #: Methods that change something: never retried automatically.
 MUTATING_METHODS = frozenset(
-    {"launchRun", "rewindRun", "jumpToFrame", "submitApproval", "cancelRun", "resumeRun", "pauseRun"}
+    {"launchRun", "rewindRun", "jumpToFrame", "submitApproval", "cancelRun", "resumeRun", "pauseRun",
+     "submitSignal", "retryTask", "runs.rerun", "runs.create", "approvals.decide", "signals.send"}
 )
 REDACTED = "<redacted>"
 
@@ -639,3 +640,10 @@ class GatewayClient:
             await conn.close()
             raise
         return conn
+
+    # -- operator reads (the inbox, run operations and launch form) ---------------
+
+    async def list_node_states(self, run_id: str) -> list[dict[str, Any]]:
+        """Every node of the run with its state and latest attempt's times (``listNodeStates``)."""
+        result = await self.rpc("listNodeStates", {"runId": run_id})
+        return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []

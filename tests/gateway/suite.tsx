@@ -231,6 +231,55 @@ const agentLoopWf = smithers((ctx: any) => {
   );
 });
 
+// Added for the operator workflows' tests (not in the shared reference), each family on a
+// database of its own so the workflows above keep theirs unchanged. `signal` parks at a Signal
+// node (state waiting-event) until `submitSignal` names `release`. `typed` declares an input
+// schema (string, integer, number, boolean, enum, array) and echoes its input; `typed-gated`
+// takes the same input and waits for an approval. The Gateway does not publish input schemas,
+// so with SCHEMAS_OUT set the suite writes them there as JSON Schema (zod's toJSONSchema),
+// which is what an operator hands the dashboard.
+const dbBase = dbPath.replace(/\.db$/, "");
+const outSchema = z.object({ value: z.number(), note: z.string() });
+const releaseSchema = z.object({ note: z.string() });
+const signalOps = createSmithers({ out: outSchema, release: releaseSchema }, { dbPath: `${dbBase}-signal.db` });
+const signalWf = signalOps.smithers(() => (
+  <signalOps.Workflow name="signal">
+    <signalOps.Sequence>
+      <signalOps.Task id="prepare" output="out">{async () => { await sleep(200); return { value: 1, note: "prepared" }; }}</signalOps.Task>
+      <signalOps.Signal id="release" schema={releaseSchema} label="Release the batch" />
+      <signalOps.Task id="finish" output="out">{async () => { await sleep(200); return { value: 2, note: "released" }; }}</signalOps.Task>
+    </signalOps.Sequence>
+  </signalOps.Workflow>
+));
+const typedInput = z.object({
+  target: z.string().describe("Where to deploy"),
+  replicas: z.number().int().min(1).max(20),
+  ratio: z.number(),
+  dryRun: z.boolean().default(true),
+  tier: z.enum(["dev", "staging", "prod"]),
+  tags: z.array(z.string()),
+});
+const typedOps = createSmithers({ input: typedInput, out: outSchema }, { dbPath: `${dbBase}-typed.db` });
+const typedWf = typedOps.smithers((ctx: any) => (
+  <typedOps.Workflow name="typed">
+    <typedOps.Task id="echo" output="out">
+      {async () => { await sleep(200); return { value: Number(ctx.input?.replicas ?? 0), note: `${ctx.input?.target} on ${ctx.input?.tier}` }; }}
+    </typedOps.Task>
+  </typedOps.Workflow>
+));
+const typedGatedWf = typedOps.smithers((ctx: any) => (
+  <typedOps.Workflow name="typed-gated">
+    <typedOps.Sequence>
+      <typedOps.Task id="plan" output="out">{async () => { await sleep(200); return { value: Number(ctx.input?.replicas ?? 0), note: String(ctx.input?.target) }; }}</typedOps.Task>
+      <typedOps.Task id="apply" output="out" needsApproval label="Apply the plan">{async () => { await sleep(200); return { value: 1, note: "applied" }; }}</typedOps.Task>
+    </typedOps.Sequence>
+  </typedOps.Workflow>
+));
+if (process.env.SCHEMAS_OUT) {
+  const typedJson = z.toJSONSchema(typedInput, { io: "input" });
+  await Bun.write(process.env.SCHEMAS_OUT, JSON.stringify({ typed: typedJson, "typed-gated": typedJson }, null, 2));
+}
+
 const gateway = new Gateway({
   protocol: 1,
   auth: { mode: "token", tokens: {
@@ -238,6 +287,6 @@ const gateway = new Gateway({
     "read-token": { role: "viewer", scopes: ["run:read", "observability:read"], userId: "user:viewer" },
   } },
 });
-for (const [k, wf] of Object.entries({ demo, rich, wide: wideWf, doomed, gated, slow, agents: agentsWf, "agent-retry": agentRetryWf, "agent-loop": agentLoopWf })) gateway.register(k, wf as any);
+for (const [k, wf] of Object.entries({ demo, rich, wide: wideWf, doomed, gated, slow, agents: agentsWf, "agent-retry": agentRetryWf, "agent-loop": agentLoopWf, signal: signalWf, typed: typedWf, "typed-gated": typedGatedWf })) gateway.register(k, wf as any);
 const server = await gateway.listen({ port, host: "127.0.0.1" });
 console.log(JSON.stringify({ listening: (server.address() as any).port }));

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .client import DEFAULT_GATEWAY_URL, GatewayClient
+from .client import DEFAULT_GATEWAY_URL, GatewayClient, redact_url
 from .errors import GatewayError, GatewayRpcError
 from .status import ConnectionStatus
 from .stream import DevToolsSubscription, Resynced, Settled, StatusChanged, TreeUpdated
@@ -353,7 +353,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ServeRefused as exc:
         print(f"smithers-dashboard: {exc}", file=sys.stderr)
         return 2
-    print(f"dashboard on http://{args.address}:{args.port}/apps (gateway {env['SMITHERS_GATEWAY_URL']})", flush=True)
+    gateway = redact_url(env["SMITHERS_GATEWAY_URL"])
+    print(f"dashboard on http://{args.address}:{args.port}/apps (gateway {gateway})", flush=True)
     sys.stderr.flush()
     os.execve(cmd[0], cmd, env)
 

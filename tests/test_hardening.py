@@ -255,3 +255,24 @@ def test_text_pane_escapes_through_public_panel_api() -> None:
         source = open(path, encoding="utf-8").read()
         assert not re.search(r"\bpn\.[\w.]*\._\w+\(", source), f"{path} calls a private Panel function"
 
+
+
+def test_served_dashboard_never_shows_or_logs_url_credentials(tmp_path: Path) -> None:
+    """``serve`` with a credentialed Gateway URL: its banner, its page and its log (after a
+    session failed to reach that Gateway) never carry the password."""
+    from tests.deploy_support import Served, cli, free_port, poll
+
+    port = free_port()
+    served = Served(cli("serve", "--gateway", "http://alice:hunter2secret@127.0.0.1:9", "--port", str(port)),
+                    tmp_path / "serve.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        served.wait_status(f"{base}/healthz")
+        page = httpx.get(f"{base}/apps", params={"runId": "r1"}, timeout=30)
+        assert page.status_code == 200 and "hunter2secret" not in page.text
+        ready = httpx.get(f"{base}/readyz", timeout=30)
+        assert "hunter2secret" not in ready.text
+        poll(lambda: "<redacted>@127.0.0.1:9" in served.log(), 30, "the redacted URL in the banner")
+    finally:
+        served.stop()
+    assert "hunter2secret" not in served.log(), served.log()[-3000:]

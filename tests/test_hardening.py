@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from inspector.stream import SubscriptionItem
+    from tests.gateway.server import GatewayServer
 
 # ------------------------------------------------------------------ the replay gateway
 
@@ -276,3 +277,20 @@ def test_served_dashboard_never_shows_or_logs_url_credentials(tmp_path: Path) ->
     finally:
         served.stop()
     assert "hunter2secret" not in served.log(), served.log()[-3000:]
+
+
+@pytest.mark.gateway
+async def test_a_run_the_real_gateway_does_not_know_stops_with_a_message(gateway: GatewayServer) -> None:
+    """The same against Smithers' Gateway: its refusal of the stream, then ``getRun``'s
+    ``NOT_FOUND``, end the subscription."""
+    from tests.gateway.server import ADMIN_TOKEN
+
+    hub = GatewayHub(GatewayClient(gateway.url, ADMIN_TOKEN), grace=0)
+    seen: list[SubscriptionItem] = []
+    handle = hub.attach("no-such-run-4d1c", seen.append)
+    await until(lambda: any(isinstance(i, StatusChanged) and "not found on the Gateway" in (i.state.error or "")
+                            for i in seen), 30, "the not-found message")
+    feed = hub._feeds["no-such-run-4d1c"]
+    await until(lambda: feed.task is not None and feed.task.done(), 5, "the subscription to stop")
+    handle.release()
+    await hub.aclose()

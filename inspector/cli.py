@@ -2,7 +2,8 @@
 
 - ``watch RUN_ID``: the live tree in the terminal (``--json`` for JSON lines).
 - ``record RUN_ID -o FILE``: the session as a JSONL transcript (token redacted).
-- ``replay FILE...``: a replay gateway serving recorded sessions on loopback.
+- ``replay FILE...``: a replay gateway serving recorded sessions on loopback (it needs a
+  token, from ``SMITHERS_TOKEN`` or ``--token-file``, unless told ``--no-auth``).
 - ``serve``: the Panel dashboard (``panel serve`` with server-side configuration and login).
 - ``demo``: a looping replay gateway on recorded real runs, and the dashboard on it.
 - ``hash-password``: a scrypt entry for ``serve --basic-auth``'s users file.

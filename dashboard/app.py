@@ -122,7 +122,8 @@ class Dashboard(pn.viewable.Viewer):
         params.setdefault("rotate_seconds", self.config.monitor_rotate_seconds)
         super().__init__(view=view, **params)
         url = gateway_url or self.config.gateway_url
-        self.hub = hub or GatewayHub.shared(url, token if token is not None else self.config.token)
+        self.hub = hub or (GatewayHub.shared(url, token) if token is not None else
+                           GatewayHub.shared(url, self.config.token, token_file=self.config.token_file))
         self.store = RunStore(hub=self.hub, max_events=self.config.event_log_size)
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None

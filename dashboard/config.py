@@ -9,7 +9,8 @@ Environment:
 
 - ``SMITHERS_GATEWAY_URL`` (default ``http://127.0.0.1:7331``)
 - ``SMITHERS_TOKEN``, or ``SMITHERS_TOKEN_FILE`` naming a file that holds it (so it stays
-  out of ``ps`` and shell history)
+  out of ``ps`` and shell history). A token file is read again whenever the Gateway rejects
+  the token: rotate the token by rewriting the file, no restart or page reload needed
 - ``SMITHERS_DASHBOARD_ACTIONS=1`` enables write controls (off: the dashboard is read-only)
 - ``SMITHERS_MONITOR_ROTATE`` seconds between runs on the wall monitor (default 20)
 - ``SMITHERS_DASHBOARD_OPERATORS=alice,bob``: the logged-in users who may change runs
@@ -36,7 +37,7 @@ from inspector.errors import ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_GATEWAY_URL", "DashboardConfig", "load_config", "parse_claim", "parse_operators"]
+__all__ = ["DEFAULT_GATEWAY_URL", "DashboardConfig", "load_config", "parse_claim", "parse_operators", "read_token_file"]
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,6 +49,8 @@ class DashboardConfig:
 
     gateway_url: str = DEFAULT_GATEWAY_URL
     token: str | None = field(default=None, repr=False)
+    #: Where the token came from, when a file: read again after the Gateway rejects it.
+    token_file: str | None = None
     actions_enabled: bool = False
     monitor_rotate_seconds: float = 20.0
     event_log_size: int = 2000
@@ -66,7 +69,8 @@ class DashboardConfig:
         return bool(self.token)
 
 
-def _read_token_file(path: str) -> str | None:
+def read_token_file(path: str) -> str | None:
+    """The token in ``path`` (stripped; ``None`` if empty); ``ValueError`` if unreadable."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -108,13 +112,16 @@ def load_config(env: Mapping[str, str] | None = None) -> DashboardConfig:
     env = os.environ if env is None else env
     url = (env.get("SMITHERS_GATEWAY_URL") or DEFAULT_GATEWAY_URL).strip().rstrip("/")
     token = (env.get("SMITHERS_TOKEN") or "").strip() or None
+    token_file = None
     if token is None and env.get("SMITHERS_TOKEN_FILE"):
-        token = _read_token_file(env["SMITHERS_TOKEN_FILE"])
+        token_file = str(Path(env["SMITHERS_TOKEN_FILE"]).expanduser().resolve())
+        token = read_token_file(token_file)
     operators = parse_operators(env.get("SMITHERS_DASHBOARD_OPERATORS"))
     claim = parse_claim(env.get("SMITHERS_DASHBOARD_OPERATOR_CLAIM"))
     return DashboardConfig(
         gateway_url=url,
         token=token,
+        token_file=token_file,
         # Naming operators turns the controls on (for them).
         actions_enabled=(env.get("SMITHERS_DASHBOARD_ACTIONS", "").strip().lower() in _TRUE)
         or bool(operators) or claim is not None,

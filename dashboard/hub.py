@@ -21,6 +21,13 @@ out to every attached listener:
   batching clock its stores tick on together, and the per-tick products (tree patch, event
   records, header and event-list HTML) computed once for all of them.
 
+Limits, so that one visitor cannot make the server hold unbounded upstream work: at most
+``max_upstreams`` runs are subscribed at once per process, and one ``owner`` (a session)
+holds at most ``max_runs_per_owner`` runs; a refused attach gets a :class:`Refused` status
+that says why, and nothing is subscribed. A run the Gateway does not know (``?runId=`` of a
+typo) is asked about once with ``getRun`` after its first failure: ``RunNotFound`` stops its
+subscription (no resync loop) with "run X not found on the Gateway".
+
 Everything runs on the asyncio loop that is current when the hub is first used: the
 tornado loop of ``panel serve`` or the Jupyter kernel's loop. There is no thread. No
 Panel import here: the hub is plain asyncio and is tested without a browser.
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -39,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from inspector.client import GatewayClient
+from inspector.errors import ErrorCode, GatewayError, GatewayRpcError
 from inspector.history import TaskStateHistory
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import (
@@ -54,11 +63,32 @@ from inspector.tree import DevToolsTree, TreeChange
 from inspector.vocabulary import RUN_EVENT_PREFIX, RunEventName
 
 from . import metrics
+from .config import read_token_file
 from .shared import SharedRunView
 
-__all__ = ["GatewayHub", "HubStats", "Listener", "ReceivedRunEvent", "SourceFactory", "Subscription"]
+__all__ = [
+    "DEFAULT_MAX_RUNS_PER_OWNER",
+    "DEFAULT_MAX_UPSTREAMS",
+    "TOKEN_FILE_RETRY_SECONDS",
+    "GatewayHub",
+    "HubStats",
+    "Listener",
+    "ReceivedRunEvent",
+    "SourceFactory",
+    "Subscription",
+]
 
 log = logging.getLogger(__name__)
+
+#: Runs subscribed at once by one process (each costs the Gateway a socket and a stream).
+DEFAULT_MAX_UPSTREAMS = 200
+#: Runs one owner (a browser session) may hold at once.
+DEFAULT_MAX_RUNS_PER_OWNER = 4
+#: Seconds between retries after the Gateway rejected the token, when a token file can be
+#: rewritten to fix it (without one, a human must restart the server: 30 s).
+TOKEN_FILE_RETRY_SECONDS = 10.0
+#: Error codes that mean the run does not exist.
+_NOT_FOUND = frozenset({ErrorCode.RUN_NOT_FOUND, ErrorCode.NOT_FOUND})
 
 Listener = Callable[[SubscriptionItem], None]
 #: Builds the item source of one run: ``(run_id, tree) -> async iterable of items``. The
@@ -86,6 +116,8 @@ class HubStats:
     attaches: int = 0
     releases: int = 0
     source_crashes: int = 0
+    refusals: int = 0
+    runs_not_found: int = 0
     reads: int = 0
     reads_shared: int = 0
 
@@ -106,6 +138,9 @@ class _Feed:
     stop_timer: asyncio.TimerHandle | None = None
     history: TaskStateHistory = field(default_factory=TaskStateHistory)
     view: SharedRunView | None = None
+    owners: dict[int, object] = field(default_factory=dict)
+    #: ``None``: not asked yet; False: the run exists; True: the Gateway does not know it.
+    missing: bool | None = None
 
     def observe(self, item: SubscriptionItem) -> None:
         if isinstance(item, StatusChanged):
@@ -196,14 +231,21 @@ class GatewayHub:
         source: SourceFactory | None = None,
         event_history: int = 2000,
         crash_retry: float = 5.0,
+        unauthorized_retry: float = 30.0,
+        max_upstreams: int = DEFAULT_MAX_UPSTREAMS,
+        max_runs_per_owner: int = DEFAULT_MAX_RUNS_PER_OWNER,
     ) -> None:
         self.client = client
         self.grace = grace
         self.event_history = event_history
         self.crash_retry = crash_retry
+        self.unauthorized_retry = unauthorized_retry
+        self.max_upstreams = max_upstreams
+        self.max_runs_per_owner = max_runs_per_owner
         #: Bound on shared read answers kept (done ones are evicted oldest first).
         self.max_cached_reads = 256
-        self._source = source or (lambda run_id, tree: DevToolsSubscription(client, run_id, tree=tree))
+        self._source = source or (lambda run_id, tree: DevToolsSubscription(
+            client, run_id, tree=tree, unauthorized_retry=self.unauthorized_retry))
         self._feeds: dict[str, _Feed] = {}
         self._keys = 0
         self._reads: dict[str, _Cached] = {}
@@ -212,13 +254,17 @@ class GatewayHub:
         metrics.track_hub(self)
 
     def __repr__(self) -> str:
-        return f"GatewayHub({self.client.base_url!r}, runs={sorted(self._feeds)})"
+        return f"GatewayHub({self.client.display_url!r}, runs={sorted(self._feeds)})"
 
     # ------------------------------------------------------------------ registry
 
     @classmethod
-    def shared(cls, url: str, token: str | None = None, **kwargs: Any) -> GatewayHub:
+    def shared(cls, url: str, token: str | None = None, *, token_file: str | None = None, **kwargs: Any) -> GatewayHub:
         """The hub of this process (and event loop) for ``url`` with ``token``.
+
+        With ``token_file`` the client reads that file again when the Gateway rejects the
+        token (a rotation), and the hub is keyed by the file, not by the token it held
+        when it started: sessions opened after a rotation share the same hub.
 
         Keyed by loop as well, because an ``httpx`` pool and socket tasks belong to one
         loop: under ``panel serve`` and in a notebook there is exactly one; a test suite
@@ -230,10 +276,14 @@ class GatewayHub:
             loop = None
         for key in [k for k in cls._registry if k[2] is not None and k[2].is_closed()]:
             del cls._registry[key]
-        key = (url.rstrip("/"), token, loop)
+        key = (url.rstrip("/"), f"file:{token_file}" if token_file else token, loop)
         hub = cls._registry.get(key)
         if hub is None or hub._closed:
-            hub = cls(GatewayClient(url, token), **kwargs)
+            provider = functools.partial(read_token_file, token_file) if token_file else None
+            if token_file:
+                # A rotation is fixed by rewriting the file: look at it again soon.
+                kwargs.setdefault("unauthorized_retry", TOKEN_FILE_RETRY_SECONDS)
+            hub = cls(GatewayClient(url, token, token_provider=provider), **kwargs)
             cls._registry[key] = hub
         return hub
 
@@ -265,14 +315,40 @@ class GatewayHub:
         feed = self._feeds.get(run_id)
         return feed.history.states_at(frame) if feed else None
 
-    def attach(self, run_id: str, listener: Listener) -> Subscription:
+    def runs_of(self, owner: object) -> list[str]:
+        """The runs ``owner`` holds a subscription to."""
+        return [f.run_id for f in self._feeds.values() if any(o is owner for o in f.owners.values())]
+
+    def _refusal(self, run_id: str, owner: object | None) -> str | None:
+        if run_id in self._feeds and self._feeds[run_id].listeners:
+            return None  # already watched: joining costs the Gateway nothing
+        if owner is not None and len(set(self.runs_of(owner)) - {run_id}) >= self.max_runs_per_owner:
+            return f"refused: this session already watches {self.max_runs_per_owner} runs; close one first"
+        watched = sum(1 for f in self._feeds.values() if f.listeners and f.run_id != run_id)
+        if run_id not in self._feeds and watched >= self.max_upstreams:
+            return f"refused: the server already watches {self.max_upstreams} runs; try again later"
+        return None
+
+    def attach(self, run_id: str, listener: Listener, *, owner: object | None = None) -> Subscription:
         """Start receiving ``run_id``'s subscription items.
 
         The listener is called on the loop, once per item; it is called for the catch-up
         items before this method returns. It must not block (hand the work to the loop).
+        ``owner`` (a session, any object) is counted against ``max_runs_per_owner``. Past a
+        limit the listener gets one offline status saying why, and the handle holds nothing.
         """
         if self._closed:
             raise RuntimeError("the hub is closed")
+        refusal = self._refusal(run_id, owner)
+        if refusal is not None:
+            self.stats.refusals += 1
+            log.warning("run %s: %s", run_id, refusal)
+            now = time.time()
+            self._deliver(listener, StatusChanged(ConnectionState().moved(
+                ConnectionStatus.OFFLINE, now, error=refusal, retry_in=None, outage_since=now)))
+            handle = Subscription(self, run_id, 0)
+            handle.released = True
+            return handle
         feed = self._feeds.get(run_id)
         if feed is None:
             feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history), view=SharedRunView(run_id))
@@ -283,6 +359,8 @@ class GatewayHub:
         self._keys += 1
         key = self._keys
         feed.listeners[key] = listener
+        if owner is not None:
+            feed.owners[key] = owner
         self.stats.attaches += 1
         if feed.task is None or feed.task.done():
             self._start(feed)
@@ -294,6 +372,7 @@ class GatewayHub:
         feed = self._feeds.get(run_id)
         if feed is None or feed.listeners.pop(key, None) is None:
             return
+        feed.owners.pop(key, None)
         self.stats.releases += 1
         if feed.listeners:
             return
@@ -319,6 +398,7 @@ class GatewayHub:
 
     def _start(self, feed: _Feed) -> None:
         self.stats.subscriptions_started += 1
+        feed.missing = None  # a run reported missing may have been created since: ask again
         feed.task = asyncio.get_running_loop().create_task(self._pump(feed), name=f"hub-feed-{feed.run_id}")
 
     def _stop(self, feed: _Feed) -> None:
@@ -358,6 +438,10 @@ class GatewayHub:
             try:
                 async for item in source:
                     self._broadcast(feed, item)
+                    if (feed.missing is None and isinstance(item, StatusChanged)
+                            and item.state.status is ConnectionStatus.OFFLINE and feed.tree.empty):
+                        if await self._run_missing(feed):
+                            return
                 return  # the source ends only when stopped
             except asyncio.CancelledError:
                 raise
@@ -374,6 +458,30 @@ class GatewayHub:
                 )
                 self._broadcast(feed, StatusChanged(state))
             await asyncio.sleep(self.crash_retry)
+
+    async def _run_missing(self, feed: _Feed) -> bool:
+        """After a first failure with no tree yet: does the Gateway know the run? If not,
+        stop its subscription and say so (True). Asked once per subscription start."""
+        try:
+            await self.client.rpc("getRun", {"runId": feed.run_id}, retries=0)
+        except GatewayRpcError as exc:
+            feed.missing = exc.code in _NOT_FOUND
+        except GatewayError:
+            return False  # unreachable: the subscription's own retries handle that
+        else:
+            feed.missing = False
+        if not feed.missing:
+            return False
+        self.stats.runs_not_found += 1
+        stop = getattr(feed.source, "stop", None)
+        if callable(stop):
+            stop()
+        now = time.time()
+        state = feed.state.moved(ConnectionStatus.OFFLINE, now, error=f"run {feed.run_id} not found on the Gateway",
+                                 retry_in=None, outage_since=feed.state.outage_since or now)
+        self._broadcast(feed, StatusChanged(state))
+        log.info("run %s not found on the gateway: not retrying", feed.run_id)
+        return True
 
     # ------------------------------------------------------------------ shared reads
 

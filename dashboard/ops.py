@@ -20,6 +20,7 @@ through a path the reverse proxy keeps inside the private network (``docs/deploy
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
@@ -32,7 +33,7 @@ from inspector.client import GatewayClient
 from inspector.errors import ErrorCode, GatewayError, GatewayRpcError, GatewayUnavailable
 
 from . import logs, metrics
-from .config import load_config
+from .config import load_config, read_token_file
 
 __all__ = ["READY_CACHE_SECONDS", "ROUTES", "HealthzHandler", "MetricsHandler", "ReadyzHandler", "readiness"]
 
@@ -106,7 +107,9 @@ class _Readiness:
     async def _probe(self) -> tuple[int, dict[str, Any]]:
         config = load_config()
         if self.client is None or self.client.base_url != config.gateway_url:
-            self.client = GatewayClient(config.gateway_url, config.token, timeout=READY_TIMEOUT_SECONDS, rpc_retries=0)
+            reread = functools.partial(read_token_file, config.token_file) if config.token_file else None
+            self.client = GatewayClient(config.gateway_url, config.token, timeout=READY_TIMEOUT_SECONDS, rpc_retries=0,
+                                        token_provider=reread)  # a rotated token file: ready again
         gateway = _without_credentials(self.client.base_url)
         try:
             await asyncio.wait_for(self.client.rpc("listRuns", {"filter": {"limit": 1}}), READY_TIMEOUT_SECONDS)

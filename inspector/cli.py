@@ -2,7 +2,8 @@
 
 - ``watch RUN_ID``: the live tree in the terminal (``--json`` for JSON lines).
 - ``record RUN_ID -o FILE``: the session as a JSONL transcript (token redacted).
-- ``replay FILE...``: a replay gateway serving recorded sessions on loopback.
+- ``replay FILE...``: a replay gateway serving recorded sessions on loopback (it needs a
+  token, from ``SMITHERS_TOKEN`` or ``--token-file``, unless told ``--no-auth``).
 - ``serve``: the Panel dashboard (``panel serve`` with server-side configuration and login).
 - ``demo``: a looping replay gateway on recorded real runs, and the dashboard on it.
 - ``hash-password``: a scrypt entry for ``serve --basic-auth``'s users file.
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .client import DEFAULT_GATEWAY_URL, GatewayClient
+from .client import DEFAULT_GATEWAY_URL, GatewayClient, redact_url
 from .errors import GatewayError, GatewayRpcError
 from .status import ConnectionStatus
 from .stream import DevToolsSubscription, Resynced, Settled, StatusChanged, TreeUpdated
@@ -183,7 +184,13 @@ async def _replay(args: argparse.Namespace) -> int:
     if not runs:
         print("smithers-dashboard: no replayable run in those files", file=sys.stderr)
         return 2
-    gateway = ReplayGateway(runs, token=_token(args), speed=args.speed, loop=args.loop, port=args.port)
+    token = _token(args)
+    if token is None and not args.no_auth:
+        print("smithers-dashboard: the replay gateway needs a token (SMITHERS_TOKEN or --token-file); "
+              "--no-auth lets every caller in as admin", file=sys.stderr)
+        return 2
+    gateway = ReplayGateway(runs, token=token, speed=args.speed, loop=args.loop, port=args.port,
+                            no_auth=args.no_auth, allowed_origins=args.allow_origin or ())
     await gateway.start()
     print(f"replay gateway on {gateway.url} ({len(runs)} runs)", flush=True)
     try:
@@ -234,14 +241,17 @@ def panel_command(
     return cmd
 
 
-def _serve_env(gateway_url: str, token: str | None) -> dict[str, str]:
+def _serve_env(gateway_url: str, token: str | None, token_file: str | None = None) -> dict[str, str]:
+    """The server's environment. A token file is passed as its path, so the server reads it
+    again when the Gateway rejects the token (a rotation needs no restart)."""
     env = dict(os.environ)
     env["SMITHERS_GATEWAY_URL"] = gateway_url
     env.pop("SMITHERS_TOKEN_FILE", None)
-    if token:
+    env.pop("SMITHERS_TOKEN", None)
+    if token_file:
+        env["SMITHERS_TOKEN_FILE"] = str(Path(token_file).expanduser().resolve())
+    elif token:
         env["SMITHERS_TOKEN"] = token  # the environment, never argv
-    else:
-        env.pop("SMITHERS_TOKEN", None)
     return env
 
 
@@ -380,7 +390,7 @@ def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
 def _serve(args: argparse.Namespace) -> int:
     """Check the options, then become ``panel serve`` (``exec``: one process, so a service
     manager's signals reach the server and nothing is left behind)."""
-    env = _serve_env(_gateway(args), _token(args))
+    env = _serve_env(_gateway(args), _token(args), getattr(args, "token_file", None))
     if args.actions:
         env["SMITHERS_DASHBOARD_ACTIONS"] = "1"
     try:
@@ -388,7 +398,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ServeRefused as exc:
         print(f"smithers-dashboard: {exc}", file=sys.stderr)
         return 2
-    print(f"dashboard on http://{args.address}:{args.port}/apps (gateway {env['SMITHERS_GATEWAY_URL']})", flush=True)
+    gateway = redact_url(env["SMITHERS_GATEWAY_URL"])
+    print(f"dashboard on http://{args.address}:{args.port}/apps (gateway {gateway})", flush=True)
     sys.stderr.flush()
     os.execve(cmd[0], cmd, env)
 
@@ -396,9 +407,9 @@ def _serve(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from .replay import serve_demo
 
-    gateway = await serve_demo(port=0, speed=args.speed)
+    gateway = await serve_demo(port=0, speed=args.speed)  # a random token, handed over in the environment
     port = args.port or 5006
-    env = _serve_env(gateway.url, None)
+    env = _serve_env(gateway.url, gateway.token)
     _log_env(env, args)
     cmd = panel_command(port, address=args.address, origins=args.allow_websocket_origin or (), log_level=args.log_level)
     proc = await asyncio.create_subprocess_exec(*cmd, env=env)
@@ -478,7 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--port", type=int, default=7331)
     replay.add_argument("--speed", type=float, default=1.0)
     replay.add_argument("--loop", action="store_true", help="start finished runs again as new runs")
-    replay.add_argument("--token-file", help="require this token (default $SMITHERS_TOKEN, or none)")
+    replay.add_argument("--token-file", help="require this token (default $SMITHERS_TOKEN)")
+    replay.add_argument("--no-auth", action="store_true", help="no token: every caller is admin (loopback demos only)")
+    replay.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                        help="a browser origin (http://host:port) allowed to open the WebSocket (repeatable)")
 
     def log_opts(p: argparse.ArgumentParser) -> None:
         p.add_argument("--log-level", choices=LOG_LEVELS, help="server log level (default: warnings and Bokeh's info)")

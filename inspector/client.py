@@ -18,7 +18,11 @@ The resilient DevTools subscription is built on top of a client
 import it: the dependency runs one way, from the policy down to the transport.
 
 The token is sent only in the ``Authorization`` header and the ``connect`` frame; it is
-never logged, never part of a ``repr`` and replaced by ``"<redacted>"`` in recordings.
+never logged, never part of a ``repr`` and replaced by ``"<redacted>"`` in recordings. A
+``token_provider`` (e.g. a token file read again) is asked for a fresh token when the Gateway
+says ``UNAUTHORIZED``, and the call is tried once more with it: a long-lived client (a wall
+monitor) survives a token rotation. HTTP answers are read up to ``max_response_bytes``;
+a bigger one is :class:`~inspector.errors.ResponseTooLarge`, never half decoded.
 """
 
 from __future__ import annotations
@@ -57,15 +61,19 @@ from .protocol import (
     decode_json,
 )
 from .status import Backoff
+from .transport_guards import read_capped, redact_url, refresh_hint, with_refresh_hint
 
 __all__ = [
     "CLIENT_ID",
     "CLIENT_VERSION",
     "DEFAULT_GATEWAY_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "FrameRecorder",
     "GatewayClient",
     "GatewayConnection",
     "WebSocketLike",
+    "redact_url",
+    "refresh_hint",
 ]
 
 log = logging.getLogger(_pkg + ".client")
@@ -76,6 +84,8 @@ CLIENT_VERSION = __version__
 #: The largest frame we accept. A 10,000-node snapshot is a few MB; outputs are capped
 #: by the Gateway at 100 MiB but travel over HTTP, not the socket.
 DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024
+#: The largest HTTP answer read (a node output can be big; an endless body must not be).
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: Methods that change something: never retried automatically.
 MUTATING_METHODS = frozenset(
     {"launchRun", "rewindRun", "jumpToFrame", "submitApproval", "cancelRun", "resumeRun", "pauseRun",
@@ -95,6 +105,8 @@ class WebSocketLike(Protocol):
 
 
 ConnectFactory = Callable[[str, Mapping[str, str]], Awaitable[WebSocketLike]]
+#: Gives the current token (``None``: none); called again after an ``UNAUTHORIZED``.
+TokenProvider = Callable[[], "str | None"]
 
 
 class FrameRecorder(Protocol):
@@ -403,8 +415,11 @@ class GatewayClient:
     """A Smithers Gateway, addressed by its base URL (``http://127.0.0.1:7331``).
 
     ``token`` is a bearer token (``SMITHERS_TOKEN``); keep it out of command lines.
+    ``token_provider`` gives the token again (a token file, re-read): after an
+    ``UNAUTHORIZED`` the client asks it and, if the token changed, tries the call once more.
     ``transport`` and ``connect`` replace the network for tests. ``recorder`` receives
     every WebSocket frame (the ``record`` command writes them as a transcript).
+    ``max_response_bytes`` caps an HTTP answer (:class:`~inspector.errors.ResponseTooLarge`).
     """
 
     def __init__(
@@ -419,10 +434,16 @@ class GatewayClient:
         rpc_retries: int = 4,
         recorder: FrameRecorder | None = None,
         client_id: str = CLIENT_ID,
+        token_provider: TokenProvider | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = _http_base(base_url)
         self.ws_url = websocket_url(self.base_url)
         self._token = token or None
+        self._token_provider = token_provider
+        self.max_response_bytes = max_response_bytes
+        #: How many times a rejected token was replaced by a fresh one from the provider.
+        self.token_reloads = 0
         self.timeout = timeout
         self.max_frame_bytes = max_frame_bytes
         self.rpc_retries = rpc_retries
@@ -439,7 +460,12 @@ class GatewayClient:
 
     def __repr__(self) -> str:
         auth = "token" if self._token else "no token"
-        return f"GatewayClient({self.base_url!r}, {auth})"
+        return f"GatewayClient({self.display_url!r}, {auth})"
+
+    @property
+    def display_url(self) -> str:
+        """:attr:`base_url` without credentials: the one to show or log."""
+        return redact_url(self.base_url)
 
     @property
     def has_token(self) -> bool:
@@ -447,6 +473,26 @@ class GatewayClient:
 
     def _auth_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def reload_token(self) -> bool:
+        """Ask the token provider again; True if it gave a different token (now in use).
+
+        A provider that fails (an unreadable file mid-rotation) changes nothing: the
+        caller keeps the Gateway's ``UNAUTHORIZED`` and retries later.
+        """
+        if self._token_provider is None:
+            return False
+        try:
+            fresh = self._token_provider() or None
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the gateway token again: %s", exc)
+            return False
+        if fresh is None or fresh == self._token:
+            return False
+        self._token = fresh
+        self.token_reloads += 1
+        log.info("the gateway rejected the token; using the token read again from its source")
+        return True
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -468,28 +514,44 @@ class GatewayClient:
         """
         attempts = 1 + (0 if method in MUTATING_METHODS else (self.rpc_retries if retries is None else retries))
         backoff = Backoff(base=0.2, cap=5.0)
-        for attempt in range(attempts):
+        reloaded = False
+        attempt = 0
+        while True:
             try:
                 return await self._rpc_once(method, params)
-            except (GatewayRpcError, GatewayUnavailable) as exc:
-                transient = isinstance(exc, GatewayUnavailable) or exc.transient
-                if not transient or attempt == attempts - 1:
+            except GatewayRpcError as exc:
+                # A rotated token: one more try, with the fresh token, outside the retry
+                # budget (safe for a write too: the Gateway refused it before doing anything).
+                if exc.unauthorized and not reloaded and self.reload_token():
+                    reloaded = True
+                    continue
+                if not exc.transient or attempt >= attempts - 1:
+                    raise with_refresh_hint(exc) from None
+                delay = exc.retry_after if exc.retry_after is not None else backoff.delay()
+            except GatewayUnavailable as exc:
+                if attempt >= attempts - 1:
                     raise
                 delay = exc.retry_after if exc.retry_after is not None else backoff.delay()
-                log.info("%s failed (%s); retrying in %.2f s", method, exc, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+            attempt += 1
+            log.info("%s failed; retrying in %.2f s", method, delay)
+            await asyncio.sleep(delay)
 
     async def _rpc_once(self, method: str, params: Mapping[str, Any] | None) -> Any:
         try:
-            response = await self._http.post(f"/v1/rpc/{method}", json=dict(params or {}), headers=self._auth_headers())
+            request = self._http.build_request("POST", f"/v1/rpc/{method}", json=dict(params or {}),
+                                               headers=self._auth_headers())
+            response = await self._http.send(request, stream=True)
+            try:
+                body = await read_capped(response, method, self.max_response_bytes)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise GatewayUnavailable(f"{method}: the gateway did not answer within {self.timeout:g} s") from None
         except httpx.TransportError as exc:
-            raise _unreachable(f"{method}: ", self.base_url, exc) from None
+            raise _unreachable(f"{method}: ", self.display_url, exc) from None
         frame: ResponseFrame | None = None
         try:
-            decoded = decode_frame(response.content)
+            decoded = decode_frame(body)
             if isinstance(decoded, ResponseFrame):
                 frame = decoded
         except FrameDecodeError:
@@ -566,11 +628,16 @@ class GatewayClient:
             if cursor is not None:
                 query["afterSeq"] = cursor
             try:
-                response = await self._http.get("/v1/api/events", params=query, headers=self._auth_headers())
+                request = self._http.build_request("GET", "/v1/api/events", params=query, headers=self._auth_headers())
+                response = await self._http.send(request, stream=True)
+                try:
+                    raw = await read_capped(response, "events", self.max_response_bytes)
+                finally:
+                    await response.aclose()
             except httpx.HTTPError as exc:
-                raise _unreachable("events: ", self.base_url, exc) from None
+                raise _unreachable("events: ", self.display_url, exc) from None
             try:
-                body = response.json()
+                body = json.loads(raw)
             except ValueError:
                 body = None
             if not isinstance(body, dict) or body.get("ok") is not True:
@@ -603,9 +670,23 @@ class GatewayClient:
         """Open an authenticated socket (challenge, ``connect``, hello).
 
         A rejected token raises ``GatewayRpcError`` with code ``UNAUTHORIZED`` (whether
-        the Gateway answered with an error frame or closed with 1008); an unreachable
-        Gateway raises :class:`GatewayUnavailable`.
+        the Gateway answered with an error frame or closed with 1008), after one more try
+        if the token provider gives a new token; an unreachable Gateway raises
+        :class:`GatewayUnavailable`.
         """
+        try:
+            return await self._open_once(subscribe, timeout)
+        except GatewayRpcError as exc:
+            if not exc.unauthorized:
+                raise
+            if not self.reload_token():
+                raise with_refresh_hint(exc) from None
+        try:
+            return await self._open_once(subscribe, timeout)
+        except GatewayRpcError as exc:
+            raise with_refresh_hint(exc) from None
+
+    async def _open_once(self, subscribe: list[str] | None, timeout: float) -> GatewayConnection:
         headers = self._auth_headers()
         try:
             if self._connect is not None:
@@ -618,7 +699,7 @@ class GatewayClient:
                 raise GatewayRpcError(ErrorCode.UNAUTHORIZED, f"websocket upgrade refused (HTTP {status})", status=status) from None
             raise GatewayUnavailable(f"websocket upgrade refused (HTTP {status})", status=status) from None
         except (OSError, TimeoutError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
-            raise _unreachable("", self.ws_url, exc) from None
+            raise _unreachable("", redact_url(self.ws_url), exc) from None
         if self.recorder is not None:
             self.recorder.new_session()
         conn = GatewayConnection(ws, recorder=self.recorder)

@@ -38,6 +38,7 @@ __all__ = [
     "InvalidDelta",
     "InvalidSnapshot",
     "ProtocolError",
+    "ResponseTooLarge",
     "SeqGap",
     "SmithersDashboardError",
     "normalize_error_code",
@@ -183,6 +184,16 @@ class GatewayUnavailable(GatewayError):
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, retry_after=retry_after)
         self.status = status
+
+
+class ResponseTooLarge(GatewayError):
+    """An HTTP answer was bigger than the client's cap (``max_response_bytes``); it was not
+    decoded, so nothing of it was applied. Not retried: the same call gets the same answer."""
+
+    def __init__(self, method: str, limit: int) -> None:
+        super().__init__(f"{method}: the gateway's answer is larger than {limit:,} bytes (max_response_bytes)")
+        self.method = method
+        self.limit = limit
 
 
 class GatewayStalled(GatewayUnavailable):

@@ -18,7 +18,7 @@ from tests.recordings import recording
 def start_replay(*args: str) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "SMITHERS_TOKEN"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inspector.cli", "replay", *args, "--port", "0"],
+        [sys.executable, "-m", "inspector.cli", "replay", *args, "--port", "0", "--no-auth"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     assert proc.stdout is not None

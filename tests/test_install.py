@@ -141,7 +141,10 @@ def test_demo_and_panel_serve_of_the_packaged_app(installed: Installed) -> None:
         panel.wait_status(f"http://127.0.0.1:{other}/healthz")
         page = httpx.get(f"http://127.0.0.1:{other}/apps", timeout=30)
         assert page.status_code == 200 and "<title>Smithers dashboard</title>" in page.text
-        assert panel.wait_status(f"http://127.0.0.1:{other}/readyz").json()["gateway"] == gateway_url
+        # The demo's gateway lets in only the demo's own dashboard (a random token it was handed):
+        # this second server, without that token, reaches it and is refused.
+        refused = panel.wait_status(f"http://127.0.0.1:{other}/readyz", 503).json()
+        assert refused["gateway"] == gateway_url and refused["reason"] == "token_rejected", refused
         for server in (demo, panel):
             assert "Traceback" not in server.log(), server.log()
             assert str(ROOT) not in server.log(), "nothing is served from the checkout"

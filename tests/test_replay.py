@@ -576,7 +576,7 @@ async def test_serve_demo_loops_and_rewinds_the_rich_run() -> None:
         rich_ids = [r for r in gateway.run_ids() if gateway.recorded_id(r) == RICH.run_id]
         assert len(rich_ids) == 1
         assert gateway.auto_rewinds == {RICH.run_id: AutoRewind(0.6)}
-        ws, hello = await open_session(gateway, token=None)
+        ws, hello = await open_session(gateway, token=gateway.token)
         async with ws:
             assert len(hello["payload"]["snapshot"]["runs"]) >= 1
             # The recorded rewind fixture's jump says "user:op"; the scheduled one "user:replay".
@@ -594,7 +594,7 @@ async def test_stream_run_events_replays_history_then_streams_live_wrapped() -> 
     from inspector.transcript import load_runs
 
     runs = load_runs(recording("demo-run.jsonl"))
-    async with ReplayGateway(runs, speed=2.0) as gw:
+    async with ReplayGateway(runs, speed=2.0, no_auth=True) as gw:
         run_id = gw.run_ids()[0]
         async with connect(gw.ws_url) as ws:
             json.loads(await ws.recv())  # challenge
@@ -624,7 +624,7 @@ async def test_event_history_over_http_has_timestamps_and_gateway_names() -> Non
     from inspector.transcript import load_runs
 
     runs = load_runs(recording("demo-run.jsonl"))
-    async with ReplayGateway(runs, speed=4.0) as gw:
+    async with ReplayGateway(runs, speed=4.0, no_auth=True) as gw:
         run_id = gw.run_ids()[0]
         deadline = time.monotonic() + 20
         while not gw.run_done(run_id):

@@ -13,7 +13,7 @@ from dashboard.hub import GatewayHub
 from dashboard.store import EventRecord, RunStore
 from inspector.client import GatewayClient
 from inspector.protocol import TimeTravelJump
-from inspector.stream import Resynced, Settled, TimeTravelled
+from inspector.stream import Resynced, TimeTravelled
 
 from .test_hub import (
     FakeFeeds,
@@ -192,16 +192,16 @@ async def test_status_errors_and_heartbeats_are_exposed() -> None:
     store = RunStore(hub=hub, run_id="nope")
     await started(feeds, "nope")
     since = time.time() - 30
-    feeds.push("nope", StatusChanged(ConnectionState(ConnectionStatus.OFFLINE, since, outage_since=since, retry_in=2.5,
-                                                     error="cannot reach the gateway")), Heartbeat(42.0))
+    feeds.push("nope", Heartbeat(42.0), StatusChanged(ConnectionState(
+        ConnectionStatus.OFFLINE, since, outage_since=since, retry_in=2.5, error="cannot reach the gateway")))
     await until(lambda: store.connection_status == "offline" and store.last_heartbeat == 42.0)
-    assert store.outage_since == since and store.retry_in == 2.5
-    assert store.connection_error == "cannot reach the gateway"
+    assert store.outage_since == since
+    # The Gateway does not know the run: the hub asked once (getRun) and stopped retrying.
+    await until(lambda: store.connection_error == "run nope not found on the Gateway")
+    assert store.retry_in is None and store.outage_since == since
     await until(lambda: store.run_error is not None)
     assert "Run not found" in store.run_error  # type: ignore[operator]
     assert any(isinstance(e, EventRecord) and e.event == "connection.offline" for e in store.events)
-    feeds.push("nope", Settled("finished", 3))
-    await until(lambda: store.settled)
     store.close()
     await hub.aclose()
 

@@ -58,7 +58,11 @@ def connection_html(
         if required_scope:
             detail = f"the token lacks the scope {required_scope}"
         else:
-            detail = "the Gateway rejected the token: check SMITHERS_TOKEN / SMITHERS_TOKEN_FILE on the dashboard server"
+            # The Gateway's words first: they carry its refresh hint ("to refresh the token:
+            # smithers token issue") when the token expired or was revoked.
+            said = f"the Gateway rejected the token ({error})" if error else "the Gateway rejected the token"
+            detail = (f"{said}: put the new token in SMITHERS_TOKEN_FILE on the dashboard server "
+                      "(read again at the next retry) or set SMITHERS_TOKEN")
         if error:
             title = error
     elif status == "online":

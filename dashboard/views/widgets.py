@@ -39,23 +39,28 @@ def plaintext(*columns: str) -> dict[str, dict[str, str]]:
 _TEXT_WRAP = "pre { white-space: pre-wrap; overflow-wrap: break-word; }"
 
 
-class TextPane(pn.pane.Str):
-    """A ``pn.pane.Str`` whose text is escaped: safe for Gateway-supplied text.
+def _pre_escaped(text: Any) -> str:
+    """Untrusted text as HTML that shows it verbatim: escaped by :func:`html.escape`, in ``<pre>``."""
+    return f"<pre>{html.escape('' if text is None else str(text), quote=False)}</pre>"
+
+
+class TextPane(pn.pane.HTML):
+    """A pane that shows its ``object`` as text, never as markup: safe for Gateway-supplied text.
 
     Panel's own ``Str`` (1.9) only wraps its object in ``<pre>`` and the browser sets that
     as innerHTML, scripts run: ``Str("<img src=x onerror=...>")`` is live markup. Found by
-    ``tests/test_security_browser.py`` (an approval title, props, an action's error).
+    ``tests/test_security_browser.py`` (an approval title, props, an action's error). The
+    escaping goes through ``pn.pane.HTML``'s public ``sanitize_hook`` (called on every
+    render when ``sanitize_html`` is on) with :func:`html.escape`, so it depends on no
+    private Panel method; ``object`` stays the plain text.
     Long lines wrap (``pre-wrap``, long words broken): Gateway text has no length limit, and
     one unbroken ``<pre>`` line would widen the whole page.
     """
 
     def __init__(self, object: Any = None, **params: Any) -> None:
         params["stylesheets"] = [_TEXT_WRAP, *params.get("stylesheets", [])]
-        super().__init__(object, **params)
-
-    def _transform_object(self, obj: Any) -> dict[str, Any]:
-        text = "" if obj is None else str(obj)
-        return super()._transform_object(html.escape(text, quote=False) if text else text)
+        params.update(sanitize_html=True, sanitize_hook=_pre_escaped)
+        super().__init__("" if object is None else str(object), **params)
 
 
 class Throttle:

@@ -10,6 +10,7 @@ time-travel jump. Kept out of the server so the server does not know which recor
 from __future__ import annotations
 
 import functools
+import secrets
 from importlib import resources
 from typing import Final
 
@@ -50,8 +51,11 @@ async def serve_demo(
 ) -> ReplayGateway:
     """Start a looping replay of the demo runs, with the ``rich`` run rewound mid-run each loop.
 
-    The caller owns the returned gateway and must ``await gateway.stop()``.
+    Without a ``token`` it makes a random one (``gateway.token``) for the caller to hand to
+    its own dashboard: even a demo gateway on loopback lets no one in without it. The
+    caller owns the returned gateway and must ``await gateway.stop()``.
     """
+    token = token or secrets.token_urlsafe(32)
     runs = demo_runs()
     rewinds = {run.run_id: AutoRewind(0.6) for run in runs if run.source == "rich-run.jsonl"}
     gateway = ReplayGateway(runs, token=token, speed=speed, loop=True, host=host, port=port, auto_rewinds=rewinds)

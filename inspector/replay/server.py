@@ -14,8 +14,13 @@ handshake (other methods first get ``UNAUTHORIZED``; a bad token gets the error 
 close 1008), ``tick`` heartbeats, per-connection envelope ``seq`` and a global
 ``stateVersion``, run events delivered to every connection whose ``subscribe`` filter
 admits the run, ``devtools.event`` frames, and the HTTP status mapping of error codes.
-Without a configured token every caller is an ``admin`` (the real Gateway's no-auth callers
-cannot rewind, which would make the demo's rewind button useless).
+Without a configured token nobody is let in, unless the gateway is told ``no_auth`` (then
+every caller is an ``admin``: the real Gateway's no-auth callers cannot rewind, which would
+make a rewind button useless). Tokens are compared in constant time; a rotated token
+(:meth:`ReplayGateway.rotate_token`) is refused with the Gateway's ``refresh`` hint. It
+listens on loopback unless given another ``host``, and a browser's WebSocket is accepted
+only from the gateway's own origin or an ``allowed_origins`` entry (a page on another site
+must not drive a local gateway through the visitor's browser).
 
 Extension points, for test doubles that break the wire on purpose (the project's own live
 in ``tests/faulty_replay.py``, outside the runtime package): :meth:`ReplayGateway._intercept_http`
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
@@ -37,6 +43,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import tornado.httpserver
 import tornado.httputil
@@ -144,7 +151,7 @@ class _SocketHandler(tornado.websocket.WebSocketHandler):
         self.conn: _Connection | None = None
 
     def check_origin(self, origin: str) -> bool:
-        return True
+        return self.gateway._origin_allowed(origin, self.request.headers.get("Host", ""))
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.conn = self.gateway._opened(self)
@@ -202,8 +209,11 @@ class _HealthHandler(tornado.web.RequestHandler):
 class ReplayGateway:
     """Serves recorded runs as live ones over the real Gateway protocol (see the module doc).
 
-    ``token``: the one accepted token (``None``: no auth, every caller is ``admin``).
-    ``read_token``: a second token with only ``run:read`` + ``observability:read``.
+    ``token``: the accepted admin token. ``read_token``: a second token with only
+    ``run:read`` + ``observability:read``. With neither, every call is ``UNAUTHORIZED``
+    unless ``no_auth`` (then every caller is ``admin``).
+    ``allowed_origins``: browser origins (``http://host:port``) allowed to open a WebSocket
+    besides the gateway's own; a client that sends no ``Origin`` (not a browser) is let in.
     ``speed``: recorded time is divided by it. ``loop``: a finished run is started again
     as a new run after ``loop_delay_s``. ``heartbeat_ms``: ``tick`` interval.
     ``max_gap_ms``: longest recorded silence that is played as is (longer ones shrink).
@@ -227,6 +237,8 @@ class ReplayGateway:
         auto_rewinds: Mapping[str, AutoRewind] | None = None,
         keep_finished: int = 20,
         auth_deadline_ms: int = AUTH_DEADLINE_MS,
+        no_auth: bool = False,
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         #: The playback clock and the replays' state.
         self.player = Player(
@@ -236,6 +248,10 @@ class ReplayGateway:
         self.methods = RpcMethods(self.player)
         self.token = token
         self.read_token = read_token
+        self.no_auth = no_auth
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        #: Tokens taken back by :meth:`rotate_token`: refused with a refresh hint.
+        self.revoked_tokens: set[str] = set()
         self.host = host
         self.port = port
         self.heartbeat_ms = heartbeat_ms
@@ -454,15 +470,37 @@ class ReplayGateway:
         conn.send_response(ResponseFrame(id=frame.id, ok=True, payload=self._hello(grant)))
 
     def _authenticate(self, token: str | None) -> Grant | GatewayRpcError:
-        if self.token is None and self.read_token is None:
+        if self.no_auth:
             return Grant("admin", ("*",), None, None, None)
         if not token:
             return rpc_error("UNAUTHORIZED", "A bearer token is required")
-        if token == self.token:
+        if _same(token, self.token):
             return Grant("admin", ("*",), "user:op", "replay-op", token)
-        if token == self.read_token:
+        if _same(token, self.read_token):
             return Grant("viewer", READ_SCOPES, "user:viewer", "replay-viewer", token)
+        if any(_same(token, old) for old in self.revoked_tokens):
+            return rpc_error("UNAUTHORIZED", "Token has been revoked", refresh="smithers token issue")
         return rpc_error("UNAUTHORIZED", "Invalid token")
+
+    def rotate_token(self, new_token: str) -> int:
+        """Replace the admin token: the old one is revoked and the sockets it opened are
+        closed (1008), as after a revocation. Returns how many sockets were closed."""
+        old, self.token = self.token, new_token
+        if old is None or old == new_token:
+            return 0
+        self.revoked_tokens.add(old)
+        dropped = [c for c in self._connections if c.grant is not None and c.grant.token == old]
+        for conn in dropped:
+            conn.close(1008, "Token has been revoked")
+            self._closed(conn)
+        return len(dropped)
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        """A browser's WebSocket: same host and port as the gateway, or an allowed origin."""
+        parsed = urlsplit(origin)
+        if parsed.scheme in ("http", "https") and parsed.netloc and parsed.netloc.lower() == host.lower():
+            return True
+        return origin.rstrip("/").lower() in self.allowed_origins
 
     def _hello(self, grant: Grant) -> dict[str, Any]:
         active = [live.row(detailed=False) for live in self.player.runs.values() if live.status in _ACTIVE_STATUSES]
@@ -538,6 +576,11 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log at debug level: a test that provokes 4xx on purpose should not spam warnings."""
     request = handler.request
     log.debug("%d %s %s", handler.get_status(), request.method, request.uri)
+
+
+def _same(given: str, expected: str | None) -> bool:
+    """Constant-time token comparison (no timing hint of how much of a guess was right)."""
+    return expected is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def _bearer(headers: tornado.httputil.HTTPHeaders) -> str | None:

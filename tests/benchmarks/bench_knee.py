@@ -70,7 +70,7 @@ T = TypeVar("T")
 class SendStamps:
     """Stamps ``(wall ms, run id, nodeId, state)`` as the replay gateway sends each task-state delta.
 
-    Wraps the gateway instance's ``_release`` (the step that writes a released delta to every
+    Wraps the gateway player's ``_release`` (the step that writes a released delta to every
     DevTools stream on the run); the stamp is taken after the writes, and only when at least one
     stream is open on the run (otherwise nothing was sent).
     """
@@ -78,7 +78,8 @@ class SendStamps:
     def __init__(self, replay: ReplayThread) -> None:
         self.seen: list[tuple[float, str, str, str]] = []
         gateway = replay.gateway
-        original = gateway._release
+        player = gateway.player
+        original = player._release
 
         def release(live: Any, index: int) -> None:
             original(live, index)
@@ -91,7 +92,7 @@ class SendStamps:
                 if task and task.get("nodeId") and task.get("state"):
                     self.seen.append((now, live.run_id, str(task["nodeId"]), str(task["state"])))
 
-        replay.call(lambda: setattr(gateway, "_release", release))
+        replay.call(lambda: setattr(player, "_release", release))
 
     def between(self, run_id: str, start_ms: float, end_ms: float) -> dict[tuple[str, str], float]:
         """First send of each (nodeId, state) of ``run_id`` within the window."""

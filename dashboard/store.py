@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import param
+from param.parameters import NoNone
 
 from inspector.agents import RunAgents
 from inspector.errors import ErrorCode, GatewayError, GatewayRpcError, GatewayUnavailable
@@ -251,7 +252,7 @@ class RunStore(param.Parameterized):
         A one-line human message about something the operator should know happened
         ("Rewound from frame 18 to 3", "Resynced: ..."). Plain text.""")
 
-    agents = param.ClassSelector(class_=RunAgents, doc="""
+    agents = param.ClassSelector(class_=RunAgents, allow_None=NoNone, doc="""
         The run's agents: per (nodeId, iteration, attempt) output, actions, answer, token
         usage. With a hub it is SHARED with every session on the run (read it, never feed
         it); a new object when ``run_id`` changes. Watch ``agents_version`` for its content.""")
@@ -263,7 +264,7 @@ class RunStore(param.Parameterized):
         The :data:`~inspector.agents.AttemptKey` s (nodeId, iteration, attempt) changed by the
         batch of the last ``agents_version`` tick (empty on a run switch: read everything).""")
 
-    prices = param.ClassSelector(class_=PriceTable, doc="""
+    prices = param.ClassSelector(class_=PriceTable, allow_None=NoNone, doc="""
         Smithers' price table with the user's ``SMITHERS_DASHBOARD_PRICES`` file laid over
         it (loaded once per process), for cost estimates.""")
 

@@ -74,12 +74,19 @@ _RUN_END_NAMES: Final[Mapping[str, str]] = {"finished": "RunFinished", "failed":
 _USAGE_FIELDS: Final = ("inputTokens", "outputTokens", "cacheReadTokens", "cacheWriteTokens", "reasoningTokens")
 
 
+_EVENT_WORDS: Final = re.compile(r"[a-z]+(?:[._][a-z]+)+")
+
+
 def durable_name(event: str, payload: Mapping[str, Any]) -> str:
     """The durable history's name of a live run event (``task.output`` -> ``NodeOutput``)."""
     if event == "run.completed":
         return _RUN_END_NAMES.get(str(payload.get("status")), "RunFinished")
     known = _DURABLE_NAMES.get(event)
-    return known if known is not None else "".join(part.capitalize() for part in re.split(r"[._]", event))
+    if known is not None:
+        return known
+    if not _EVENT_WORDS.fullmatch(event):
+        return event  # not a name the engine could have persisted: kept as the stream said it
+    return "".join(part.capitalize() for part in re.split(r"[._]", event))
 
 
 #: How many recent events per run ``streamRunEvents`` can replay (the Gateway keeps a window too).

@@ -151,3 +151,108 @@ def test_store_without_hub_owns_its_agents() -> None:
     before = store.agents
     store.run_id = "s"
     assert store.agents is not before and store.agents.run_id == "s"
+
+
+# ---------------------------------------------------------------------------- the view's pure parts
+
+
+def _attempt_with(*chunks: tuple[str, str], cap: int = 1 << 20) -> tuple[RunAgents, Any]:
+    agents = RunAgents("r", output_cap_bytes=cap)
+    agents.apply("node.pending", {"nodeId": "a", "iteration": 0})
+    for stream, text in chunks:
+        agents.apply("task.output", {"nodeId": "a", "output": text, "stream": stream})
+    return agents, agents.attempt("a")
+
+
+def _text_of(html_text: str) -> str:
+    """What a browser's textContent gives for the HTML (tags out, entities decoded)."""
+    import html as html_lib
+    import re
+
+    return html_lib.unescape(re.sub(r"<[^>]*>", "", html_text))
+
+
+def test_output_html_escapes_agent_markup_and_renders_ansi() -> None:
+    from dashboard.views.agent import OutputFeed
+
+    hostile = "<script>alert(1)</script> <img src=x onerror=alert(2)> \x1b[32mgreen\x1b[0m \x1b]0;t\x07end\n"
+    _, attempt = _attempt_with(("stdout", hostile), ("stderr", "\x1b[31mbad\x1b[0m\n\xff\ufffd bytes\n"))
+    message = OutputFeed().reset(attempt)
+    html_text = message["html"]
+    assert "<script" not in html_text and "<img" not in html_text and "\x1b" not in html_text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
+    assert '<span style="color:#00cd00">green</span>' in html_text
+    assert 'class="sd-o-stderr" data-c="1" title="stderr"' in html_text
+    assert _text_of(html_text) == (
+        "<script>alert(1)</script> <img src=x onerror=alert(2)> green end\n" "bad\n\xff\ufffd bytes\n"
+    )
+    assert "[32m" not in _text_of(html_text) and "0;t" not in _text_of(html_text)
+
+
+def test_output_feed_appends_only_new_chunks_and_resets_on_another_attempt() -> None:
+    from dashboard.views.agent import OutputFeed
+
+    agents, attempt = _attempt_with(("stdout", "\x1b[32mone "), ("stdout", "two\x1b[0m\n"))
+    feed = OutputFeed()
+    first = feed.update(attempt)
+    assert first is not None and first["type"] == "reset" and first["seq"] == 1
+    assert feed.update(attempt) is None  # nothing new, nothing sent
+    agents.apply("task.output", {"nodeId": "a", "output": "three\x1b[", "stream": "stdout"})
+    agents.apply("task.output", {"nodeId": "a", "output": "1mbold\x1b[0m\n", "stream": "stdout"})
+    second = feed.update(attempt)
+    assert second is not None and second["type"] == "append" and second["seq"] == 2
+    assert "one" not in second["html"] and _text_of(second["html"]) == "three" + "bold\n"
+    assert '<span style="font-weight:bold">bold</span>' in second["html"]  # escape cut across chunks
+    assert 'data-c="2"' in second["html"] and 'data-c="3"' in second["html"] and second["first"] == 0
+    assert feed.last_bytes < len(str(first)) + 200
+    agents.apply("node.retrying", {"nodeId": "a", "attempt": 2})
+    agents.apply("task.output", {"nodeId": "a", "output": "again\n", "stream": "stdout"})
+    third = feed.update(agents.attempt("a", 0, 2))
+    assert third is not None and third["type"] == "reset" and _text_of(third["html"]) == "again\n"
+    assert third["key"] == "a/0/2"
+
+
+def test_output_feed_follows_the_byte_cap() -> None:
+    from dashboard.views.agent import OutputFeed
+
+    agents, attempt = _attempt_with(*[("stdout", f"line {i:03}\n") for i in range(10)], cap=40)
+    feed = OutputFeed()
+    reset = feed.reset(attempt)
+    assert reset["dropped"] == attempt.dropped_lines > 0 and reset["first"] == 10 - len(attempt.chunks)
+    agents.apply("task.output", {"nodeId": "a", "output": "line 010\n", "stream": "stdout"})
+    append = feed.update(attempt)
+    assert append is not None and append["type"] == "append" and append["first"] == 11 - len(attempt.chunks)
+    assert append["dropped"] == attempt.dropped_lines
+    for i in range(11, 20):  # more chunks than the cap keeps, between two updates: a reset
+        agents.apply("task.output", {"nodeId": "a", "output": f"line {i:03}\n", "stream": "stdout"})
+    assert feed.update(attempt)["type"] == "reset"  # type: ignore[index]
+
+
+def test_actions_answer_and_summary_are_escaped() -> None:
+    from dashboard.views.agent import actions_html, answer_html, download_name, summary_html
+    from inspector.pricing import load_price_table
+
+    agents = RunAgents("r")
+    base = {"nodeId": "a", "iteration": 0, "attempt": 1, "engine": "<em>e</em>"}
+    for phase, ok in (("started", None), ("completed", False)):
+        agents.apply("agent.event", {**base, "event": {"type": "action", "phase": phase, "ok": ok, "message": "<i>boom</i>",
+                                                        "action": {"id": "t1", "kind": "<tool>", "title": "<script>x</script>"}}},
+                     t_ms=1000.0 if phase == "started" else 2500.0)
+    agents.apply("agent.event", {**base, "event": {"type": "action", "phase": "started",
+                                                    "action": {"id": "t2", "kind": "tool", "title": "still going"}}}, t_ms=3000.0)
+    agents.apply("agent.event", {**base, "event": {"type": "completed", "ok": True, "answer": "<img src=x onerror=1>"}})
+    agents.apply("token.usage", {**base, "model": "claude-sonnet-4-6", "agent": "<u>me</u>", "inputTokens": 1000, "outputTokens": 10})
+    attempt = agents.attempt("a")
+    actions = actions_html(attempt)
+    assert actions.count('data-testid="agent-action"') == 2
+    assert 'data-status="failed"' in actions and 'data-status="running"' in actions
+    assert "<script>" not in actions and "&lt;script&gt;x&lt;/script&gt;" in actions and "&lt;i&gt;boom" in actions
+    assert "1.5 s" in actions or "1.50 s" in actions
+    assert "<img" not in answer_html(attempt) and "&lt;img src=x" in answer_html(attempt)
+    summary = summary_html(attempt, load_price_table(use_env=False))
+    assert "<em>" not in summary and "&lt;em&gt;e&lt;/em&gt;" in summary and "&lt;u&gt;me&lt;/u&gt;" in summary
+    assert "$0.0032" in summary  # 1,000 x $3/M + 10 x $15/M (Smithers' price of claude-sonnet-4-6)
+    agents.apply("token.usage", {"nodeId": "b", "iteration": 0, "attempt": 1, "model": "local-llama-3-8b", "inputTokens": 5})
+    unpriced = summary_html(agents.attempt("b"), load_price_table(use_env=False))
+    assert "unpriced model" in unpriced and "$" not in unpriced
+    assert download_name(("a/../b c", 1, 2)) == "a_.._b_c-iteration1-attempt2.txt"

@@ -256,3 +256,14 @@ def test_actions_answer_and_summary_are_escaped() -> None:
     unpriced = summary_html(agents.attempt("b"), load_price_table(use_env=False))
     assert "unpriced model" in unpriced and "$" not in unpriced
     assert download_name(("a/../b c", 1, 2)) == "a_.._b_c-iteration1-attempt2.txt"
+
+
+def test_output_feed_resets_for_the_same_attempt_of_another_run() -> None:
+    from dashboard.views.agent import OutputFeed
+
+    _, first = _attempt_with(("stdout", "run one\n"))
+    _, second = _attempt_with(("stdout", "run two\n"), ("stdout", "more\n"))
+    feed = OutputFeed()
+    feed.update(first)
+    message = feed.update(second)
+    assert message is not None and message["type"] == "reset" and _text_of(message["html"]) == "run two\nmore\n"

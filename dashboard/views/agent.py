@@ -93,6 +93,8 @@ class OutputFeed:
 
     def __init__(self) -> None:
         self.key: AttemptKey | None = None
+        #: The attempt last sent (the same key in another run's model is another attempt).
+        self.attempt: AgentAttempt | None = None
         self.sent_chunks = 0
         self.seq = 0
         self._parsers: dict[str, AnsiStream] = {}
@@ -103,11 +105,12 @@ class OutputFeed:
 
     def forget(self) -> None:
         """Nothing is on screen: the next :meth:`update` is a reset."""
-        self.key = None
+        self.key = self.attempt = None
         self.sent_chunks = -1
 
     def reset(self, attempt: AgentAttempt | None) -> dict[str, Any]:
         self.key = attempt.key if attempt is not None else None
+        self.attempt = attempt
         self._parsers = {}
         chunks = list(attempt.chunks) if attempt is not None else []
         first = attempt.total_chunks - len(chunks) if attempt is not None else 0
@@ -115,8 +118,7 @@ class OutputFeed:
         return self._message("reset", attempt, first, chunks, first)
 
     def update(self, attempt: AgentAttempt | None) -> dict[str, Any] | None:
-        key = attempt.key if attempt is not None else None
-        if key != self.key or self.sent_chunks < 0:
+        if attempt is not self.attempt or self.sent_chunks < 0:
             return self.reset(attempt)
         if attempt is None:
             return None
@@ -331,7 +333,7 @@ class AgentView(StoreView):
         self._attempt_select.param.watch(self._picked_attempt, "value")
         self.param.watch(self._throttle, ["iteration", "attempt"])
         self.store.param.watch(self._on_selected, "selected_node")
-        self.store.param.watch(self._on_agents, ["agents_version", "tree_version"])
+        self.store.param.watch(self._on_agents, "agents_version")
         self._on_selected()
 
     # -------------------------------------------------------------- what to show
@@ -364,11 +366,10 @@ class AgentView(StoreView):
         self._throttle()
 
     def _on_agents(self, *events: Any) -> None:
-        if all(e.name == "agents_version" for e in events):
-            changed = self.store.changed_attempts
-            node = self._node()
-            if changed and (node is None or all(k[0] != node.node_id for k in changed)):
-                return  # another task's agent moved
+        changed = self.store.changed_attempts
+        node = self._node()
+        if changed and (node is None or all(k[0] != node.node_id for k in changed)):
+            return  # another task's agent moved
         self._throttle()
 
     def _update(self) -> None:

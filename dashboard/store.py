@@ -52,12 +52,15 @@ from inspector.vocabulary import (
     APPROVAL_EVENT_PREFIX,
     DONE_NODE_EVENTS,
     NODE_EVENT_PREFIX,
+    NODE_EVENT_STATE,
     RUN_EVENT_PREFIX,
     LogEventName,
     OutputStatus,
     RunEventName,
     RunStatus,
 )
+
+from .events_dedup import RunEventTriage, gap_message
 
 if TYPE_CHECKING:
     from .hub import GatewayHub, Subscription
@@ -133,7 +136,11 @@ def event_record(item: RunEvent, at: float | None = None) -> EventRecord:
             if text:
                 message = text
                 break
+    if not message and frame.event == RunEventName.RUN_GAP_RESYNC:
+        message = gap_message(payload)
     state = _str(payload.get("state")) or (_str(payload.get("status")) if frame.event.startswith(RUN_EVENT_PREFIX) else None)
+    if state == "waiting" and frame.event in NODE_EVENT_STATE:  # the live payload says only "waiting"
+        state = NODE_EVENT_STATE[RunEventName(frame.event)].value
     return EventRecord(
         time=when,
         event=frame.event,
@@ -177,6 +184,14 @@ class RunStore(param.Parameterized):
     last_heartbeat = param.Number(default=None, allow_None=True, doc="""
         Wall-clock time of the Gateway's last heartbeat (a socket ``tick`` or a
         ``run.heartbeat`` event).""")
+
+    task_heartbeats = param.Dict(default={}, doc="""
+        When each task last sent ``task.heartbeat``: ``{(nodeId, iteration): time.time()}``.
+        A running agent beats every few seconds; the beats are kept here, never logged.""")
+
+    stream_error = param.String(default=None, allow_None=True, doc="""
+        The Gateway's last ``run.error`` about this run's event stream (a slow consumer
+        disconnected, a replay failed), as plain text; ``None`` once run events flow again.""")
 
     run = param.Dict(default={}, doc="""
         The ``getRun`` record (workflowName, status, startedAtMs, finishedAtMs, errorJson,
@@ -271,6 +286,8 @@ class RunStore(param.Parameterized):
         self._pending_changes: list[TreeChange] = []
         self._pending_events: list[EventRecord] = []
         self._logged_outage: tuple[float | None, str] | None = None
+        #: Heartbeats, re-emitted transitions and stream errors: run events that are no log line.
+        self._triage = RunEventTriage()
         self._pending_refresh: set[str] = set()
         self._flush_handle: asyncio.Handle | Any | None = None
         #: The run's per-tick work shared with the other sessions on it (``hub.shared_view``);
@@ -328,6 +345,7 @@ class RunStore(param.Parameterized):
         self._run_gen += 1
         self._node_gen += 1
         self._events = deque(maxlen=self.max_events)
+        self._triage.reset()
         self._node_seq = self._scores_seq = None
         self._want_task = None
         self._selected_key = None
@@ -345,6 +363,8 @@ class RunStore(param.Parameterized):
             required_scope=None,
             retry_in=None,
             last_heartbeat=None,
+            task_heartbeats={},
+            stream_error=None,
             run={},
             run_error=None,
             tree=tree if tree is not None else DevToolsTree(),
@@ -428,6 +448,8 @@ class RunStore(param.Parameterized):
             # The Gateway's per-run liveness event, kept as ``last_heartbeat``. Once a second, for as long as anyone watches, even a finished run: logged, it
             # would push the run's history out of the ring buffer within the hour.
             pending["last_heartbeat"] = getattr(item, "received_at", None) or time.time()
+        elif isinstance(item, RunEvent) and self._triage.unlogged(item, pending, self):
+            pass
         elif isinstance(item, RunEvent):
             record = self.shared.record(item, event_record) if self.shared is not None else event_record(item)
             self._pending_events.append(record)
@@ -447,6 +469,7 @@ class RunStore(param.Parameterized):
                 EventRecord(time.time(), LogEventName.STREAM_SETTLED.value, state=item.run_status, message=f"final frame {item.seq}")
             )
         elif isinstance(item, TimeTravelled):
+            self._triage.reset()
             jump = item.jump
             now = time.time()
             pending["last_jump"] = {"from": jump.from_frame_no, "to": jump.to_frame_no, "at": now, "caller": jump.caller}

@@ -1,0 +1,114 @@
+"""The store logs each transition once and keeps task heartbeats out of the log.
+
+The ``gated`` recording replayed by the in-process replay Gateway through the real hub and
+store: its live stream re-emits ``build``'s pending/started/finished and sends
+``run.completed`` three times. The wall's list, the event log, the timeline's attempts and
+the header's retries must each see one run with no retry.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from dashboard.hub import GatewayHub
+from dashboard.store import RunStore
+from dashboard.views.events import EventLog, RecentEvents
+from dashboard.views.header import RunHeader, header_html, task_retries
+from dashboard.views.timeline import build_attempts
+from inspector.client import GatewayClient
+from inspector.items import RunEvent
+from inspector.protocol import EventFrame
+
+from .replay_support import TOKEN, make_gateway, runs_of
+from .test_hub import FakeFeeds, make_hub, online, run_event, snapshot_event, task_node, until
+from .test_views import render
+
+
+async def test_gated_replay_shows_one_run_completed_and_no_retries() -> None:
+    run = runs_of("gated-run.jsonl")[0]
+    gateway = make_gateway([run], speed=10.0)
+    await gateway.start()
+    hub = GatewayHub(GatewayClient(gateway.url, TOKEN, rpc_retries=0), grace=0.1)
+    store = RunStore(hub=hub, run_id=run.run_id)
+    wall = RecentEvents(store=store)
+    log = EventLog(store=store)
+    header = RunHeader(store=store)
+    render(log)
+    try:
+        await until(lambda: store.settled and any(e.event == "run.completed" for e in store.events), 30,
+                    "the replayed gated run settles")
+        await until(lambda: any(e.event == "approval.decided" for e in store.events), 10, "the approval")
+        names = [(e.event, e.node_id) for e in store.events]
+        assert names.count(("run.completed", None)) == 1, names
+        assert names.count(("node.started", "build")) == 1, names
+        assert names.count(("node.started", "deploy")) == 1, names
+        assert names.count(("approval.requested", "deploy")) == 1, names
+
+        listed = re.findall(r'data-event="([^"]+)"', wall._render())
+        assert listed.count("run.completed") == 1, listed
+        log._update(full=True)
+        assert list(log._table.value["event"]).count("run.completed") == 1
+
+        attempts = build_attempts(store.events)
+        assert [(a.node_id, a.attempt) for a in attempts] == [("build", 1), ("deploy", 1)]
+        assert sum(1 for a in attempts if a.attempt > 1) == 0
+        assert task_retries(store.tree) == 0
+        assert 'data-retries="0"' in header._render()
+    finally:
+        store.close()
+        await hub.aclose()
+        await gateway.stop()
+
+
+async def test_task_heartbeats_are_kept_per_task_and_never_logged() -> None:
+    feeds = FakeFeeds()
+    hub = make_hub(feeds)
+    store = RunStore(hub=hub, run_id="r1")
+    await until(lambda: "r1" in feeds.queues)
+    feeds.push("r1", online(), snapshot_event("r1", 0, [task_node(10, "a", "in-progress")]))
+    beats = [run_event("r1", "task.heartbeat", nodeId=n, iteration=0, attempt=1) for _ in range(15) for n in "abcd"]
+    feeds.push("r1", run_event("r1", "node.started", nodeId="a"), *beats, run_event("r1", "node.finished", nodeId="a"))
+    await until(lambda: any(e.event == "node.finished" for e in store.events))
+    assert [e.event for e in store.events] == ["node.started", "node.finished"]
+    assert set(store.task_heartbeats) == {(n, 0) for n in "abcd"}
+    assert all(isinstance(t, float) for t in store.task_heartbeats.values())
+    store.close()
+    await hub.aclose()
+
+
+async def test_run_error_reaches_the_header_banner_until_events_flow_again() -> None:
+    feeds = FakeFeeds()
+    hub = make_hub(feeds)
+    store = RunStore(hub=hub, run_id="r1")
+    header = RunHeader(store=store)
+    await until(lambda: "r1" in feeds.queues)
+    error = {"code": "BackpressureDisconnect", "message": "queue exceeded <256> frames"}
+    feeds.push("r1", online(), snapshot_event("r1", 0, [task_node(10, "a")]), run_event("r1", "run.error", error=error))
+    await until(lambda: store.stream_error is not None)
+    assert store.stream_error == "BackpressureDisconnect: queue exceeded <256> frames"
+    text = header._render()
+    assert 'data-testid="stream-error"' in text and "queue exceeded &lt;256&gt; frames" in text
+    assert [e.event for e in store.events] == ["run.error"]
+    feeds.push("r1", run_event("r1", "node.started", nodeId="a"))
+    await until(lambda: store.stream_error is None)
+    assert 'data-testid="stream-error"' not in header._render()
+    store.close()
+    await hub.aclose()
+
+
+def test_gap_resync_and_waiting_records_say_what_happened() -> None:
+    from dashboard.store import event_record
+
+    gap = RunEvent(EventFrame("run.gap_resync", {"runId": "r", "fromSeq": 3, "toSeq": 9, "snapshot": {}}), None)
+    assert "events 3–9" in event_record(gap).message
+    waiting = RunEvent(EventFrame("node.waiting_approval", {"runId": "r", "nodeId": "d", "state": "waiting"}), 4)
+    assert event_record(waiting).state == "waiting-approval"
+
+
+def test_header_counts_skipped_cancelled_and_retries_from_attempts() -> None:
+    html = header_html({"status": "running"}, "r1", {"finished": 2, "skipped": 1, "cancelled": 1}, retries=2,
+                       now=time.time())
+    assert "<b>1</b> skipped" in html and "<b>1</b> cancelled" in html and "<b>2</b> retries" in html
+    assert 'data-retries="2"' in html
+

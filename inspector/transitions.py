@@ -89,10 +89,10 @@ class TransitionLog:
     def is_repeat(self, name: str, payload: Mapping[str, Any]) -> bool:
         """True if the event ``name`` with ``payload`` re-emits a transition already logged."""
         if name == RunEventName.RUN_COMPLETED:
-            value = (payload.get("status"),)
-            if value == self._run_completed:
+            status: _Value = (payload.get("status"),)
+            if status == self._run_completed:
                 return True
-            self._run_completed = value
+            self._run_completed = status
             return False
         if name in _RUN_MOVING:
             self._run_completed = None

@@ -112,3 +112,20 @@ def test_header_counts_skipped_cancelled_and_retries_from_attempts() -> None:
     assert "<b>1</b> skipped" in html and "<b>1</b> cancelled" in html and "<b>2</b> retries" in html
     assert 'data-retries="2"' in html
 
+
+
+def test_node_detail_shows_the_selected_tasks_last_heartbeat() -> None:
+    from dashboard.views.detail import NodeDetail, heartbeat_html
+    from inspector.tree import DevToolsTree
+
+    tree = DevToolsTree(snapshot_event("r1", 5, [task_node(10, "a", "in-progress"), task_node(11, "b")]))
+    store = RunStore(tree=tree)
+    detail = NodeDetail(store=store)
+    store.selected_node = 10
+    assert detail._beat.object == ""
+    now = time.time()
+    store.task_heartbeats = {("a", 0): now - 3}
+    assert 'data-testid="task-heartbeat"' in detail._beat.object and "last heartbeat 3" in detail._beat.object
+    store.selected_node = 11
+    assert detail._beat.object == ""
+    assert "last heartbeat 1 min 05 s ago" in heartbeat_html(tree.get(10), {("a", 0): now - 65}, now)

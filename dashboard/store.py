@@ -435,7 +435,7 @@ class RunStore(param.Parameterized):
             # Log each outage once (and a change of kind within it), not every retry: between
             # retries the status passes through "connecting" while outage_since stays put.
             outage = (state.outage_since, state.status.value)
-            if state.status.value in ("offline", "unauthorized") and outage != self._logged_outage:
+            if state.status.value in ("offline", "unauthorized", "unsupported") and outage != self._logged_outage:
                 self._logged_outage = outage
                 self._pending_events.append(
                     EventRecord(time.time(), f"{LogEventName.CONNECTION_PREFIX}{state.status.value}", message=state.error or "")

@@ -44,6 +44,8 @@ __all__ = ["main"]
 
 EXIT_TIMEOUT = 124
 EXIT_UNAUTHORIZED = 77
+#: The Gateway speaks a protocol version we do not (``EX_CONFIG``): retrying cannot help.
+EXIT_UNSUPPORTED = 78
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -98,6 +100,8 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
                                 "outageSince": state.outage_since, "retryIn": state.retry_in})
                 if state.status is ConnectionStatus.UNAUTHORIZED:
                     return EXIT_UNAUTHORIZED
+                if state.status is ConnectionStatus.UNSUPPORTED:
+                    return EXIT_UNSUPPORTED
             elif isinstance(item, TreeUpdated):
                 if args.json:
                     tree = item.tree
@@ -131,6 +135,8 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
         _emit(out, {"event": "final", "settled": code == 0, "snapshot": sub.tree.snapshot()})
     if code == EXIT_UNAUTHORIZED:
         print(f"smithers-dashboard: the gateway rejected the token ({sub.state.error})", file=sys.stderr)
+    elif code == EXIT_UNSUPPORTED:
+        print(f"smithers-dashboard: {sub.state.error}", file=sys.stderr)
     elif code == EXIT_TIMEOUT:
         print(f"smithers-dashboard: gave up after {args.timeout:g} s (status {sub.state.status.value})", file=sys.stderr)
     return code

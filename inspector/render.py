@@ -34,7 +34,7 @@ STATE_STYLES: Mapping[str, str] = {
 
 STATUS_STYLES = {
     ConnectionStatus.ONLINE: "green", ConnectionStatus.CONNECTING: "yellow", ConnectionStatus.OFFLINE: "red",
-    ConnectionStatus.UNAUTHORIZED: "bold red", ConnectionStatus.IDLE: "grey50",
+    ConnectionStatus.UNAUTHORIZED: "bold red", ConnectionStatus.UNSUPPORTED: "bold red", ConnectionStatus.IDLE: "grey50",
 }
 
 

@@ -8,7 +8,8 @@ What goes in (every input carries ``now``, monotonic seconds for deadlines, and 
 ``wall``, seconds since the epoch for the stamps a view shows; ``wall`` defaults to ``now``):
 
 - :meth:`~SubscriptionMachine.connecting`, then :meth:`~SubscriptionMachine.connected`
-  (with the hello's heartbeat) or :meth:`~SubscriptionMachine.connect_failed`;
+  (with the hello's heartbeat) or :meth:`~SubscriptionMachine.connect_failed` (a
+  :class:`~inspector.errors.ProtocolUnsupported` Gateway ends it: no reconnect loop);
 - :meth:`~SubscriptionMachine.receive_frame`: an event frame, or the
   :class:`~inspector.errors.FrameDecodeError` of one that could not be decoded;
 - :meth:`~SubscriptionMachine.receive_response`: the answer to a :class:`SendRequest`
@@ -50,6 +51,7 @@ from .errors import (
     GatewayRpcError,
     GatewayStalled,
     GatewayUnavailable,
+    ProtocolUnsupported,
 )
 from .items import (
     Heartbeat,
@@ -281,10 +283,18 @@ class SubscriptionMachine:
             self._fresh = self.tree.empty
         self._status(ConnectionStatus.CONNECTING, _wall(now, wall))
 
-    def connect_failed(self, error: GatewayRpcError | GatewayUnavailable, now: float, wall: float | None = None) -> None:
-        """The socket could not be opened (refused, unreachable, token rejected)."""
+    def connect_failed(
+        self, error: GatewayRpcError | GatewayUnavailable | ProtocolUnsupported, now: float, wall: float | None = None
+    ) -> None:
+        """The socket could not be opened (refused, unreachable, token rejected, or a
+        Gateway on a protocol we do not speak: then :class:`Stop`, with one message)."""
         self.stats.connect_failures += 1
         w = _wall(now, wall)
+        if isinstance(error, ProtocolUnsupported):
+            self.stats.reasons["protocol unsupported"] += 1
+            self._status(ConnectionStatus.UNSUPPORTED, w, error=str(error), retry_in=None)
+            self._emit(Stop())
+            return
         if isinstance(error, GatewayRpcError) and error.unauthorized:
             self._status(ConnectionStatus.UNAUTHORIZED, w, error=str(error.message), retry_in=self.unauthorized_retry)
             delay = self.unauthorized_retry

@@ -55,13 +55,13 @@ class TransitionLog:
     Memory is one small entry per (node, iteration, attempt, event name).
 
     >>> log = TransitionLog()
-    >>> log.is_repeat("node.started", {"nodeId": "build", "state": "in-progress"})
+    >>> log.is_repeat("node.started", {"nodeId": "build"})
     False
-    >>> log.is_repeat("node.started", {"nodeId": "build", "state": "in-progress"})
+    >>> log.is_repeat("node.started", {"nodeId": "build"})
     True
-    >>> log.is_repeat("node.retrying", {"nodeId": "build", "state": "in-progress", "attempt": 2})
+    >>> log.is_repeat("node.retrying", {"nodeId": "build", "attempt": 2})
     False
-    >>> log.is_repeat("node.started", {"nodeId": "build", "state": "in-progress"})
+    >>> log.is_repeat("node.started", {"nodeId": "build"})
     False
     """
 

@@ -26,6 +26,7 @@ _LABELS = {
     "online": "Live",
     "offline": "Offline",
     "unauthorized": "Unauthorized",
+    "unsupported": "Unsupported Gateway",
 }
 
 
@@ -61,6 +62,8 @@ def connection_html(
             detail = "the Gateway rejected the token: check SMITHERS_TOKEN / SMITHERS_TOKEN_FILE on the dashboard server"
         if error:
             title = error
+    elif status == "unsupported":
+        detail = error or "the Gateway speaks a protocol version this dashboard does not"
     elif status == "online":
         if required_scope:
             detail = f"some reads need the scope {required_scope}"

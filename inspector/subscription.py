@@ -77,6 +77,7 @@ from .protocol import (
 from .run_history import HistoryTimes, durable_run_events, history_times, take_time
 from .status import Backoff, ConnectionState, ConnectionStatus
 from .tree import DevToolsTree
+from .vocabulary import RunEventName
 
 __all__ = [
     "Command",
@@ -245,6 +246,7 @@ class SubscriptionMachine:
         self._fresh: bool | None = None  # decided when the first connection starts
         self._event_seq = 0  # last run-event seq seen, so a reconnect does not repeat history
         self._durable_replayed = False  # the durable history stood in for an empty replay
+        self._gap_until = 0  # the last run-event seq a run.gap_resync said was lost
 
     def __repr__(self) -> str:
         return f"SubscriptionMachine({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -617,6 +619,9 @@ class SubscriptionMachine:
         payload = frame.payload if isinstance(frame.payload, Mapping) else {}
         if payload.get("runId") != self.run_id:
             return
+        if name == RunEventName.RUN_GAP_RESYNC:
+            self._gap(frame, payload)
+            return
         if name == "run.completed":
             status = payload.get("status")
             self.run_status = status if isinstance(status, str) else "finished"
@@ -631,6 +636,19 @@ class SubscriptionMachine:
             return
         at = take_time(s.times, frame) if replayed and s.times is not None else None
         self._deliver(s, RunEvent(frame, event_seq, replayed, at))
+
+    def _gap(self, frame: EventFrame, payload: Mapping[str, Any]) -> None:
+        """``run.gap_resync`` (``sendRunGapResync`` in the Gateway's gateway.js): on
+        subscribing after ``afterSeq``, the Gateway's replay window no longer held events
+        ``fromSeq``..``toSeq``; the window's frames follow and are deduplicated by seq as
+        usual. Yielded once per gap, never held with the bare events the replay repeats
+        (it does not repeat this one), and not again when a reconnect reports the same
+        gap: a reconnecting subscription must not log it once per attempt."""
+        to_seq = _int(payload.get("toSeq"))
+        if to_seq is not None and to_seq <= self._gap_until:
+            return
+        self._gap_until = max(self._gap_until, to_seq or 0)
+        self._emit(RunEvent(frame, None, True))
 
     def _deliver(self, s: _Session, event: RunEvent) -> None:
         if event.seq is None and s.held is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from dashboard.hub import GatewayHub
 from dashboard.store import RunStore
@@ -129,3 +130,31 @@ def test_node_detail_shows_the_selected_tasks_last_heartbeat() -> None:
     store.selected_node = 11
     assert detail._beat.object == ""
     assert "last heartbeat 1 min 05 s ago" in heartbeat_html(tree.get(10), {("a", 0): now - 65}, now)
+
+
+async def test_a_real_agentic_run_logs_no_heartbeat_and_each_transition_once(gateway: Any) -> None:
+    """The real Gateway's ``agents`` workflow: four agents in parallel beat every few
+    seconds; the beats land in ``task_heartbeats``, never in the event log, and no node
+    transition is logged twice (no task of it retries)."""
+    hub = GatewayHub(GatewayClient(gateway.url, "op-token"), grace=0.2)
+    beats: list[str] = []
+    try:
+        run_id = gateway.launch_run("agents")
+        tap = hub.attach(run_id, lambda item: beats.append(item.frame.payload.get("nodeId"))
+                         if isinstance(item, RunEvent) and item.frame.event == "task.heartbeat" else None)
+        store = RunStore(hub=hub, run_id=run_id)
+        try:
+            await until(lambda: store.settled, timeout=90, what="the agents run settles")
+            await until(lambda: sum(e.event == "run.completed" for e in store.events) == 1, 10, "run.completed")
+            assert beats, "the Gateway sent task heartbeats"
+            assert {node for node, _ in store.task_heartbeats} == set(beats)
+            logged = [e for e in store.events if e.event.startswith(("node.", "run.completed", "task."))]
+            assert not [e for e in logged if e.event == "task.heartbeat"]
+            keys = [(e.event, e.node_id, e.iteration, e.attempt) for e in logged if e.event.startswith("node.")]
+            assert len(keys) == len(set(keys)), keys
+            assert [e.event for e in store.events].count("run.completed") == 1
+        finally:
+            store.close()
+            tap.release()
+    finally:
+        await hub.aclose()

@@ -199,6 +199,10 @@ class _Session:
     #: The replayed run event that waits for the history's times.
     waiting_event: tuple[EventFrame, int | None] | None = None
     backlog: deque[Callable[[], None]] = field(default_factory=deque)
+    #: The run-event stream's id (the ``streamRunEvents`` answer), and when it was last
+    #: asked for again after the Gateway stopped it with ``run.error``.
+    events_stream_id: str | None = None
+    events_rerequested_at: float | None = None
 
 
 class SubscriptionMachine:
@@ -561,6 +565,8 @@ class SubscriptionMachine:
             return
         payload = frame.payload if frame.ok and isinstance(frame.payload, Mapping) else {}
         s.history_until = _int(payload.get("currentSeq")) or 0
+        stream_id = payload.get("streamId")
+        s.events_stream_id = stream_id if isinstance(stream_id, str) else None
         if not frame.ok and s.held:
             self._outputs.extend(s.held)
         s.held = None
@@ -622,6 +628,10 @@ class SubscriptionMachine:
         if name == RunEventName.RUN_GAP_RESYNC:
             self._gap(frame, payload)
             return
+        if name == RunEventName.RUN_ERROR:
+            self._deliver(s, RunEvent(frame, event_seq, replayed))
+            self._events_stopped(s, payload, now)
+            return
         if name == "run.completed":
             status = payload.get("status")
             self.run_status = status if isinstance(status, str) else "finished"
@@ -636,6 +646,26 @@ class SubscriptionMachine:
             return
         at = take_time(s.times, frame) if replayed and s.times is not None else None
         self._deliver(s, RunEvent(frame, event_seq, replayed, at))
+
+    #: Seconds between two requests for the run events again after ``run.error``s: a
+    #: consumer too slow for the stream must not turn into a request loop.
+    EVENTS_RETRY_INTERVAL = 5.0
+
+    def _events_stopped(self, s: _Session, payload: Mapping[str, Any], now: float) -> None:
+        """``run.error``: the Gateway stopped this run's event stream (a slow consumer:
+        ``BackpressureDisconnect``; a failed replay) and sends nothing more on it. Ask for
+        the events after the last seq seen again (the replay fills what was dropped, seq
+        dedup drops the rest), at most once per :data:`EVENTS_RETRY_INTERVAL`; the DevTools
+        tree is another stream and goes on."""
+        stream_id = payload.get("streamId")
+        if s.events_stream_id is not None and stream_id not in (None, s.events_stream_id):
+            return  # an abandoned stream's error
+        if s.events_rerequested_at is not None and now - s.events_rerequested_at < self.EVENTS_RETRY_INTERVAL:
+            return
+        s.events_rerequested_at = now
+        s.history_until = -1
+        s.held = None
+        self._emit(SendRequest("events", "streamRunEvents", {"runId": self.run_id, "afterSeq": self._event_seq}))
 
     def _gap(self, frame: EventFrame, payload: Mapping[str, Any]) -> None:
         """``run.gap_resync`` (``sendRunGapResync`` in the Gateway's gateway.js): on

@@ -567,3 +567,30 @@ def test_a_gap_resync_is_yielded_once_and_the_window_after_it_without_duplicates
     events = [(e.frame.event, e.seq) for e in of(out, RunEvent)]
     assert events == [("run.gap_resync", None), ("node.started", 6), ("node.finished", 7)]
     assert of(again, RunEvent) == []
+
+
+def test_run_error_is_yielded_and_the_run_events_asked_for_again_not_in_a_loop() -> None:
+    """``BackpressureDisconnect``: the Gateway stopped the run-event stream. The error is an
+    item (the header's banner), the events after the last seq are asked for again once,
+    a second error within the retry interval asks nothing, and the replay adds no duplicate."""
+    h = Harness()
+    h.online(current_seq=0, events=ok({"streamId": "e1", "currentSeq": 0}))
+    h.frame(devtools(snapshot(0)))
+    h.frame(run_event(1, "node.started", nodeId="t0"))
+    error = bare("run.error", streamId="e1", error={"code": "BackpressureDisconnect", "message": "slow"})
+    out = h.frame(error)
+    assert [e.frame.event for e in of(out, RunEvent)] == ["run.error"]
+    again = [o for o in of(out, SendRequest) if o.kind == "events"]
+    assert [o.params for o in again] == [{"runId": RUN, "afterSeq": 1}]
+    assert not of(out, Resubscribe)
+    assert of(h.frame(error), SendRequest) == []  # within the interval: no loop
+    assert of(h.frame(bare("run.error", streamId="other", error={"code": "X"})), SendRequest) == []
+    out = h.answer("events", ok({"streamId": "e2", "currentSeq": 3}))
+    out += h.frame(run_event(1, "node.started", nodeId="t0"))
+    for seq in (2, 3):
+        out += h.frame(run_event(seq, "node.finished", nodeId=f"t{seq}"))
+        h.m.receive_history_times([], h.now)
+        out += h.take()
+    assert [e.seq for e in of(out, RunEvent)] == [2, 3]
+    h.advance(6)
+    assert len(of(h.frame(bare("run.error", streamId="e2", error={"code": "BackpressureDisconnect"})), SendRequest)) == 1

@@ -158,3 +158,24 @@ async def test_a_real_agentic_run_logs_no_heartbeat_and_each_transition_once(gat
             tap.release()
     finally:
         await hub.aclose()
+
+
+async def test_a_late_joiner_gets_each_tasks_last_heartbeat_not_the_flood() -> None:
+    """The hub keeps for late joiners the run's history and only the last beat per task."""
+    feeds = FakeFeeds()
+    hub = make_hub(feeds)
+    first = hub.attach("r1", lambda item: None)
+    await until(lambda: "r1" in feeds.queues)
+    beats = [run_event("r1", "task.heartbeat", nodeId=n, iteration=0, attempt=1) for _ in range(50) for n in "ab"]
+    feeds.push("r1", online(), run_event("r1", "node.started", nodeId="a"), *beats)
+    await until(lambda: len(hub._feeds["r1"].task_beats) == 2)
+    late: list[Any] = []
+    second = hub.attach("r1", late.append)
+    events = [i.frame.event for i in late if isinstance(i, RunEvent)]
+    assert events == ["node.started", "task.heartbeat", "task.heartbeat"]
+    store = RunStore(hub=hub, run_id="r1")
+    await until(lambda: len(store.task_heartbeats) == 2 and len(store.events) == 1)
+    store.close()
+    first.release()
+    second.release()
+    await hub.aclose()

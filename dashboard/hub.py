@@ -135,6 +135,9 @@ class _Feed:
     last_heartbeat: float | None = None
     settled: Settled | None = None
     events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=2000))
+    #: The last ``task.heartbeat`` of each task: a late joiner needs only those, and a busy
+    #: agentic run beats several times a second (kept out of ``events``, whose history it would push out).
+    task_beats: dict[tuple[object, object], RunEvent] = field(default_factory=dict)
     stop_timer: asyncio.TimerHandle | None = None
     history: TaskStateHistory = field(default_factory=TaskStateHistory)
     view: SharedRunView | None = None
@@ -153,6 +156,9 @@ class _Feed:
             name = item.frame.event
             if name == RunEventName.RUN_HEARTBEAT:  # liveness, not history: late joiners need only the last
                 self.last_heartbeat = time.time()
+                return
+            if name == RunEventName.TASK_HEARTBEAT and isinstance(item.frame.payload, dict):
+                self.task_beats[(item.frame.payload.get("nodeId"), item.frame.payload.get("iteration"))] = item
                 return
             self.events.append(item)
             if name.startswith(RUN_EVENT_PREFIX) and name != RunEventName.RUN_COMPLETED and not item.replayed:
@@ -174,6 +180,7 @@ class _Feed:
             change = TreeChange("snapshot", seq, frame, None, rebuilt=True)
             items.append(TreeUpdated(change, self.tree))
         items.extend(self.events)
+        items.extend(self.task_beats.values())
         if self.last_heartbeat is not None:
             items.append(Heartbeat(self.last_heartbeat))
         if self.settled is not None:

@@ -59,6 +59,7 @@ from inspector.vocabulary import (
     APPROVAL_EVENT_PREFIX,
     DONE_NODE_EVENTS,
     NODE_EVENT_PREFIX,
+    NODE_EVENT_STATE,
     RUN_EVENT_PREFIX,
     LogEventName,
     OutputStatus,
@@ -67,6 +68,7 @@ from inspector.vocabulary import (
 )
 
 from .agent_feed import AgentFeed, price_table
+from .events_dedup import RunEventTriage, gap_message
 
 if TYPE_CHECKING:
     from .hub import GatewayHub, Subscription
@@ -142,7 +144,11 @@ def event_record(item: RunEvent, at: float | None = None) -> EventRecord:
             if text:
                 message = text
                 break
+    if not message and frame.event == RunEventName.RUN_GAP_RESYNC:
+        message = gap_message(payload)
     state = _str(payload.get("state")) or (_str(payload.get("status")) if frame.event.startswith(RUN_EVENT_PREFIX) else None)
+    if state == "waiting" and frame.event in NODE_EVENT_STATE:  # the live payload says only "waiting"
+        state = NODE_EVENT_STATE[RunEventName(frame.event)].value
     return EventRecord(
         time=when,
         event=frame.event,
@@ -186,6 +192,14 @@ class RunStore(param.Parameterized):
     last_heartbeat = param.Number(default=None, allow_None=True, doc="""
         Wall-clock time of the Gateway's last heartbeat (a socket ``tick`` or a
         ``run.heartbeat`` event).""")
+
+    task_heartbeats = param.Dict(default={}, doc="""
+        When each task last sent ``task.heartbeat``: ``{(nodeId, iteration): time.time()}``.
+        A running agent beats every few seconds; the beats are kept here, never logged.""")
+
+    stream_error = param.String(default=None, allow_None=True, doc="""
+        The Gateway's last ``run.error`` about this run's event stream (a slow consumer
+        disconnected, a replay failed), as plain text; ``None`` once run events flow again.""")
 
     run = param.Dict(default={}, doc="""
         The ``getRun`` record (workflowName, status, startedAtMs, finishedAtMs, errorJson,
@@ -301,6 +315,8 @@ class RunStore(param.Parameterized):
         self._pending_changes: list[TreeChange] = []
         self._pending_events: list[EventRecord] = []
         self._logged_outage: tuple[float | None, str] | None = None
+        #: Heartbeats, re-emitted transitions and stream errors: run events that are no log line.
+        self._triage = RunEventTriage()
         self._pending_refresh: set[str] = set()
         self._flush_handle: asyncio.Handle | Any | None = None
         #: The run's per-tick work shared with the other sessions on it (``hub.shared_view``);
@@ -358,6 +374,7 @@ class RunStore(param.Parameterized):
         self._run_gen += 1
         self._node_gen += 1
         self._events = deque(maxlen=self.max_events)
+        self._triage.reset()
         self._node_seq = self._scores_seq = None
         self._want_task = None
         self._selected_key = None
@@ -377,6 +394,8 @@ class RunStore(param.Parameterized):
             required_scope=None,
             retry_in=None,
             last_heartbeat=None,
+            task_heartbeats={},
+            stream_error=None,
             run={},
             run_error=None,
             tree=tree if tree is not None else DevToolsTree(),
@@ -431,6 +450,13 @@ class RunStore(param.Parameterized):
             self.shared = shared_view(self.run_id) if callable(shared_view) else None
         return self.shared.agents if self.shared is not None else self._agent_feed
 
+    def _feed_agents(self, item: RunEvent) -> bool:
+        """Fold ``item`` into the agents model (every event, logged or not); always False."""
+        attempt = (self.shared.agents if self.shared is not None else self._agent_feed).feed(item)
+        if attempt is not None:
+            self._pending_attempts.add(attempt)
+        return False
+
     # ------------------------------------------------------------------ subscription items
 
     def _on_item(self, gen: int, item: SubscriptionItem) -> None:
@@ -459,7 +485,7 @@ class RunStore(param.Parameterized):
             # Log each outage once (and a change of kind within it), not every retry: between
             # retries the status passes through "connecting" while outage_since stays put.
             outage = (state.outage_since, state.status.value)
-            if state.status.value in ("offline", "unauthorized") and outage != self._logged_outage:
+            if state.status.value in ("offline", "unauthorized", "unsupported") and outage != self._logged_outage:
                 self._logged_outage = outage
                 self._pending_events.append(
                     EventRecord(time.time(), f"{LogEventName.CONNECTION_PREFIX}{state.status.value}", message=state.error or "")
@@ -472,11 +498,9 @@ class RunStore(param.Parameterized):
             # The Gateway's per-run liveness event, kept as ``last_heartbeat``. Once a second, for as long as anyone watches, even a finished run: logged, it
             # would push the run's history out of the ring buffer within the hour.
             pending["last_heartbeat"] = getattr(item, "received_at", None) or time.time()
+        elif isinstance(item, RunEvent) and (self._feed_agents(item) or self._triage.unlogged(item, pending, self)):
+            pass  # heartbeats and re-emitted transitions: for the agents model, not the log
         elif isinstance(item, RunEvent):
-            feed = self.shared.agents if self.shared is not None else self._agent_feed
-            attempt = feed.feed(item)
-            if attempt is not None:
-                self._pending_attempts.add(attempt)
             record = self.shared.record(item, event_record) if self.shared is not None else event_record(item)
             self._pending_events.append(record)
             name = item.frame.event
@@ -497,6 +521,7 @@ class RunStore(param.Parameterized):
                 EventRecord(time.time(), LogEventName.STREAM_SETTLED.value, state=item.run_status, message=f"final frame {item.seq}")
             )
         elif isinstance(item, TimeTravelled):
+            self._triage.reset()
             jump = item.jump
             now = time.time()
             pending["last_jump"] = {"from": jump.from_frame_no, "to": jump.to_frame_no, "at": now, "caller": jump.caller}

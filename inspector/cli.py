@@ -1,6 +1,7 @@
 """``smithers-dashboard``: watch, record and replay Gateway runs; serve the dashboard.
 
-- ``watch RUN_ID``: the live tree in the terminal (``--json`` for JSON lines).
+- ``watch RUN_ID``: the live tree in the terminal, with what the agents print and do and
+  the run's tokens and cost (``--json`` for JSON lines).
 - ``record RUN_ID -o FILE``: the session as a JSONL transcript (token redacted).
 - ``replay FILE...``: a replay gateway serving recorded sessions on loopback (it needs a
   token, from ``SMITHERS_TOKEN`` or ``--token-file``, unless told ``--no-auth``).
@@ -38,15 +39,20 @@ from typing import IO, TYPE_CHECKING, Any
 from .client import DEFAULT_GATEWAY_URL, GatewayClient, redact_url
 from .errors import GatewayError, GatewayRpcError
 from .status import ConnectionStatus
-from .stream import DevToolsSubscription, Resynced, Settled, StatusChanged, TreeUpdated
+from .stream import DevToolsSubscription, Resynced, RunEvent, Settled, StatusChanged, TreeUpdated
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .agents import RunAgents
+    from .pricing import PriceTable
 
 __all__ = ["main"]
 
 EXIT_TIMEOUT = 124
 EXIT_UNAUTHORIZED = 77
+#: The Gateway speaks a protocol version we do not (``EX_CONFIG``): retrying cannot help.
+EXIT_UNSUPPORTED = 78
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -79,6 +85,11 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     code = EXIT_TIMEOUT
     live: Any = None
+    from .agents import RunAgents
+    from .pricing import load_price_table
+
+    agents = RunAgents(args.run_id)
+    prices = load_price_table()
     if not args.json and writer is None:
         from rich.console import Console
         from rich.live import Live
@@ -90,7 +101,7 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
 
     def redraw() -> None:
         if live is not None:
-            live.update(render_watch(sub.tree, sub.state, args.run_id, sub.run_status))
+            live.update(render_watch(sub.tree, sub.state, args.run_id, sub.run_status, agents=agents, prices=prices))
 
     async def consume() -> int:
         async for item in sub:
@@ -101,11 +112,16 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
                                 "outageSince": state.outage_since, "retryIn": state.retry_in})
                 if state.status is ConnectionStatus.UNAUTHORIZED:
                     return EXIT_UNAUTHORIZED
+                if state.status is ConnectionStatus.UNSUPPORTED:
+                    return EXIT_UNSUPPORTED
             elif isinstance(item, TreeUpdated):
                 if args.json:
                     tree = item.tree
                     _emit(out, {"event": "tree", "kind": item.change.kind, "seq": tree.seq, "frameNo": tree.frame_no,
                                 "nodes": len(tree), "states": tree.state_counts()})
+            elif isinstance(item, RunEvent):
+                payload = item.frame.payload if isinstance(item.frame.payload, dict) else {}
+                agents.apply(item.frame.event, payload, seq=item.seq, t_ms=item.at * 1000 if item.at else None)
             elif isinstance(item, Resynced) and args.json:
                 _emit(out, {"event": "resync", "reason": item.reason})
             elif isinstance(item, Settled):
@@ -131,12 +147,30 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
     if writer is not None:
         writer.close()
     if args.json:
-        _emit(out, {"event": "final", "settled": code == 0, "snapshot": sub.tree.snapshot()})
+        _emit(out, {"event": "final", "settled": code == 0, "snapshot": sub.tree.snapshot(),
+                    "agents": _agents_summary(agents, prices)})
     if code == EXIT_UNAUTHORIZED:
         print(f"smithers-dashboard: the gateway rejected the token ({sub.state.error})", file=sys.stderr)
+    elif code == EXIT_UNSUPPORTED:
+        print(f"smithers-dashboard: {sub.state.error}", file=sys.stderr)
     elif code == EXIT_TIMEOUT:
         print(f"smithers-dashboard: gave up after {args.timeout:g} s (status {sub.state.status.value})", file=sys.stderr)
     return code
+
+
+def _agents_summary(agents: RunAgents, prices: PriceTable) -> dict[str, Any]:
+    """The run's attempts, token totals and estimated cost, for ``watch --json``'s last line."""
+    from .pricing import estimate_cost
+
+    total = agents.totals()
+    cost = estimate_cost(((row.model, row.tokens) for row in agents.usage_rows()), prices)
+    return {
+        "attempts": len(agents),
+        "tokens": {"input": total.input, "output": total.output, "cacheRead": total.cache_read,
+                   "cacheWrite": total.cache_write, "reasoning": total.reasoning},
+        "costUsd": cost.cost_usd,
+        "unpricedTokens": cost.unpriced_tokens,
+    }
 
 
 async def _record_reads(client: GatewayClient, run_id: str, tree: Any) -> None:

@@ -15,8 +15,9 @@ hierarchy follows the layers::
     │   └── UsersFileError       a login users file (:mod:`dashboard.passwords`)
     └── GatewayError             talking to the Gateway failed (``retry_after`` when it said)
         ├── GatewayRpcError      an error answer, its code normalised (:class:`ErrorCode`)
-        └── GatewayUnavailable   no answer at all: refused, cut, timed out, HTTP 5xx
-            └── GatewayStalled   the socket went silent past the stall timeout
+        ├── GatewayUnavailable   no answer at all: refused, cut, timed out, HTTP 5xx
+        │   └── GatewayStalled   the socket went silent past the stall timeout
+        └── ProtocolUnsupported  the Gateway speaks a protocol version we do not: no retry
 
 Every error a caller may want to branch on is a class, never a string to parse.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidDelta",
     "InvalidSnapshot",
     "ProtocolError",
+    "ProtocolUnsupported",
     "ResponseTooLarge",
     "SeqGap",
     "SmithersDashboardError",
@@ -129,6 +131,7 @@ class ErrorCode(enum.StrEnum):
     RUN_OWNER_ALIVE = "RunOwnerAlive"
     INTERNAL = "INTERNAL"
     UNAVAILABLE = "UNAVAILABLE"
+    PROTOCOL_UNSUPPORTED = "PROTOCOL_UNSUPPORTED"
 
 
 def _fold(code: str) -> str:
@@ -243,3 +246,23 @@ class GatewayRpcError(GatewayError):
     def unauthorized(self) -> bool:
         """True when the token itself was rejected (not merely lacking a scope)."""
         return self.code is ErrorCode.UNAUTHORIZED
+
+
+class ProtocolUnsupported(GatewayError):
+    """The Gateway speaks a WebSocket protocol version this package does not: its hello
+    named another ``protocol``, or it refused ``connect`` with ``PROTOCOL_UNSUPPORTED``.
+
+    Retrying cannot help until one side is upgraded, so a subscription stops on it with
+    one message instead of reconnecting in a loop. ``gateway_protocol`` is the Gateway's
+    version when it said; ``supported`` the (lowest, highest) version we speak.
+    """
+
+    def __init__(self, gateway_protocol: int | None, supported: tuple[int, int], detail: str = "") -> None:
+        self.gateway_protocol = gateway_protocol
+        self.supported = supported
+        low, high = supported
+        theirs = f"protocol {gateway_protocol}" if gateway_protocol is not None else "another protocol"
+        ours = f"protocol {low}" if low == high else f"protocols {low}-{high}"
+        message = (f"The Gateway speaks {theirs}; this dashboard speaks {ours}. "
+                   "Use a Gateway of a supported Smithers version, or upgrade smithers-dashboard.")
+        super().__init__(f"{message} ({detail})" if detail else message)

@@ -19,6 +19,12 @@ either a :class:`DevToolsSnapshot` or a :class:`DevToolsDelta` whose ops are
 :class:`AddNode`, :class:`RemoveNode`, :class:`UpdateProps`, :class:`UpdateTask` and
 :class:`ReplaceRoot`. Unknown fields on nodes, tasks and snapshots are kept verbatim;
 unknown node types and task states are kept as the strings the Gateway sent.
+
+The ``connect`` answer (the *hello*) is read by :func:`read_hello`: the Gateway's
+``protocol`` (``handleConnect`` in ``gateway.js``; a client outside its range is refused
+with ``PROTOCOL_UNSUPPORTED``), its ``features``, the heartbeat policy and the token's
+scopes. A Gateway on a protocol this package does not speak is
+:class:`~inspector.errors.ProtocolUnsupported`, never something to retry.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from .errors import (
     GatewayRpcError,
     InvalidDelta,
     InvalidSnapshot,
+    ProtocolUnsupported,
     normalize_error_code,
 )
 
@@ -49,9 +56,11 @@ __all__ = [
     "DevToolsEventPayload",
     "DevToolsOp",
     "DevToolsSnapshot",
+    "GATEWAY_PROTOCOLS",
     "ErrorInfo",
     "EventFrame",
     "Frame",
+    "Hello",
     "RemoveNode",
     "ReplaceRoot",
     "RequestFrame",
@@ -65,10 +74,16 @@ __all__ = [
     "decode_frame",
     "encode_frame",
     "is_terminal_run_status",
+    "protocol_refusal",
+    "read_hello",
     "time_travel_jump",
 ]
 
 PROTOCOL_VERSION: Final = 1
+
+#: The Gateway WebSocket protocol versions this package speaks, lowest and highest (what
+#: ``connect`` offers as ``minProtocol`` / ``maxProtocol``; Smithers 0.32 speaks 1).
+GATEWAY_PROTOCOLS: Final = (1, 1)
 
 # --------------------------------------------------------------------------- frames
 
@@ -522,3 +537,70 @@ def time_travel_jump(frame: EventFrame) -> TimeTravelJump | None:
         timestamp_ms=opt_int("timestampMs"),
         caller=payload.get("caller"),
     )
+
+
+# --------------------------------------------------------------------------- the hello
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """What the Gateway said about itself in its ``connect`` answer.
+
+    ``protocol`` is ``None`` when the hello did not say (then nothing is assumed against
+    it); ``features`` are the Gateway's feature names (0.32: ``streaming``, ``runs``);
+    ``heartbeat_ms`` the ``tick`` interval it promised, ``None`` when it did not.
+    """
+
+    protocol: int | None = None
+    features: frozenset[str] = frozenset()
+    heartbeat_ms: int | None = None
+    scopes: tuple[str, ...] = ()
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+
+def _positive_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def read_hello(payload: object, supported: tuple[int, int] = GATEWAY_PROTOCOLS) -> Hello:
+    """The hello as a :class:`Hello`; raises :class:`~inspector.errors.ProtocolUnsupported`
+    when it names a protocol outside ``supported``. Anything else malformed is ignored
+    (fields missing or of the wrong type read as unknown), as a reader of a growing
+    protocol should.
+
+    >>> read_hello({"protocol": 1, "features": ["streaming", "runs"]}).has("runs")
+    True
+    >>> read_hello({"protocol": 2})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    inspector.errors.ProtocolUnsupported: The Gateway speaks protocol 2; ...
+    """
+    hello: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+    protocol = hello.get("protocol")
+    number = protocol if isinstance(protocol, int) and not isinstance(protocol, bool) else None
+    low, high = supported
+    if number is not None and not low <= number <= high:
+        raise ProtocolUnsupported(number, supported)
+    raw_features = hello.get("features")
+    features = frozenset(f for f in raw_features if isinstance(f, str)) if isinstance(raw_features, list) else frozenset()
+    policy = hello.get("policy")
+    auth = hello.get("auth")
+    scopes = auth.get("scopes") if isinstance(auth, Mapping) else None
+    return Hello(
+        protocol=number,
+        features=features,
+        heartbeat_ms=_positive_int(policy.get("heartbeatMs")) if isinstance(policy, Mapping) else None,
+        scopes=tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else (),
+    )
+
+
+def protocol_refusal(error: BaseException, supported: tuple[int, int] = GATEWAY_PROTOCOLS) -> ProtocolUnsupported | None:
+    """The :class:`~inspector.errors.ProtocolUnsupported` that a refused ``connect`` means
+    (``PROTOCOL_UNSUPPORTED``: "Gateway protocol 2 is not supported by the client"), else ``None``."""
+    if not isinstance(error, GatewayRpcError) or error.code is not ErrorCode.PROTOCOL_UNSUPPORTED:
+        return None
+    words = error.message.split()
+    number = next((int(w) for i, w in enumerate(words[1:], 1) if w.isdigit() and words[i - 1].lower() == "protocol"), None)
+    return ProtocolUnsupported(number, supported, detail=error.message)

@@ -13,7 +13,8 @@ class ConnectionStatus(enum.StrEnum):
     """Where a subscription stands with its Gateway.
 
     ``offline`` means we are waiting to retry after a failure; ``unauthorized`` means the
-    token was rejected and retrying will not help until the operator changes it.
+    token was rejected and retrying will not help until the operator changes it;
+    ``unsupported`` means the Gateway speaks another protocol version and we stopped.
     """
 
     IDLE = "idle"
@@ -21,6 +22,8 @@ class ConnectionStatus(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     UNAUTHORIZED = "unauthorized"
+    #: The Gateway speaks a protocol version we do not: the subscription stopped, no retry.
+    UNSUPPORTED = "unsupported"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from .errors import GatewayRpcError, GatewayStalled, GatewayUnavailable
+from .errors import GatewayRpcError, GatewayStalled, GatewayUnavailable, ProtocolUnsupported
 from .items import (
     Heartbeat,
     Resynced,
@@ -51,6 +51,7 @@ from .items import (
     TimeTravelled,
     TreeUpdated,
 )
+from .protocol import Hello, protocol_refusal, read_hello
 from .run_history import durable_run_events
 from .subscription import (
     LoadDurableHistory,
@@ -179,6 +180,8 @@ class DevToolsSubscription:
         self._conn: GatewayConnection | None = None
         self._durable_task: asyncio.Future[list[dict[str, Any]]] | None = None
         self._ending: _Ending | None = None  # how the last connection ended
+        #: The last connection's hello: the Gateway's protocol, features, heartbeat policy.
+        self.hello = Hello()
 
     def __repr__(self) -> str:
         return f"DevToolsSubscription({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -210,10 +213,19 @@ class DevToolsSubscription:
                 machine.connecting(*_clock())
                 for item in _split(machine.next_actions())[0]:
                     yield item
+                failure: GatewayRpcError | GatewayUnavailable | ProtocolUnsupported | None = None
                 try:
                     conn = await self.client.open(subscribe=[self.run_id])
                 except (GatewayRpcError, GatewayUnavailable) as exc:
-                    machine.connect_failed(exc, *_clock())
+                    failure = protocol_refusal(exc) or exc
+                else:
+                    try:
+                        self.hello = read_hello(conn.hello)
+                    except ProtocolUnsupported as exc:
+                        await conn.close()
+                        failure = exc
+                if failure is not None:
+                    machine.connect_failed(failure, *_clock())
                     items, self._ending = _split(machine.next_actions())
                     for item in items:
                         yield item

@@ -8,7 +8,8 @@ What goes in (every input carries ``now``, monotonic seconds for deadlines, and 
 ``wall``, seconds since the epoch for the stamps a view shows; ``wall`` defaults to ``now``):
 
 - :meth:`~SubscriptionMachine.connecting`, then :meth:`~SubscriptionMachine.connected`
-  (with the hello's heartbeat) or :meth:`~SubscriptionMachine.connect_failed`;
+  (with the hello's heartbeat) or :meth:`~SubscriptionMachine.connect_failed` (a
+  :class:`~inspector.errors.ProtocolUnsupported` Gateway ends it: no reconnect loop);
 - :meth:`~SubscriptionMachine.receive_frame`: an event frame, or the
   :class:`~inspector.errors.FrameDecodeError` of one that could not be decoded;
 - :meth:`~SubscriptionMachine.receive_response`: the answer to a :class:`SendRequest`
@@ -50,6 +51,7 @@ from .errors import (
     GatewayRpcError,
     GatewayStalled,
     GatewayUnavailable,
+    ProtocolUnsupported,
 )
 from .items import (
     Heartbeat,
@@ -75,6 +77,7 @@ from .protocol import (
 from .run_history import HistoryTimes, durable_run_events, history_times, take_time
 from .status import Backoff, ConnectionState, ConnectionStatus
 from .tree import DevToolsTree
+from .vocabulary import RunEventName
 
 __all__ = [
     "Command",
@@ -196,6 +199,10 @@ class _Session:
     #: The replayed run event that waits for the history's times.
     waiting_event: tuple[EventFrame, int | None] | None = None
     backlog: deque[Callable[[], None]] = field(default_factory=deque)
+    #: The run-event stream's id (the ``streamRunEvents`` answer), and when it was last
+    #: asked for again after the Gateway stopped it with ``run.error``.
+    events_stream_id: str | None = None
+    events_rerequested_at: float | None = None
 
 
 class SubscriptionMachine:
@@ -243,6 +250,7 @@ class SubscriptionMachine:
         self._fresh: bool | None = None  # decided when the first connection starts
         self._event_seq = 0  # last run-event seq seen, so a reconnect does not repeat history
         self._durable_replayed = False  # the durable history stood in for an empty replay
+        self._gap_until = 0  # the last run-event seq a run.gap_resync said was lost
 
     def __repr__(self) -> str:
         return f"SubscriptionMachine({self.run_id!r}, {self.state.status.value}, seq={self.tree.seq})"
@@ -281,10 +289,18 @@ class SubscriptionMachine:
             self._fresh = self.tree.empty
         self._status(ConnectionStatus.CONNECTING, _wall(now, wall))
 
-    def connect_failed(self, error: GatewayRpcError | GatewayUnavailable, now: float, wall: float | None = None) -> None:
-        """The socket could not be opened (refused, unreachable, token rejected)."""
+    def connect_failed(
+        self, error: GatewayRpcError | GatewayUnavailable | ProtocolUnsupported, now: float, wall: float | None = None
+    ) -> None:
+        """The socket could not be opened (refused, unreachable, token rejected, or a
+        Gateway on a protocol we do not speak: then :class:`Stop`, with one message)."""
         self.stats.connect_failures += 1
         w = _wall(now, wall)
+        if isinstance(error, ProtocolUnsupported):
+            self.stats.reasons["protocol unsupported"] += 1
+            self._status(ConnectionStatus.UNSUPPORTED, w, error=str(error), retry_in=None)
+            self._emit(Stop())
+            return
         if isinstance(error, GatewayRpcError) and error.unauthorized:
             self._status(ConnectionStatus.UNAUTHORIZED, w, error=str(error.message), retry_in=self.unauthorized_retry)
             delay = self.unauthorized_retry
@@ -549,6 +565,8 @@ class SubscriptionMachine:
             return
         payload = frame.payload if frame.ok and isinstance(frame.payload, Mapping) else {}
         s.history_until = _int(payload.get("currentSeq")) or 0
+        stream_id = payload.get("streamId")
+        s.events_stream_id = stream_id if isinstance(stream_id, str) else None
         if not frame.ok and s.held:
             self._outputs.extend(s.held)
         s.held = None
@@ -607,6 +625,13 @@ class SubscriptionMachine:
         payload = frame.payload if isinstance(frame.payload, Mapping) else {}
         if payload.get("runId") != self.run_id:
             return
+        if name == RunEventName.RUN_GAP_RESYNC:
+            self._gap(frame, payload)
+            return
+        if name == RunEventName.RUN_ERROR:
+            self._deliver(s, RunEvent(frame, event_seq, replayed))
+            self._events_stopped(s, payload, now)
+            return
         if name == "run.completed":
             status = payload.get("status")
             self.run_status = status if isinstance(status, str) else "finished"
@@ -621,6 +646,39 @@ class SubscriptionMachine:
             return
         at = take_time(s.times, frame) if replayed and s.times is not None else None
         self._deliver(s, RunEvent(frame, event_seq, replayed, at))
+
+    #: Seconds between two requests for the run events again after ``run.error``s: a
+    #: consumer too slow for the stream must not turn into a request loop.
+    EVENTS_RETRY_INTERVAL = 5.0
+
+    def _events_stopped(self, s: _Session, payload: Mapping[str, Any], now: float) -> None:
+        """``run.error``: the Gateway stopped this run's event stream (a slow consumer:
+        ``BackpressureDisconnect``; a failed replay) and sends nothing more on it. Ask for
+        the events after the last seq seen again (the replay fills what was dropped, seq
+        dedup drops the rest), at most once per :data:`EVENTS_RETRY_INTERVAL`; the DevTools
+        tree is another stream and goes on."""
+        stream_id = payload.get("streamId")
+        if s.events_stream_id is not None and stream_id not in (None, s.events_stream_id):
+            return  # an abandoned stream's error
+        if s.events_rerequested_at is not None and now - s.events_rerequested_at < self.EVENTS_RETRY_INTERVAL:
+            return
+        s.events_rerequested_at = now
+        s.history_until = -1
+        s.held = None
+        self._emit(SendRequest("events", "streamRunEvents", {"runId": self.run_id, "afterSeq": self._event_seq}))
+
+    def _gap(self, frame: EventFrame, payload: Mapping[str, Any]) -> None:
+        """``run.gap_resync`` (``sendRunGapResync`` in the Gateway's gateway.js): on
+        subscribing after ``afterSeq``, the Gateway's replay window no longer held events
+        ``fromSeq``..``toSeq``; the window's frames follow and are deduplicated by seq as
+        usual. Yielded once per gap, never held with the bare events the replay repeats
+        (it does not repeat this one), and not again when a reconnect reports the same
+        gap: a reconnecting subscription must not log it once per attempt."""
+        to_seq = _int(payload.get("toSeq"))
+        if to_seq is not None and to_seq <= self._gap_until:
+            return
+        self._gap_until = max(self._gap_until, to_seq or 0)
+        self._emit(RunEvent(frame, None, True))
 
     def _deliver(self, s: _Session, event: RunEvent) -> None:
         if event.seq is None and s.held is not None:

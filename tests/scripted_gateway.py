@@ -64,6 +64,8 @@ class Plan:
     no_snapshot: bool = False
     #: Seconds the peer keeps the socket up (sending ``tick`` s) before ``then``.
     linger: float = 0.0
+    #: The ``protocol`` its hello names (a Gateway of another protocol version).
+    hello_protocol: int = 1
 
 
 class ScriptedGateway:
@@ -151,7 +153,8 @@ class ScriptedGateway:
                 await ws.close(1008, "authentication failed")
                 return
             await ws.send(json.dumps({"type": "res", "id": req["id"], "ok": True, "payload": {
-                "protocol": 1, "policy": {"heartbeatMs": plan.hello_heartbeat_ms}, "auth": {"scopes": ["*"]}}}))
+                "protocol": plan.hello_protocol, "features": ["streaming", "runs"],
+                "policy": {"heartbeatMs": plan.hello_heartbeat_ms}, "auth": {"scopes": ["*"]}}}))
             streamer: asyncio.Task[None] | None = None
             async for text in ws:
                 req = json.loads(text)

@@ -140,14 +140,16 @@ async def test_finished_nodes_refresh_scores_and_selected_output_once_per_burst(
     await store.wait_idle()
     scores_before = rpc.count("listScores", runId="r1") - rpc.count("listScores", nodeId="a")
     outputs_before = rpc.count("getNodeOutput", nodeId="a")
-    feeds.push("r1", *[run_event("r1", "node.finished", nodeId=n) for n in ("a", "b", "b", "b")])
+    # Distinct transitions (b's loop iterations): a re-emitted one would not be logged.
+    feeds.push("r1", *[run_event("r1", "node.finished", nodeId=n, iteration=i)
+                       for n, i in (("a", 0), ("b", 0), ("b", 1), ("b", 2))])
     await until(lambda: len(store.events) == 4)
     await store.wait_idle()
     scores_after = rpc.count("listScores", runId="r1") - rpc.count("listScores", nodeId="a")
     assert scores_after - scores_before == 1
     assert rpc.count("getNodeOutput", nodeId="a") - outputs_before == 1
     # A node that is not selected finishing does not re-read the selected output.
-    feeds.push("r1", run_event("r1", "node.finished", nodeId="b"))
+    feeds.push("r1", run_event("r1", "node.finished", nodeId="b", iteration=3))
     await until(lambda: len(store.events) == 5)
     await store.wait_idle()
     assert rpc.count("getNodeOutput", nodeId="a") - outputs_before == 1

@@ -535,3 +535,62 @@ def test_duplicated_deltas_anywhere_after_their_first_copy_end_on_the_same_tree(
     assert m.tree.snapshot()["root"] == FINAL["root"]
     events = [o.frame.event for o in of(outputs, RunEvent)]
     assert events == [f.event for f in FRAMES if f.event.startswith(("node.", "run."))]
+
+
+def test_a_gap_resync_is_yielded_once_and_the_window_after_it_without_duplicates() -> None:
+    """Resubscribing after seq 2 to a window that starts at 6: the Gateway says events 3-5
+    are gone, then replays 6-7. A reconnect that hears about the same gap again, and
+    the same window frames again, yields nothing twice."""
+    h = Harness()
+    h.online(current_seq=0)
+    h.frame(devtools(snapshot(0)))
+    h.frame(run_event(1, "node.started", nodeId="t0"))
+    h.frame(run_event(2, "node.finished", nodeId="t0"))
+    h.m.connection_lost(GatewayUnavailable("cut"), h.now)
+    h.take()
+    requests = h.connect()
+    assert {"runId": RUN, "afterSeq": 2} in [o.params for o in of(requests, SendRequest) if o.kind == "events"]
+    h.answer("stream", ok({"streamId": STREAM, "runId": RUN}))
+    h.answer("events", ok({"streamId": "e2", "currentSeq": 7}))
+    gap = bare("run.gap_resync", type="GapResync", streamId="e2", fromSeq=3, toSeq=5, snapshot={"status": "running"})
+    out = h.frame(gap)
+    h.m.receive_history_times([], h.now)
+    out += h.take()
+    for seq, name in ((6, "node.started"), (7, "node.finished")):
+        out += h.frame(run_event(seq, name, nodeId="t1"))
+        h.m.receive_history_times([], h.now)
+        out += h.take()
+    h.m.connection_lost(GatewayUnavailable("cut again"), h.now)
+    h.take()
+    h.online(current_seq=7)
+    again = h.frame(gap) + h.frame(run_event(6, "node.started", nodeId="t1")) + h.frame(run_event(7, "node.finished", nodeId="t1"))
+    events = [(e.frame.event, e.seq) for e in of(out, RunEvent)]
+    assert events == [("run.gap_resync", None), ("node.started", 6), ("node.finished", 7)]
+    assert of(again, RunEvent) == []
+
+
+def test_run_error_is_yielded_and_the_run_events_asked_for_again_not_in_a_loop() -> None:
+    """``BackpressureDisconnect``: the Gateway stopped the run-event stream. The error is an
+    item (the header's banner), the events after the last seq are asked for again once,
+    a second error within the retry interval asks nothing, and the replay adds no duplicate."""
+    h = Harness()
+    h.online(current_seq=0, events=ok({"streamId": "e1", "currentSeq": 0}))
+    h.frame(devtools(snapshot(0)))
+    h.frame(run_event(1, "node.started", nodeId="t0"))
+    error = bare("run.error", streamId="e1", error={"code": "BackpressureDisconnect", "message": "slow"})
+    out = h.frame(error)
+    assert [e.frame.event for e in of(out, RunEvent)] == ["run.error"]
+    again = [o for o in of(out, SendRequest) if o.kind == "events"]
+    assert [o.params for o in again] == [{"runId": RUN, "afterSeq": 1}]
+    assert not of(out, Resubscribe)
+    assert of(h.frame(error), SendRequest) == []  # within the interval: no loop
+    assert of(h.frame(bare("run.error", streamId="other", error={"code": "X"})), SendRequest) == []
+    out = h.answer("events", ok({"streamId": "e2", "currentSeq": 3}))
+    out += h.frame(run_event(1, "node.started", nodeId="t0"))
+    for seq in (2, 3):
+        out += h.frame(run_event(seq, "node.finished", nodeId=f"t{seq}"))
+        h.m.receive_history_times([], h.now)
+        out += h.take()
+    assert [e.seq for e in of(out, RunEvent)] == [2, 3]
+    h.advance(6)
+    assert len(of(h.frame(bare("run.error", streamId="e2", error={"code": "BackpressureDisconnect"})), SendRequest)) == 1

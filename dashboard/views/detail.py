@@ -6,13 +6,16 @@ Outputs, diffs and reasons are whatever an agent or a tool wrote: the fixtures c
 Tabulator with ``plaintext`` formatters, props as pretty JSON in a ``Str`` pane, the diff
 as HTML built line by line with :func:`html.escape`. Pending and failed outputs are
 shown as such (not as an empty table), and a missing diff says why (runs outside a jj
-workspace have none).
+workspace have none). The diff is drawn by :mod:`dashboard.views.diff` (every shape the
+Gateway answers). A running task's last ``task.heartbeat`` shows under its facts, on its own
+pane: heartbeats arrive every few seconds and must not redraw the tabs.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,12 +25,13 @@ import param
 
 from inspector.vocabulary import OutputStatus
 
-from ..format import format_value, node_icon, state_colour, state_label
+from ..format import format_ago, format_value, node_icon, state_colour, state_label
 from .agent import AgentView
 from .base import StoreView
+from .diff import diff_html
 from .widgets import TextPane, plaintext, stylesheet
 
-__all__ = ["NodeDetail", "diff_html", "output_frame", "task_html", "title_html"]
+__all__ = ["NodeDetail", "diff_html", "heartbeat_html", "output_frame", "task_html", "title_html"]
 
 _TASK_KEYS = ("nodeId", "kind", "label", "iteration", "state", "attempt", "maxAttempts", "outputTableName")
 
@@ -81,6 +85,18 @@ def task_html(task: Mapping[str, Any] | None) -> str:
     return f'<dl class="sd-kv">{body}</dl>'
 
 
+def heartbeat_html(node: Any, beats: Mapping[tuple[str, int], float], now: float | None = None) -> str:
+    """The selected task's last ``task.heartbeat`` (``data-testid="task-heartbeat"``), or ""."""
+    if node is None or node.task is None:
+        return ""
+    at = beats.get((node.node_id or "", node.iteration or 0))
+    if at is None:
+        return ""
+    clock = time.strftime("%H:%M:%S", time.localtime(at))
+    return (f'<div class="sd-muted" data-testid="task-heartbeat" data-at="{at:.3f}">'
+            f"last heartbeat {html.escape(format_ago(at, now))} ({clock})</div>")
+
+
 def output_frame(output: Mapping[str, Any] | None) -> pd.DataFrame:
     """The output row as (field, type, value) rows, schema order first, values as text."""
     columns = ["field", "type", "value"]
@@ -126,38 +142,6 @@ def output_message(output: Mapping[str, Any] | None, error: str | None, loading:
     return "", f"Output {status or ''}".strip()
 
 
-def diff_html(diff: Mapping[str, Any] | None, error: str | None) -> str:
-    """A unified diff per file, coloured by line; every line escaped."""
-    if not diff:
-        text = error or "No diff for this node."
-        return f'<div class="sd-message">{html.escape(text)}</div>'
-    patches = [p for p in diff.get("patches", []) if isinstance(p, Mapping)]
-    if not patches:
-        return '<div class="sd-message">The attempt changed no files.</div>'
-    out = ['<div class="sd-diff">']
-    base = diff.get("baseRef")
-    if isinstance(base, str):
-        out.append(f'<div class="sd-muted">base {html.escape(base)}</div>')
-    for patch in patches:
-        path = str(patch.get("path", "?"))
-        op = str(patch.get("operation", ""))
-        out.append(f'<div class="sd-file">{html.escape(path)} <span class="sd-muted">{html.escape(op)}</span></div><pre>')
-        body = patch.get("diff")
-        for line in (body if isinstance(body, str) else "").splitlines()[:5000]:
-            cls = ""
-            if line.startswith("+") and not line.startswith("+++"):
-                cls = "add"
-            elif line.startswith("-") and not line.startswith("---"):
-                cls = "del"
-            elif line.startswith("@@"):
-                cls = "hunk"
-            escaped = html.escape(line) or " "
-            out.append(f'<span class="{cls}">{escaped}</span>' if cls else escaped + "\n")
-        out.append("</pre>")
-    out.append("</div>")
-    return "".join(out)
-
-
 def node_scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     columns = ["scorer", "iteration", "attempt", "score", "reason", "source"]
     records = [
@@ -190,6 +174,7 @@ class NodeDetail(StoreView):
         css = [stylesheet()]
         self._title = pn.pane.HTML(title_html(None), stylesheets=css, sizing_mode="stretch_width", margin=(5, 10))
         self._task = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
+        self._beat = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width", margin=(0, 10))
         self._props = TextPane("", sizing_mode="stretch_width", styles={"font-size": "0.85em"})
         self._out_msg = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
         self._out_table = pn.widgets.Tabulator(
@@ -213,7 +198,8 @@ class NodeDetail(StoreView):
             max_height=300,
         )
         self._tabs = pn.Tabs(
-            ("Task", pn.Column(self._task, pn.pane.HTML("<b>Props</b>"), self._props, sizing_mode="stretch_width")),
+            ("Task", pn.Column(self._task, self._beat, pn.pane.HTML("<b>Props</b>"), self._props,
+                               sizing_mode="stretch_width")),
             ("Output", pn.Column(self._out_msg, self._out_table, sizing_mode="stretch_width")),
             ("Diff", self._diff),
             ("Scores", self._scores),
@@ -230,8 +216,14 @@ class NodeDetail(StoreView):
             ["selected_node", "node_output", "node_diff", "node_scores", "node_error", "node_diff_error", "node_loading"],
         )
         self.store.param.watch(self._on_tree, "tree_version")
+        self.store.param.watch(self._on_heartbeat, ["task_heartbeats", "selected_node"])
         self._last_task: Any = None
         self._update()
+
+    def _on_heartbeat(self, *events: Any) -> None:
+        text = heartbeat_html(self.store.selected(), self.store.task_heartbeats)
+        if text != self._beat.object:
+            self._beat.object = text
 
     def _on_tree(self, event: Any) -> None:
         node = self.store.selected()

@@ -1,7 +1,9 @@
 # mypy: allow-untyped-calls
 """EventLog: the run's events, newest on top, filterable by text and kind.
 
-Bounded by the store's ring buffer. "Follow" keeps the newest event on top as events
+Bounded by the store's ring buffer. Both lists show each transition once: the store
+drops what Smithers' live stream re-emits and keeps task heartbeats out of the log
+(``dashboard/events_dedup.py``). "Follow" keeps the newest event on top as events
 arrive; switching it off freezes the table (so a row can be read while a busy run keeps
 going) and the toggle counts what arrived meanwhile. Redraws are throttled to twice a
 second. Messages are Gateway text shown with the ``plaintext`` formatter.
@@ -47,15 +49,16 @@ __all__ = ["KINDS", "QUIET_EVENTS", "EventLog", "RecentEvents", "events_frame", 
 KINDS: dict[str, tuple[str, ...]] = {
     "all": (),
     "nodes": (NODE_EVENT_PREFIX,),
-    "failures": (RunEventName.NODE_FAILED, RunEventName.RUN_FAILED, LogEventName.CONNECTION_PREFIX,
-                 LogEventName.STREAM_RESYNCED),
+    "failures": (RunEventName.NODE_FAILED, RunEventName.RUN_FAILED, RunEventName.RUN_ERROR,
+                 RunEventName.RUN_GAP_RESYNC, LogEventName.CONNECTION_PREFIX, LogEventName.STREAM_RESYNCED),
     "run": (RUN_EVENT_PREFIX,),
     "approvals": (APPROVAL_EVENT_PREFIX, RunEventName.NODE_WAITING_APPROVAL),
     "connection": (LogEventName.CONNECTION_PREFIX, LogEventName.STREAM_PREFIX),
 }
 #: Events the wall list leaves out: a heartbeat every few seconds would push everything
-#: that happened off the screen of a quiet run (the badge shows the last heartbeat).
-QUIET_EVENTS = frozenset({RunEventName.RUN_HEARTBEAT, "heartbeat", RunEventName.TICK})
+#: that happened off the screen of a quiet run (the badge shows the last heartbeat; the
+#: store keeps task heartbeats out of the log, this is the list's own guard).
+QUIET_EVENTS = frozenset({RunEventName.RUN_HEARTBEAT, "heartbeat", RunEventName.TICK, RunEventName.TASK_HEARTBEAT})
 _COLUMNS = ["time", "event", "nodeId", "iteration", "state", "attempt", "message"]
 #: Hidden arrival number: the table sorts on it (newest first) in the browser.
 _ORDER = "n"

@@ -5,7 +5,12 @@ Workflow name, run id, a status pill, elapsed time, a progress bar split by task
 counts, the store's notice ("Rewound from frame 18 to 3") and a failure banner with the
 run's error text. An element ``data-testid="task-summary"`` carries ``data-total``,
 ``data-finished``, ``data-running`` (``in-progress``) and ``data-failed`` from
-``tree.state_counts()``. Elapsed time ticks once a second only while the run is active.
+``tree.state_counts()``, and ``data-retries``: the retries the tree's task ``attempt``
+numbers count (attempt 3 of a task is 2 retries). Attempt numbers, not counted
+``node.started`` events: Smithers' live stream re-emits those for tasks that ran once.
+A ``run.error`` (the Gateway stopped the run's event stream) shows as a banner
+(``data-testid="stream-error"``) as soon as it arrives. Elapsed time ticks once a second
+only while the run is active.
 """
 
 from __future__ import annotations
@@ -29,9 +34,24 @@ from ..format import (
 from .base import TickingHtml
 
 if TYPE_CHECKING:
+    from inspector.tree import DevToolsTree
+
     from ..store import RunStore
 
-__all__ = ["RunHeader", "header_html"]
+__all__ = ["RunHeader", "header_html", "task_retries"]
+
+
+def _attempt(task: Mapping[str, Any]) -> int:
+    value = task.get("attempt")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def task_retries(tree: DevToolsTree | None) -> int:
+    """Retries of the run's tasks from their attempt numbers: a task on attempt ``n`` was
+    retried ``n - 1`` times (0.32 numbers a task that ran once 0 or 1)."""
+    if tree is None:
+        return 0
+    return sum(max(0, _attempt(node.task) - 1) for node in tree.walk() if node.task is not None)
 
 
 def run_status(run: Mapping[str, Any], settled: bool) -> str:
@@ -72,6 +92,8 @@ def header_html(
     run_error: str | None = None,
     failure: str | None = None,
     now: float | None = None,
+    retries: int = 0,
+    stream_error: str | None = None,
 ) -> str:
     """The header as HTML; every Gateway-supplied string is escaped."""
     esc = html.escape
@@ -92,19 +114,24 @@ def header_html(
     out.append(
         f'<div class="sd-counts" data-testid="task-summary" data-total="{summary.total}" '
         f'data-finished="{summary.finished}" data-running="{summary.running}" '
-        f'data-failed="{summary.failed}">'
+        f'data-failed="{summary.failed}" data-retries="{retries}">'
         f"<span><b>{summary.done}</b> / {summary.total} done</span>"
         f"<span><b>{summary.running}</b> running</span>"
         f"<span><b>{summary.failed}</b> failed</span>"
         + (f"<span><b>{summary.waiting}</b> waiting</span>" if summary.waiting else "")
         + (f"<span><b>{summary.pending}</b> queued</span>" if summary.pending else "")
         + (f"<span><b>{summary.retrying}</b> retrying</span>" if summary.retrying else "")
+        + (f"<span><b>{summary.skipped}</b> skipped</span>" if summary.skipped else "")
+        + (f"<span><b>{summary.cancelled}</b> cancelled</span>" if summary.cancelled else "")
+        + (f"<span><b>{retries}</b> {'retry' if retries == 1 else 'retries'}</span>" if retries else "")
         + "</div>"
     )
     if notice:
         out.append(f'<div class="sd-notice" role="status">{esc(notice)}</div>')
     if run_error:
         out.append(f'<div class="sd-banner" role="alert">{esc(run_error)}</div>')
+    if stream_error:
+        out.append(f'<div class="sd-banner" role="alert" data-testid="stream-error">{esc(stream_error)}</div>')
     if failure:
         out.append(f'<div class="sd-banner" role="alert" data-testid="failure-banner">{esc(failure)}</div>')
     out.append("</div>")
@@ -132,7 +159,7 @@ def failure_text(store: RunStore) -> str | None:
 class RunHeader(TickingHtml):
     """The run's title, status, progress and failure (see the module docstring)."""
 
-    _redraw_on = ("run", "run_id", "tree_version", "notice", "run_error", "settled")
+    _redraw_on = ("run", "run_id", "tree_version", "notice", "run_error", "settled", "stream_error")
 
     def _render(self) -> str:
         s = self.store
@@ -142,18 +169,23 @@ class RunHeader(TickingHtml):
         failure = failure_text(s)
         now = time.time()
         shared = s.shared
+        tree = s.tree
         if shared is None:
             return header_html(s.run, s.run_id, counts, settled=s.settled, notice=s.notice,
-                               run_error=s.run_error, failure=failure, now=now)
+                               run_error=s.run_error, failure=failure, now=now, retries=task_retries(tree),
+                               stream_error=s.stream_error)
+        retries = shared.memo("retries", (id(tree), tree.seq if tree is not None else None, len(tree or ())),
+                              tree, lambda: task_retries(tree))
         # Every session of the run renders the same header in the same tick: once for all.
         # The key holds everything the HTML depends on, the elapsed time as it is shown.
         run = s.run
         key = (id(run), s.run_id, tuple(sorted(counts.items())), s.settled, s.notice, s.run_error, failure,
-               format_duration(run_elapsed(run, now)))
+               format_duration(run_elapsed(run, now)), retries, s.stream_error)
         return shared.memo(
             "header", key, run,
             lambda: header_html(run, s.run_id, counts, settled=s.settled, notice=s.notice,
-                                run_error=s.run_error, failure=failure, now=now),
+                                run_error=s.run_error, failure=failure, now=now, retries=retries,
+                                stream_error=s.stream_error),
         )
 
     def _wants_tick(self) -> bool:

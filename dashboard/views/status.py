@@ -26,6 +26,7 @@ _LABELS = {
     "online": "Live",
     "offline": "Offline",
     "unauthorized": "Unauthorized",
+    "unsupported": "Unsupported Gateway",
 }
 
 
@@ -65,6 +66,8 @@ def connection_html(
                       "(read again at the next retry) or set SMITHERS_TOKEN")
         if error:
             title = error
+    elif status == "unsupported":
+        detail = error or "the Gateway speaks a protocol version this dashboard does not"
     elif status == "online":
         if required_scope:
             detail = f"some reads need the scope {required_scope}"

@@ -50,6 +50,7 @@ from .views import (
 )
 from .views.events import RecentEvents
 from .views.overview import LandingPage  # issue 13: overview + ?compare= on the landing page
+from .views.tokens import TokenBreakdown, TokenSummary  # issue 11: tokens and cost
 from .views.tree import NodeTree
 
 __all__ = ["Dashboard"]
@@ -155,7 +156,7 @@ class Dashboard(pn.viewable.Viewer):
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
-        top: pn.viewable.Viewable = pn.Row(back, self.header, sizing_mode="stretch_width")
+        top: pn.viewable.Viewable = pn.Row(back, pn.Column(self.header, TokenSummary(store=self.store), sizing_mode="stretch_width"), sizing_mode="stretch_width")
         if self.config.actions_enabled:
             top = pn.Column(top, self.actions, sizing_mode="stretch_width")
         main = pn.Row(
@@ -169,6 +170,7 @@ class Dashboard(pn.viewable.Viewer):
             ("Scores", self.scores),
             ("Events", self.events),
             ("Frames", self.scrubber),
+            ("Tokens", TokenBreakdown(store=self.store)),
             # Dynamic: a hidden tab is not in the page, so its views cost the browser nothing
             # while a big run streams (the event table and the timeline redraw as it does).
             dynamic=True,
@@ -180,6 +182,7 @@ class Dashboard(pn.viewable.Viewer):
     def _monitor_layout(self) -> pn.viewable.Viewable:
         self._content = pn.Column(
             self.header,
+            TokenSummary(store=self.store, large=True),  # the cost so far
             pn.Row(
                 # Large type for a wall: the virtual tree keeps its own row geometry, so it
                 # is scaled as a whole (CSS zoom) rather than restyled row by row.

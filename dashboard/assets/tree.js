@@ -37,6 +37,8 @@ const SLICE_MS = 12
 const FORGET_MS = 60000
 const NUMBER = new Intl.NumberFormat()  // toLocaleString builds a formatter per call
 const fmt = (n) => NUMBER.format(n)
+// A compact token count for a task row: 950, 12.3k, 4.56M.
+const fmtTokens = (n) => (n < 1000 ? String(n) : n < 1e6 ? `${(n / 1000).toFixed(n < 1e5 ? 1 : 0)}k` : `${(n / 1e6).toFixed(2)}M`)
 
 // Per model id, so rows, collapse state and scroll position survive a re-render of the
 // view (Panel re-renders components on layout changes) and need no resend.
@@ -122,12 +124,23 @@ class TreeData {
     // Timings for tests and profiling (milliseconds): the longest slice of message work,
     // the last visible-list rebuild and the slowest frame.
     this.stats = {resets: 0, patches: 0, maxSliceMs: 0, lastVisibleMs: 0, maxFrameMs: 0}
+    // Tokens per task (nodeId -> [tokens, agent]), from the component's `tokens` property
+    // (dashboard/treerows.py task_tokens); tokV is part of every row's signature.
+    this.tokens = {}
+    this.tokV = 0
     this.inbox = []
     this.job = null
     this.draining = false
   }
 
   get filtering() { return this.query !== "" || this.stateFilter !== "" }
+
+  setTokens(text) {
+    let parsed = {}
+    try { parsed = JSON.parse(text || "{}") } catch (e) { parsed = {} }
+    this.tokens = parsed && typeof parsed === "object" ? parsed : {}
+    this.tokV++
+  }
 
   // --- messages -------------------------------------------------------------------
 
@@ -687,7 +700,7 @@ class TreeView {
     const open = hasKids && (data.filtering || !data.collapsed.has(id))
     const flags = (hasKids ? 1 : 0) | (open ? 2 : 0) | (data.selected === id ? 4 : 0) |
       (data.cursor === id ? 8 : 0) | (!open && row.f > 0 ? 16 : 0) | (!open && row.r > 0 ? 32 : 0)
-    const sig = `${id}:${row.v}:${flags}`
+    const sig = `${id}:${row.v}:${flags}:${data.tokV}`
     if (rowEl.sig === sig) { return }
     rowEl.sig = sig
     const p = rowEl.parts
@@ -706,6 +719,13 @@ class TreeView {
     p.label.textContent = row.label ?? ""
     p.type.textContent = known ? "" : String(row.type ?? "")
     const meta = []
+    const used = row.nodeId != null && Object.prototype.hasOwnProperty.call(data.tokens, row.nodeId) ? data.tokens[row.nodeId] : null
+    if (used) {
+      meta.push(`${used[1] ? `${used[1]} · ` : ""}${fmtTokens(Number(used[0]) || 0)} tok`)
+      rowEl.setAttribute("data-tokens", String(used[0]))
+    } else {
+      rowEl.removeAttribute("data-tokens")
+    }
     // Loops always say which iteration they are on; tasks only once it is past the first.
     if (row.iteration != null && (row.type === "loop" || row.iteration > 0)) {
       meta.push(`iter ${row.iteration}`)
@@ -844,6 +864,7 @@ export function render({model, el: host}) {
 
   data.query = (model.query ?? "").trim().toLowerCase()
   data.stateFilter = model.state_filter ?? ""
+  data.setTokens(model.tokens)
   iconFor("workflow")  // probe the fonts now, not in the first frame of a big reset
   const view = new TreeView(data, model, host)
   data.views.add(view)
@@ -858,6 +879,10 @@ export function render({model, el: host}) {
     data.dirty = true
     view.followPending = true
     view.schedule()
+  })
+  model.on("tokens", () => {
+    data.setTokens(model.tokens)
+    for (const each of data.views) { each.refreshShown() }
   })
   model.on("follow", () => {
     view.followPending = true

@@ -28,10 +28,11 @@ import panel as pn
 import param
 from panel.custom import JSComponent
 
-from dashboard.treerows import TreeFeed, tree_vocabulary_js
+from dashboard.treerows import TreeFeed, task_tokens, tree_vocabulary_js
 from inspector.vocabulary import TaskState
 
 from .base import StoreView
+from .widgets import Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,6 +72,10 @@ class TreeComponent(JSComponent):
 
     state_filter = param.String(default="", doc="""
         Show only tasks in this exact state (plus their ancestors); empty for all.""")
+
+    tokens = param.String(default="{}", doc="""
+        Tokens per task, ``treerows.task_tokens``' JSON text: shown on task rows beside the
+        agent's name. A property, not a message, so a reloaded page has it at once.""")
 
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="""
         DevTools id of the row the user picked (click or Enter). Python-only: setting it
@@ -191,6 +196,7 @@ class NodeTree(StoreView):
             flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
         )
         self._watchers: list[Any] = []
+        self._tokens = Throttle(self._send_tokens, 1.0)
         self._extra_states: frozenset[str] | None = None
         self._bind_store(None, self.store)
         self.param.watch(lambda e: self._bind_store(e.old, e.new), "store")
@@ -207,9 +213,16 @@ class NodeTree(StoreView):
         self._watchers = [
             new.param.watch(self._tick, "tree_version"),
             new.param.watch(self._store_selected, "selected_node"),
+            new.param.watch(self._tokens, ["agents_version", "agents"]),
         ]
+        self._send_tokens()
         self._refresh_states()
         self.tree.resend()
+
+    def _send_tokens(self) -> None:
+        tokens = task_tokens(getattr(self.store, "agents", None))
+        if tokens != self.tree.tokens:
+            self.tree.tokens = tokens
 
     def _tick(self, _event: param.parameterized.Event) -> None:
         store = self.store

@@ -278,13 +278,13 @@ def tree_vocabulary_js() -> str:
 
 
 def task_tokens(agents: RunAgents | None) -> str:
-    """Tokens per task for the tree rows, as the JSON text ``tree.js`` reads from the
-    component's ``tokens`` property: ``{nodeId: [tokens, agent]}`` over every iteration and
+    """Tokens per task for the tree rows, as the JSON text of ``tree.js``' ``tokens``
+    message: ``{nodeId: [tokens, agent]}`` over every iteration and
     attempt of the task, ``agent`` the newest attempt's agent id (``""`` when unknown).
 
     Kept apart from the rows on purpose: usage arrives as run events, not as tree changes,
     so the row builder (benchmarked per delta) stays as it is and a usage report costs one
-    small property update instead of row upserts. Only tasks with usage are listed.
+    small message instead of row upserts. Only tasks with usage are listed.
     """
     if agents is None:
         return "{}"

@@ -5,6 +5,7 @@
 //   {type:"reset", seq, run, rows:[packed rows]}            every row, document order
 //   {type:"patch", seq, remove:[ids], add:[rows], at:[[id, index]], upsert:[rows]}
 //   {type:"select", id} / {type:"expand-all"} / {type:"collapse-all"}
+//   {type:"tokens", tokens:"{nodeId: [tokens, agent]}"}     tokens per task (JSON text)
 // and this module keeps the rows in a Map plus child lists, handles collapse, search and
 // keyboard locally, and renders only the rows in view (virtual scrolling, fixed row
 // height). It sends {type:"ready", seq, run} when it (re)renders and {type:"select", id}
@@ -124,7 +125,7 @@ class TreeData {
     // Timings for tests and profiling (milliseconds): the longest slice of message work,
     // the last visible-list rebuild and the slowest frame.
     this.stats = {resets: 0, patches: 0, maxSliceMs: 0, lastVisibleMs: 0, maxFrameMs: 0}
-    // Tokens per task (nodeId -> [tokens, agent]), from the component's `tokens` property
+    // Tokens per task (nodeId -> [tokens, agent]), from {type:"tokens"} messages
     // (dashboard/treerows.py task_tokens); tokV is part of every row's signature.
     this.tokens = {}
     this.tokV = 0
@@ -209,6 +210,9 @@ class TreeData {
       this.selected = id
       if (id !== null) { this.cursor = id }
       this.notify(id === null ? {structure: true} : {structure: true, reveal: id})
+    } else if (msg.type === "tokens") {
+      this.setTokens(msg.tokens)
+      for (const view of this.views) { view.refreshShown() }
     } else if (msg.type === "expand-all" || msg.type === "collapse-all") {
       this.collapsed.clear()
       if (msg.type === "collapse-all") {
@@ -864,7 +868,6 @@ export function render({model, el: host}) {
 
   data.query = (model.query ?? "").trim().toLowerCase()
   data.stateFilter = model.state_filter ?? ""
-  data.setTokens(model.tokens)
   iconFor("workflow")  // probe the fonts now, not in the first frame of a big reset
   const view = new TreeView(data, model, host)
   data.views.add(view)
@@ -879,10 +882,6 @@ export function render({model, el: host}) {
     data.dirty = true
     view.followPending = true
     view.schedule()
-  })
-  model.on("tokens", () => {
-    data.setTokens(model.tokens)
-    for (const each of data.views) { each.refreshShown() }
   })
   model.on("follow", () => {
     view.followPending = true

@@ -295,14 +295,14 @@ def burn_frame(agents: RunAgents | None) -> pd.DataFrame:
 
 def _burn_curve(data: pd.DataFrame) -> hv.Curve:
     return hv.Curve(data, kdims=["t"], vdims=["cumulative"]).opts(
-        interpolation="steps-post", responsive=True, height=240, line_width=2, color="#1a73e8",
+        interpolation="steps-post", responsive=True, height=240, line_width=2, color="#1a73e8", padding=0.05,
         xlabel="time", ylabel="tokens (cumulative)", title="Token burn", framewise=True,
     )
 
 
 def _burn_points(data: pd.DataFrame) -> hv.Scatter:
     return hv.Scatter(data, kdims=["t"], vdims=["cumulative", "tokens", "rate", "node", "agent", "model"]).opts(
-        size=8, color="#1a73e8", tools=["hover"], responsive=True, height=240, framewise=True,
+        size=8, color="#1a73e8", tools=["hover"], responsive=True, height=240, framewise=True, padding=0.05,
         hover_tooltips=[("node", "@node"), ("agent", "@agent"), ("model", "@model"), ("tokens", "@tokens"),
                         ("run total", "@cumulative"), ("tokens/min so far", "@rate{0}")],
     )
@@ -331,7 +331,7 @@ class TokenBreakdown(StoreView):
     def _table(frame: pd.DataFrame, by: str) -> pn.widgets.Tabulator:
         return pn.widgets.Tabulator(
             frame.rename(columns={"name": by}), show_index=False, disabled=True, selectable=False,
-            formatters={**plaintext(by, "cost"), "cost (USD)": {"type": "money", "formatterParams": {"precision": 6}}},
+            formatters=plaintext(by, "cost"), hidden_columns=["cost (USD)"],  # "cost" says it as text
             layout="fit_data_stretch", sizing_mode="stretch_width", max_height=260,
             css_classes=[f"sd-tokens-by-{by}"],
         )
@@ -388,14 +388,14 @@ class TokenBreakdown(StoreView):
     def __panel__(self) -> pn.viewable.Viewable:
         def titled(title: str, table: pn.widgets.Tabulator) -> pn.Column:
             return pn.Column(pn.pane.HTML(f"<h3>{html.escape(title)}</h3>", margin=(0, 10)), table,
-                             styles={"flex": "1 1 30%", "min-width": "0"}, sizing_mode="stretch_width")
+                             sizing_mode="stretch_width")
 
         return pn.Column(
             self._summary,
             self._chart,
             titled("By node (click a row to select it)", self._tables["node"]),
-            pn.Row(titled("By agent", self._tables["agent"]), titled("By model", self._tables["model"]),
-                   sizing_mode="stretch_width"),
+            titled("By agent", self._tables["agent"]),
+            titled("By model", self._tables["model"]),
             sizing_mode="stretch_width",
             css_classes=["sd-token-breakdown"],
         )

@@ -73,15 +73,16 @@ class TreeComponent(JSComponent):
     state_filter = param.String(default="", doc="""
         Show only tasks in this exact state (plus their ancestors); empty for all.""")
 
-    tokens = param.String(default="{}", doc="""
-        Tokens per task, ``treerows.task_tokens``' JSON text: shown on task rows beside the
-        agent's name. A property, not a message, so a reloaded page has it at once.""")
+    tokens = param.String(default="{}", precedence=-1, doc="""
+        Tokens per task, ``treerows.task_tokens``' JSON text, shown on task rows beside the
+        agent's name. Python-only: sent as a ``tokens`` message when it changes and after
+        every ``ready`` (a property set while a page is still loading can miss the browser).""")
 
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="""
         DevTools id of the row the user picked (click or Enter). Python-only: setting it
         highlights and reveals the row in the browser.""")
 
-    _rename: ClassVar[dict[str, str | None]] = {"selected": None}
+    _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None}
     _esm: ClassVar[Any] = tree_vocabulary_js() + (ASSETS / "tree.js").read_text(encoding="utf-8")
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
@@ -96,6 +97,7 @@ class TreeComponent(JSComponent):
         self._lock = threading.RLock()
         self._echo: object = _NO_ECHO
         self.param.watch(self._selected_changed, "selected")
+        self.param.watch(lambda _e: self._send_tokens(), "tokens")
 
     # -------------------------------------------------------------- Python -> browser
 
@@ -127,6 +129,10 @@ class TreeComponent(JSComponent):
             shared = self._shared_source()
             self._send_msg(self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None)))
 
+    def _send_tokens(self) -> None:
+        if self._models:
+            self._send_msg({"type": "tokens", "tokens": self.tokens})
+
     def expand_all(self) -> None:
         self._send_msg({"type": "expand-all"})
 
@@ -153,6 +159,8 @@ class TreeComponent(JSComponent):
                 current = isinstance(seq, int) and seq > 0 and seq == self.feed.seq
             if not current:
                 self.resend()
+            if self.tokens != "{}":
+                self._send_tokens()
         elif kind == "select":
             node_id = data.get("id")
             if isinstance(node_id, int) and not isinstance(node_id, bool):

@@ -282,7 +282,8 @@ class Dashboard(pn.viewable.Viewer):
     # ------------------------------------------------------------------ location and lifecycle
 
     def bind_location(self) -> None:
-        """Sync ``?runId=`` and ``?nodeId=`` with the page URL (served sessions only)."""
+        """Sync ``?runId=``, ``?nodeId=``, ``?tab=``, ``?iteration=`` and ``?attempt=`` with the
+        page URL (served sessions only)."""
         location = pn.state.location
         if location is None:
             return
@@ -294,6 +295,9 @@ class Dashboard(pn.viewable.Viewer):
         if self.view == "full":
             self.landing.bind_location()  # issue 13: ?window= &workflow= &status= &compare=
         location.sync(self, {"node_key": "nodeId"})
+        if self.view == "full":  # issue 11: ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
+            location.sync(self.detail, {"tab": "tab"})
+            location.sync(self.detail.agent, {"iteration": "iteration", "attempt": "attempt"})
         if self.rotating and self.store.run_id and pn.state.session_args.get("runId"):
             self.stop_rotation()
 

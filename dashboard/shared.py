@@ -17,6 +17,9 @@ that the hub keeps beside the run's tree (``GatewayHub.shared_view``):
   ``seq`` (each tree component numbers its own messages) is set per session.
 - :meth:`SharedRunView.record` makes one :class:`~dashboard.store.EventRecord` per run event,
   shared by every store's event ring (the wall's event list then renders the same rows).
+- :attr:`SharedRunView.agents` is the run's :class:`~dashboard.agent_feed.AgentFeed`: the
+  agents model (output, actions, tokens per attempt), fed once per run event whatever the
+  number of sessions.
 - :meth:`SharedRunView.memo` keeps the last few results of a pure renderer (the header's HTML,
   the wall's event list) keyed by their inputs.
 
@@ -34,6 +37,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .agent_feed import AgentFeed
 from .treerows import Message, encode, is_empty, patch_for, rows_for
 
 if TYPE_CHECKING:
@@ -158,6 +162,8 @@ class SharedRunView:
         self._max_records = max_records
         self._renders: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
         self._max_renders = max_renders
+        #: The run's agents (``RunStore.agents`` of every session points at its model).
+        self.agents = AgentFeed(run_id)
 
     def __repr__(self) -> str:
         return f"SharedRunView({self.run_id!r}, {self.stats})"

@@ -19,6 +19,10 @@ process's :class:`~dashboard.hub.GatewayHub` and turns them into parameter value
   frames after the jump target are dropped (they describe a future that no longer
   exists), cached reads are forgotten, ``last_jump`` and ``notice`` say what happened,
   and fresh values are fetched.
+- **Agents.** ``agents`` is the run's :class:`~inspector.agents.RunAgents` (shared by the
+  run's sessions through :class:`~dashboard.agent_feed.AgentFeed`), fed from the run events
+  and ``listRunTokenUsage``; ``agents_version`` ticks once per batch that changed it and
+  ``changed_attempts`` says which attempts.
 - **Freshness.** Scores and the selected node's output are re-read (debounced) when a
   node finishes or fails; the run record is re-read (throttled) on run and node events.
 """
@@ -34,8 +38,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import param
+from param.parameters import NoNone
 
+from inspector.agents import RunAgents
 from inspector.errors import ErrorCode, GatewayError, GatewayRpcError, GatewayUnavailable
+from inspector.pricing import PriceTable
 from inspector.status import ConnectionStatus
 from inspector.stream import (
     Heartbeat,
@@ -58,6 +65,8 @@ from inspector.vocabulary import (
     RunEventName,
     RunStatus,
 )
+
+from .agent_feed import AgentFeed, price_table
 
 if TYPE_CHECKING:
     from .hub import GatewayHub, Subscription
@@ -243,6 +252,22 @@ class RunStore(param.Parameterized):
         A one-line human message about something the operator should know happened
         ("Rewound from frame 18 to 3", "Resynced: ..."). Plain text.""")
 
+    agents = param.ClassSelector(class_=RunAgents, allow_None=NoNone, doc="""
+        The run's agents: per (nodeId, iteration, attempt) output, actions, answer, token
+        usage. With a hub it is SHARED with every session on the run (read it, never feed
+        it); a new object when ``run_id`` changes. Watch ``agents_version`` for its content.""")
+
+    agents_version = param.Integer(default=0, doc="""
+        Ticks once per applied batch that changed ``agents`` (and on every run switch).""")
+
+    changed_attempts = param.ClassSelector(class_=tuple, default=(), doc="""
+        The :data:`~inspector.agents.AttemptKey` s (nodeId, iteration, attempt) changed by the
+        batch of the last ``agents_version`` tick (empty on a run switch: read everything).""")
+
+    prices = param.ClassSelector(class_=PriceTable, allow_None=NoNone, doc="""
+        Smithers' price table with the user's ``SMITHERS_DASHBOARD_PRICES`` file laid over
+        it (loaded once per process), for cost estimates.""")
+
     max_events = param.Integer(default=2000, bounds=(10, None), doc="""
         Size of the event ring buffer; older records fall off.""")
 
@@ -262,7 +287,12 @@ class RunStore(param.Parameterized):
         super().__init__(**params)  # type: ignore[no-untyped-call]
         if self.tree is None:
             self.tree = DevToolsTree()
+        if self.prices is None:
+            self.prices = price_table()
         self.hub = hub
+        self._agent_feed = AgentFeed(None)
+        self.agents = self._agent_feed.agents
+        self._pending_attempts: set[tuple[str, int, int]] = set()
         self._handle: Subscription | None = None
         self._run_gen = 0
         self._node_gen = 0
@@ -333,11 +363,13 @@ class RunStore(param.Parameterized):
         self._selected_key = None
         gen = self._run_gen
         tree: DevToolsTree | None = None
+        self._agent_feed = AgentFeed(self.run_id)  # this store's, unless the run has a shared one
         if self.run_id and self.hub is not None and not self._closed:
             # Attach first: the catch-up items land in the (just emptied) buffer and are
             # applied by the next flush, after the reset below.
             self._handle = self.hub.attach(self.run_id, lambda item: self._on_item(gen, item))
             tree = self.hub.tree(self.run_id)
+        self._agent_feed = self._feed_of_run()
         self.param.update(
             connection_status="idle",
             outage_since=None,
@@ -363,11 +395,15 @@ class RunStore(param.Parameterized):
             new_events=(),
             last_jump=None,
             notice="",
+            agents=self._agent_feed.agents,
+            agents_version=self.agents_version + 1,
+            changed_attempts=(),
         )
         if self._handle is None:
             return
         self._spawn(self._read_run(gen))
         self._spawn(self._read_scores(gen))
+        self._spawn(self._read_token_usage(gen, "open"))
 
     def _detach(self) -> None:
         self.shared = None
@@ -386,6 +422,14 @@ class RunStore(param.Parameterized):
         self._pending_changes.clear()
         self._pending_events.clear()
         self._pending_refresh.clear()
+        self._pending_attempts.clear()
+
+    def _feed_of_run(self) -> AgentFeed:
+        """The run's shared agents feed (with a hub), else this store's own."""
+        if self.shared is None and self._handle is not None and self.run_id:
+            shared_view = getattr(self.hub, "shared_view", None)
+            self.shared = shared_view(self.run_id) if callable(shared_view) else None
+        return self.shared.agents if self.shared is not None else self._agent_feed
 
     # ------------------------------------------------------------------ subscription items
 
@@ -429,6 +473,10 @@ class RunStore(param.Parameterized):
             # would push the run's history out of the ring buffer within the hour.
             pending["last_heartbeat"] = getattr(item, "received_at", None) or time.time()
         elif isinstance(item, RunEvent):
+            feed = self.shared.agents if self.shared is not None else self._agent_feed
+            attempt = feed.feed(item)
+            if attempt is not None:
+                self._pending_attempts.add(attempt)
             record = self.shared.record(item, event_record) if self.shared is not None else event_record(item)
             self._pending_events.append(record)
             name = item.frame.event
@@ -442,6 +490,8 @@ class RunStore(param.Parameterized):
                 pending["settled"] = False  # the run moved again (history says nothing new)
         elif isinstance(item, Settled):
             pending["settled"] = True
+            if self.hub is not None:
+                self._spawn(self._read_token_usage(self._run_gen, "settled"))
             self._pending_refresh.update(("run", "scores", "node"))
             self._pending_events.append(
                 EventRecord(time.time(), LogEventName.STREAM_SETTLED.value, state=item.run_status, message=f"final frame {item.seq}")
@@ -508,6 +558,10 @@ class RunStore(param.Parameterized):
             self._events.extend(records)
             updates["events"] = tuple(self._events)
             updates["new_events"] = records[-self.max_events :]
+        if self._pending_attempts:
+            updates["agents_version"] = self.agents_version + 1
+            updates["changed_attempts"] = tuple(sorted(self._pending_attempts))
+            self._pending_attempts = set()
         if jump_to is not None or "last_jump" in updates:
             updates.update(self._forget_future(jump_to))
         if updates:
@@ -663,6 +717,15 @@ class RunStore(param.Parameterized):
             return  # the connection status says so; keep showing the last record
         if gen == self._run_gen and isinstance(record, dict):
             self.param.update(run=record, run_error=None)
+
+    async def _read_token_usage(self, gen: int, when: str) -> None:
+        """``listRunTokenUsage`` into the agents (once per run and ``when`` for all sessions)."""
+        assert self.hub is not None and self.run_id
+        feed = self._agent_feed
+        changed = await feed.read_token_usage(self.hub.client, self.run_id, when)
+        if gen == self._run_gen and changed and not self._closed:
+            self._pending_attempts.update(changed)
+            self._schedule_flush()
 
     async def _read_scores(self, gen: int) -> None:
         assert self.hub is not None and self.run_id

@@ -33,7 +33,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import websockets
@@ -586,6 +586,35 @@ class GatewayClient:
                 break
             cursor = max(seqs)
         return out
+
+    async def list_run_token_usage(self, run_id: str) -> list[dict[str, Any]]:
+        """Every persisted token usage of a run (``GET /v1/api/runs/<runId>/token-usage``,
+        the ``listRunTokenUsage`` method), in the Gateway's order (by seq).
+
+        Rows look like ``{"nodeId", "iteration", "attempt", "model", "agent", "inputTokens",
+        "outputTokens", "cacheReadTokens", "cacheWriteTokens", "reasoningTokens",
+        "timestampMs"}``. Unlike the live events this is the whole durable history, never
+        bounded by a replay window.
+        """
+        path = f"/v1/api/runs/{quote(run_id, safe='')}/token-usage"
+        try:
+            response = await self._http.get(path, headers=self._auth_headers())
+        except httpx.HTTPError as exc:
+            raise _unreachable("token-usage: ", self.base_url, exc) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("ok") is not True:
+            error = body.get("error") if isinstance(body, dict) else None
+            if isinstance(error, dict):
+                raise GatewayRpcError(error.get("code", f"HTTP_{response.status_code}"), str(error.get("message", "")),
+                                      status=response.status_code, method="listRunTokenUsage")
+            raise GatewayRpcError(f"HTTP_{response.status_code}", "unexpected answer", status=response.status_code,
+                                  method="listRunTokenUsage")
+        data = body.get("data")
+        events = data.get("events") if isinstance(data, dict) else None
+        return [row for row in events if isinstance(row, dict)] if isinstance(events, list) else []
 
     async def get_devtools_snapshot(self, run_id: str, frame_no: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"runId": run_id}

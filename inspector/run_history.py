@@ -10,17 +10,30 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
+from .agents import DURABLE_EVENT_NAMES
 from .items import RunEvent
 from .protocol import EventFrame
 from .vocabulary import NODE_EVENT_STATE, RunStatus
 
-__all__ = ["HistoryTimes", "durable_run_events", "history_times", "take_time"]
+__all__ = ["DURABLE_SOURCE", "LIVE_SOURCE", "HistoryTimes", "durable_run_events", "event_source", "history_times", "take_time"]
+
+#: The :meth:`inspector.agents.RunAgents.apply` ``source`` of the live run-event stream and of
+#: the durable history: the two number the same event differently.
+LIVE_SOURCE = "live"
+DURABLE_SOURCE = "history"
 
 
 def _dotted(name: str) -> str:
-    """``NodeWaitingApproval`` (event history) -> ``node.waiting_approval`` (live event names)."""
+    """``NodeWaitingApproval`` (event history) -> ``node.waiting_approval`` (live event names).
+
+    The names the Gateway does not derive by rule (``NodeOutput`` is ``task.output``,
+    ``TokenUsageReported`` is ``token.usage``) come from its ``mapEvent`` table, kept as
+    :data:`inspector.agents.DURABLE_EVENT_NAMES`.
+    """
     if "." in name or not name:
         return name
+    if name in DURABLE_EVENT_NAMES and name not in _DURABLE_RUN_END:
+        return DURABLE_EVENT_NAMES[name]
     words = re.findall(r"[A-Z][a-z0-9]*", name)
     if not words:
         return name
@@ -54,7 +67,13 @@ def durable_run_events(rows: Iterable[Mapping[str, Any]], run_id: str) -> list[R
     ends (``RUN_EVENT_TERMINAL_WINDOW_GRACE_MS`` in its gateway.js); a run opened later gets
     an empty replay. Its durable history still has every event, under other names
     (``NodeStarted`` for ``node.started``, ``RunFinished`` for ``run.completed``) and
-    without the live payloads' ``state``: both are put back here.
+    without the live payloads' ``state``: both are put back here. ``NodeOutput``'s ``text``
+    is the live ``task.output``'s ``output``; its iteration and attempt (which the live
+    event lacks) are kept.
+
+    Each event's frame carries the durable row's ``seq`` (``frame.seq``; the item's own
+    ``seq`` stays ``None``, the live stream numbers events differently): see
+    :func:`event_source`.
     """
     out: list[RunEvent] = []
     for row in rows:
@@ -73,8 +92,22 @@ def durable_run_events(rows: Iterable[Mapping[str, Any]], run_id: str) -> list[R
             name = _dotted(kind)
             if name in _NODE_EVENT_STATE:
                 payload.setdefault("state", _NODE_EVENT_STATE[name])
-        out.append(RunEvent(EventFrame(name, payload), None, True, _stamp(row, payload)))
+            if kind == "NodeOutput" and "output" not in payload:
+                payload["output"] = payload.pop("text", None)
+        seq = row.get("seq")
+        durable_seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        out.append(RunEvent(EventFrame(name, payload, seq=durable_seq), None, True, _stamp(row, payload)))
     return out
+
+
+def event_source(item: RunEvent) -> tuple[str, int | None]:
+    """Where a run event came from and its number there: ``(LIVE_SOURCE, item.seq)`` for the
+    run-event stream, ``(DURABLE_SOURCE, durable seq)`` for what :func:`durable_run_events`
+    made (replayed, without a stream seq). The pair is what
+    :meth:`inspector.agents.RunAgents.apply` deduplicates on."""
+    if item.replayed and item.seq is None:
+        return DURABLE_SOURCE, item.frame.seq
+    return LIVE_SOURCE, item.seq
 
 
 HistoryTimes: TypeAlias = dict[tuple[str, str], list[float]]

@@ -564,9 +564,10 @@ async def test_launch_run_starts_a_replay_of_the_workflow(rich: FaultyReplayGate
 
 def test_demo_runs_are_bundled() -> None:
     runs = demo_runs()
+    # agents-run.jsonl holds two runs (an ``agents`` run and an ``agent-retry`` run).
     assert sorted(r.source or "" for r in runs) == sorted(
         ["demo-run.jsonl", "rich-run.jsonl", "rewind-run.jsonl", "doomed-run.jsonl", "wide-run.jsonl",
-         "gated-run.jsonl"])
+         "gated-run.jsonl", "agents-run.jsonl", "agents-run.jsonl"])
     assert all(r.replayable for r in runs)
 
 

@@ -18,10 +18,12 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
+import param
 
 from inspector.vocabulary import OutputStatus
 
 from ..format import format_value, node_icon, state_colour, state_label
+from .agent import AgentView
 from .base import StoreView
 from .widgets import TextPane, plaintext, stylesheet
 
@@ -172,8 +174,16 @@ def node_scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+#: The tabs of :class:`NodeDetail`, in order, by the name ``?tab=`` gives them.
+DETAIL_TABS = ("task", "output", "diff", "scores", "agent")
+
+
 class NodeDetail(StoreView):
-    """Details of ``store.selected_node`` (see the module docstring)."""
+    """Details of ``store.selected_node`` (see the module docstring); the Agent tab is
+    :class:`~dashboard.views.agent.AgentView`."""
+
+    tab: param.Selector[str] = param.Selector(default="task", objects=list(DETAIL_TABS), doc="""
+        The tab shown (``?tab=``).""")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -192,6 +202,7 @@ class NodeDetail(StoreView):
             max_height=420,
         )
         self._diff = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
+        self.agent = AgentView(store=self.store)
         self._scores = pn.widgets.Tabulator(
             node_scores_frame([]),
             show_index=False,
@@ -206,9 +217,13 @@ class NodeDetail(StoreView):
             ("Output", pn.Column(self._out_msg, self._out_table, sizing_mode="stretch_width")),
             ("Diff", self._diff),
             ("Scores", self._scores),
+            ("Agent", self.agent),
             dynamic=False,
             sizing_mode="stretch_width",
+            active=DETAIL_TABS.index(self.tab),
         )
+        self._tabs.param.watch(lambda e: setattr(self, "tab", DETAIL_TABS[e.new]), "active")
+        self.param.watch(lambda e: setattr(self._tabs, "active", DETAIL_TABS.index(e.new)), "tab")
         self._layout = pn.Column(self._title, self._tabs, sizing_mode="stretch_width")
         self.store.param.watch(
             self._update,

@@ -27,6 +27,7 @@ DEMO_TRANSCRIPTS: Final = (
     "doomed-run.jsonl",
     "wide-run.jsonl",
     "gated-run.jsonl",
+    "agents-run.jsonl",
 )
 
 
@@ -41,7 +42,7 @@ def _demo_runs() -> tuple[RecordedRun, ...]:
 
 
 def demo_runs() -> list[RecordedRun]:
-    """The runs bundled in ``inspector/demo_data`` (demo, rich, rewind, doomed, wide, gated)."""
+    """The runs bundled in ``inspector/demo_data`` (demo, rich, rewind, doomed, wide, gated, agents)."""
     return list(_demo_runs())
 
 

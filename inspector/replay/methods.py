@@ -120,6 +120,7 @@ class RpcMethods:
             "getNodeOutput": self._m_get_node_output,
             "getNodeDiff": self._m_get_node_diff,
             "listScores": self._m_list_scores,
+            "listRunTokenUsage": self._m_list_run_token_usage,
             "listApprovals": self._m_list_approvals,
             "getDevToolsSnapshot": self._m_get_devtools_snapshot,
             "rewindRun": self._m_rewind_run,
@@ -173,11 +174,12 @@ class RpcMethods:
         if after is not None and (not is_int(after) or after < 0):
             raise rpc_error("SeqOutOfRange", "afterSeq must be a non-negative integer")
         live = self._find(run_id)
-        current = live.event_seq
+        released = live.event_window_released
+        current = 0 if released else live.event_seq
         if after is not None and after > current:
             raise rpc_error("SeqOutOfRange", f"afterSeq {after} is newer than current seq {current}")
         stream_id = str(uuid.uuid4())
-        history = [f for f in live.event_window if after is not None and f["seq"] > after]
+        history = [] if released else [f for f in live.event_window if after is not None and f["seq"] > after]
         conn.run_event_streams[stream_id] = run_id
 
         def replay() -> None:
@@ -266,6 +268,15 @@ class RpcMethods:
         if answer is not None and not answer.ok:
             raise _recorded_error(answer.error, old, live.run_id)
         raise rpc_error("AttemptNotFinished", "Attempt has no finished jj pointer.")
+
+    def _m_list_run_token_usage(self, params: Mapping[str, Any], grant: Grant, conn: StreamingConnection | None) -> tuple[Any, After]:
+        run_id = params.get("runId")
+        if not isinstance(run_id, str) or not run_id:
+            raise rpc_error("INVALID_REQUEST", "runId is required")
+        live = self.player.runs.get(run_id)
+        if live is None:
+            raise rpc_error("RunNotFound", f"Run not found: {run_id}")
+        return {"runId": run_id, "events": live.token_usage()}, None
 
     def _m_list_scores(self, params: Mapping[str, Any], grant: Grant, conn: StreamingConnection | None) -> tuple[Any, After]:
         live = self._find(self._run_param(params, missing="INVALID_REQUEST", pattern=False))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from ..agents import DURABLE_EVENT_NAMES, RunAgents
 from ..errors import DevToolsError
 from ..tree import DevToolsTree, copy_json
 from ..vocabulary import ACTIVE_RUN_STATUSES, NODE_EVENT_STATE
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ..transcript import RecordedRun
 
 __all__ = [
+    "RUN_EVENT_TERMINAL_GRACE_MS",
     "RUN_EVENT_WINDOW",
     "AutoRewind",
     "LiveRun",
@@ -62,8 +64,37 @@ _NODE_EVENT_STATES: Final[Mapping[str, str]] = {
 _ACTIVE_STATUSES: Final = ACTIVE_RUN_STATUSES
 
 
+#: Live run-event name -> the durable history's (``/v1/api/events``) name, as the Gateway's
+#: ``mapEvent`` pairs them; ``run.completed`` is named by its status instead.
+_DURABLE_NAMES: Final[Mapping[str, str]] = {
+    live: durable for durable, live in DURABLE_EVENT_NAMES.items() if live != "run.completed"
+}
+_RUN_END_NAMES: Final[Mapping[str, str]] = {"finished": "RunFinished", "failed": "RunFailed", "cancelled": "RunCancelled"}
+#: The fields of a ``listRunTokenUsage`` row (``parseRunTokenUsageRow`` in gateway.js).
+_USAGE_FIELDS: Final = ("inputTokens", "outputTokens", "cacheReadTokens", "cacheWriteTokens", "reasoningTokens")
+
+
+_EVENT_WORDS: Final = re.compile(r"[a-z]+(?:[._][a-z]+)+")
+
+
+def durable_name(event: str, payload: Mapping[str, Any]) -> str:
+    """The durable history's name of a live run event (``task.output`` -> ``NodeOutput``)."""
+    if event == "run.completed":
+        return _RUN_END_NAMES.get(str(payload.get("status")), "RunFinished")
+    known = _DURABLE_NAMES.get(event)
+    if known is not None:
+        return known
+    if not _EVENT_WORDS.fullmatch(event):
+        return event  # not a name the engine could have persisted: kept as the stream said it
+    return "".join(part.capitalize() for part in re.split(r"[._]", event))
+
+
 #: How many recent events per run ``streamRunEvents`` can replay (the Gateway keeps a window too).
 RUN_EVENT_WINDOW = 2000
+#: How long after a run ends its replay window is kept (``RUN_EVENT_TERMINAL_WINDOW_GRACE_MS``
+#: in gateway.js); later, ``streamRunEvents`` replays nothing and says ``currentSeq`` 0, and the
+#: durable history (``/v1/api/events``) is where a client finds the run's events.
+RUN_EVENT_TERMINAL_GRACE_MS = 1_000
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -181,17 +212,55 @@ class LiveRun:
         self.event_seq = 0
         #: The durable history ``GET /v1/api/events`` serves (timestamps, Gateway-style names).
         self.history_rows: collections.deque[dict[str, Any]] = collections.deque(maxlen=50_000)
+        #: Which attempt each agent event belongs to: the durable rows carry the iteration and
+        #: attempt the live events leave out (the engine knows them; the replay works them out).
+        self.agents = RunAgents(run_id, output_cap_bytes=0)
 
     def record_event(self, event: str, payload: Mapping[str, Any], state_version: int) -> dict[str, Any]:
-        """Number a run event and keep it in the window (what ``streamRunEvents`` replays)."""
+        """Number a run event and keep it in the window (what ``streamRunEvents`` replays)
+        and in the durable history, under the name and with the payload the engine persists."""
         self.event_seq += 1
         frame = {"apiVersion": "v1", "type": "RunEvent", "runId": self.run_id, "event": event,
                  "payload": dict(payload), "seq": self.event_seq, "stateVersion": state_version}
         self.event_window.append(frame)
-        name = "".join(part.capitalize() for part in re.split(r"[._]", event))
+        stamp = now_ms()
+        name = durable_name(event, payload)
+        body: dict[str, Any] = {"type": name, **payload}
+        key = self.agents.apply(event, payload, seq=self.event_seq, t_ms=stamp)
+        if key is not None and event.startswith(("task.", "agent.", "token.")):
+            body.setdefault("iteration", key[1])
+            body.setdefault("attempt", key[2])
+        if name == "NodeOutput":
+            body["text"] = body.pop("output", "")
+        if name in ("NodeOutput", "TokenUsageReported", "AgentEvent"):
+            body.setdefault("timestampMs", stamp)
         self.history_rows.append({"runId": self.run_id, "seq": self.event_seq - 1, "event": name,
-                                  "payload": {"type": name, **payload}, "timestampMs": now_ms()})
+                                  "payload": body, "timestampMs": stamp})
         return frame
+
+    @property
+    def event_window_released(self) -> bool:
+        """Has the run ended more than the grace period ago (its replay window let go)?"""
+        return self.done and self.finished_ms is not None and now_ms() - self.finished_ms > RUN_EVENT_TERMINAL_GRACE_MS
+
+    def token_usage(self) -> list[dict[str, Any]]:
+        """``listRunTokenUsage``'s ``events``: the persisted usage rows released so far."""
+        rows = []
+        for row in self.history_rows:
+            if row["event"] != "TokenUsageReported":
+                continue
+            payload = row["payload"]
+            out: dict[str, Any] = {
+                "nodeId": payload.get("nodeId", "unknown"),
+                "iteration": as_int(payload.get("iteration"), 0),
+                "attempt": as_int(payload.get("attempt"), 0),
+                "model": payload.get("model") or "unknown",
+                "agent": payload.get("agent") or "unknown",
+            }
+            out.update({name: as_int(payload.get(name), 0) for name in _USAGE_FIELDS})
+            out["timestampMs"] = as_int(payload.get("timestampMs"), row["timestampMs"])
+            rows.append(out)
+        return rows
 
     # ------------------------------------------------------------ state
 

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import tornado.escape
 import tornado.httpserver
 import tornado.httputil
 import tornado.netutil
@@ -193,6 +194,21 @@ class _EventsHandler(tornado.web.RequestHandler):
         self.finish(body)
 
 
+class _TokenUsageHandler(tornado.web.RequestHandler):
+    """``GET /v1/api/runs/<runId>/token-usage``: ``listRunTokenUsage`` as REST (``{ok, data}``)."""
+
+    def initialize(self, gateway: ReplayGateway) -> None:
+        self.gateway = gateway
+
+    def get(self, run_id: str) -> None:
+        status, body = self.gateway._http_rest(
+            "listRunTokenUsage", {"runId": tornado.escape.url_unescape(run_id)}, _bearer(self.request.headers)
+        )
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+
 class _HealthHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -276,6 +292,7 @@ class ReplayGateway:
                 (r"/", _SocketHandler, {"gateway": self}),
                 (r"/health", _HealthHandler),
                 (r"/v1/api/events", _EventsHandler, {"gateway": self}),
+                (r"/v1/api/runs/([^/]+)/token-usage", _TokenUsageHandler, {"gateway": self}),
                 (r"/v1/rpc/([^/]+)", _RpcHandler, {"gateway": self}),
                 (r"/rpc", _RpcHandler, {"gateway": self}),
             ],
@@ -506,6 +523,18 @@ class ReplayGateway:
             after()
         status = 200 if response.ok else http_status_for(response.error.raw_code if response.error else "")
         return status, encode_frame(response), json_headers
+
+    def _http_rest(self, method: str, params: Mapping[str, Any], token: str | None) -> tuple[int, str]:
+        """A REST twin of an RPC method: the Gateway's ``{ok: true, data}`` or ``{ok: false, error}``."""
+        grant = self._authenticate(token)
+        if isinstance(grant, GatewayRpcError):
+            code, message = grant.raw_code, grant.message
+        else:
+            response, _ = self.methods.call(RequestFrame(str(uuid.uuid4()), method, dict(params)), grant, None)
+            if response.ok or response.error is None:
+                return 200, json.dumps({"ok": True, "data": response.payload})
+            code, message = response.error.raw_code, response.error.message
+        return http_status_for(code), json.dumps({"ok": False, "error": {"code": code, "message": message}})
 
     def _http_events(self, run_id: str, after: str | None, limit: str | None, token: str | None) -> tuple[int, str]:
         def error(status: int, code: str, message: str) -> tuple[int, str]:

@@ -325,6 +325,7 @@ class TokenBreakdown(StoreView):
         self._chart = pn.pane.HoloViews(chart, sizing_mode="stretch_width", height=260, linked_axes=False)
         self._tables = {by: self._table(breakdown_frame(agents, prices, by), by) for by in ("node", "agent", "model")}
         self._tables["node"].on_click(self._clicked)
+        self._usage = self._signature(agents)
         self._update_text(agents)
 
     @staticmethod
@@ -337,20 +338,36 @@ class TokenBreakdown(StoreView):
         )
 
     def _update_text(self, agents: RunAgents | None) -> None:
+        text = self._text(agents)
+        if text != self._summary.object:
+            self._summary.object = text
+
+    def _text(self, agents: RunAgents | None) -> str:
         if agents is None or not agents.usage_rows():
-            self._summary.object = "No token usage reported for this run yet."
-            return
+            return "No token usage reported for this run yet."
         figures = token_figures(agents, _store_prices(self.store))
         rate = agents.burn_rate(None if agents.run_finished_ms is not None else time.time() * 1000)
         burn = f"{rate:,.0f} tokens/min over the run" if rate is not None else "burn rate: not enough time yet"
         money = "cost unpriced" if figures.cost.cost_usd is None else f"est. cost {format_usd(figures.cost.cost_usd)}"
         unpriced = f" + {figures.cost.unpriced_tokens:,} tokens unpriced ({', '.join(figures.cost.unpriced_models)})" \
             if figures.cost.unpriced_tokens else ""
-        self._summary.object = (f"{figures.totals.total:,} tokens in {figures.reports} attempt(s) · {money}{unpriced} · "
-                                f"{burn}. Prices: Smithers' modelTokenPrices.js and estimateCostUsd.js.")
+        return (f"{figures.totals.total:,} tokens in {figures.reports} attempt(s) · {money}{unpriced} · "
+                f"{burn}. Prices: Smithers' modelTokenPrices.js and estimateCostUsd.js.")
+
+    def _signature(self, agents: RunAgents | None) -> tuple[Any, ...]:
+        rows = agents.usage_rows() if agents is not None else []
+        return (id(agents), id(_store_prices(self.store)),
+                tuple((r.node_id, r.iteration, r.attempt, r.agent, r.model, r.tokens, r.t_ms) for r in rows))
 
     def _update(self) -> None:
         agents = _store_agents(self.store)
+        usage = self._signature(agents)
+        if usage == self._usage:
+            # Output and actions bump ``agents_version`` many times a second on a busy run;
+            # only the burn rate's "so far" moves then, the tables and the chart do not.
+            self._in_session(lambda: self._update_text(agents))
+            return
+        self._usage = usage
         prices = _store_prices(self.store)
         frames = {by: breakdown_frame(agents, prices, by).rename(columns={"name": by}) for by in self._tables}
         burn = burn_frame(agents)

@@ -15,6 +15,7 @@ and ``node.finished``) is played live by the replay gateway (on a thread, real p
 - **memory**: the server's RSS and the page's JS heap (``performance.memory``, precise) at each
   quarter of the run: bounded means flat once every attempt reached its byte cap
   (``inspector.agents.DEFAULT_OUTPUT_CAP_BYTES``), not growing with the output;
+- **server CPU** seconds while the run streams, and the WebSocket frames and bytes the page got;
 - **the tokens**: the page's ``token-summary`` equals the usage the run reported;
 
     PYTHONPATH=$PWD .venv/bin/python tests/benchmarks/bench_agents.py [--tasks 50] [--lines 200] [--seconds 40]
@@ -39,7 +40,9 @@ from inspector.transcript import RecordedRun, TimedDevToolsEvent, TimedRunEvent 
 from tests.benchmarks.harness import (  # noqa: E402
     LONGTASKS,
     PanelServer,
+    WireCounter,
     chromium,
+    cpu_seconds,
     long_tasks,
     percentile,
     rss_mb,
@@ -165,14 +168,17 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.add_init_script(LONGTASKS)
             page.add_init_script(MARK_RECORDER)
+            wire = WireCounter(page)
             page.goto(f"{panel.url}?runId={run_id}&nodeId={args.show}&tab=agent", wait_until="commit", timeout=120_000)
             page.locator('[data-testid="agent-output"]').first.wait_for(state="attached", timeout=120_000)
             page.wait_for_load_state("networkidle")
             start_ms = float(page.evaluate("performance.now()"))
             out["load_longest_ms"] = max(long_tasks(page, 0) or [0.0])
             out["rss_mb_start"], out["heap_mb_start"] = rss_mb(server_pid), heap_mb(page)
+            cpu_start = cpu_seconds(server_pid)
             replay.call(replay.gateway.resume)
             started = time.monotonic()
+            wall_start = time.time()
             samples: list[dict[str, float]] = []
             quarter = args.seconds / 4
             while not replay.call(lambda: replay.gateway.run_done(run_id)):
@@ -182,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append({"t_s": round(elapsed, 1), "rss_mb": round(rss_mb(server_pid), 1),
                                     "heap_mb": round(heap_mb(page), 1)})
             out["stream_seconds"] = round(time.monotonic() - started, 1)
+            out["server_cpu_s"] = round(cpu_seconds(server_pid) - cpu_start, 1)
+            frames, nbytes, largest = wire.since(wall_start)
+            out.update(ws_frames=frames, ws_mb=round(nbytes / 1e6, 2), ws_largest_frame=largest)
             out["memory"] = samples
             tasks = long_tasks(page, start_ms)
             out["stream_longest_ms"] = max(tasks or [0.0])

@@ -36,6 +36,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
+from inspector.agents import DEFAULT_OUTPUT_CAP_BYTES  # noqa: E402
 from inspector.transcript import RecordedRun, TimedDevToolsEvent, TimedRunEvent  # noqa: E402
 from tests.benchmarks.harness import (  # noqa: E402
     LONGTASKS,
@@ -210,6 +211,26 @@ def main(argv: list[str] | None = None) -> int:
                        30, "every chunk of the shown task visible")
             marks: dict[str, float] = page.evaluate("window.__marks")
             lags = [seen - stamps[key] for key, seen in marks.items() if key in stamps]
+            # The chunk at which the shown attempt's output passed the per-attempt byte cap.
+            sizes = sorted((int(row["payload"]["text"].split(" ", 1)[0].rsplit("-", 1)[1]),
+                            len(row["payload"]["text"].encode()))
+                           for row in rows if row["event"] == "NodeOutput"
+                           and row["payload"].get("text", "").startswith(f"MARK-{shown}-"))
+            total, cap_chunk = 0, None
+            for k, size in sizes:
+                total += size
+                if total > DEFAULT_OUTPUT_CAP_BYTES and cap_chunk is None:
+                    cap_chunk = k
+            before = [seen - stamps[key] for key, seen in marks.items()
+                      if key in stamps and (cap_chunk is None or int(key.rsplit("-", 1)[1]) < cap_chunk)]
+            out["cap_reached_at_chunk"] = cap_chunk
+            out["lag_ms_before_cap"] = {"n": len(before), "p50": round(percentile(before, 0.5), 1),
+                                        "p95": round(percentile(before, 0.95), 1), "max": round(max(before), 1)} if before else None
+            late = sorted((int(key.rsplit("-", 1)[1]), seen - stamps[key]) for key, seen in marks.items()
+                          if key in stamps and seen - stamps[key] > 1000)
+            out["late_chunks"] = {"count": len(late), "chunk_range": [late[0][0], late[-1][0]] if late else None,
+                                  "first_seen_after_run_end": sum(1 for key, seen in marks.items() if key in stamps
+                                                                  and seen > max(stamps.values()))}
             out["lag_ms"] = {"n": len(lags), "p50": round(percentile(lags, 0.5), 1), "p95": round(percentile(lags, 0.95), 1),
                              "max": round(max(lags), 1)} if lags else None
             total_in = sum(1000 + i for i in range(args.tasks))

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from inspector.pricing import TokenCounts, load_price_table
-from tests.browser import ROOT, wait_until
+from tests.browser import wait_until
 from tests.gateway.install import bun_path
 from tests.gateway.server import ADMIN_TOKEN
 from tests.test_tokens_view import smithers_costs
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.browser, pytest.mark.gateway]
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 NODES = {"research", "write", "review", "local"}
 
 
@@ -106,7 +105,9 @@ def test_token_summary_equals_list_run_token_usage_and_smithers_cost(
     expect(page.locator('[data-testid="token-summary"]')).to_contain_text("cost so far")
 
 
-def test_tokens_tab_tables_chart_and_node_selection(page: Page, dashboard: DashboardServer, gateway: GatewayServer) -> None:
+def test_tokens_tab_tables_chart_and_node_selection(
+    page: Page, dashboard: DashboardServer, gateway: GatewayServer, tmp_path: Path
+) -> None:
     run_id = gateway.launch_run("agents")
     gateway.wait_for_run(run_id, timeout=90)
     page.set_viewport_size({"width": 1400, "height": 1500})
@@ -134,5 +135,5 @@ def test_tokens_tab_tables_chart_and_node_selection(page: Page, dashboard: Dashb
     # a run opened after it ended: the tree rows get their tokens too
     wait_until(lambda: set(tree_tokens(page)) == NODES, 20, f"tokens on the tree rows (page: {tree_tokens(page)})", page)
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "tokens.png"), full_page=True)
+    # docs/screenshots/tokens.png is this picture (copied by hand: a test does not write the repo)
+    page.screenshot(path=str(tmp_path / "tokens.png"), full_page=True)

@@ -54,6 +54,7 @@ from .views.events import RecentEvents
 from .views.operate_page import OperatePage  # issue 12: approvals inbox, launch form
 from .views.overview import LandingPage  # issue 13: overview + ?compare= on the landing page
 from .views.run_ops import RunOperations  # issue 12: resume, re-run, signal
+from .views.tokens import TokenBreakdown, TokenSummary  # issue 11: tokens and cost
 from .views.tree import NodeTree
 
 __all__ = ["Dashboard"]
@@ -169,7 +170,8 @@ class Dashboard(pn.viewable.Viewer):
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
         # The run controls (or, read-only, the run's pending approvals and who rewound it).
-        top = pn.Column(pn.Row(back, self.header, sizing_mode="stretch_width"), self.actions, self.run_ops,
+        heading = pn.Column(self.header, TokenSummary(store=self.store), sizing_mode="stretch_width")
+        top = pn.Column(pn.Row(back, heading, sizing_mode="stretch_width"), self.actions, self.run_ops,
                         sizing_mode="stretch_width")
         main = pn.Row(
             pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
@@ -183,6 +185,7 @@ class Dashboard(pn.viewable.Viewer):
             ("Scores", self.scores),
             ("Events", self.events),
             ("Frames", self.scrubber),
+            ("Tokens", TokenBreakdown(store=self.store)),
             *audit,
             # Dynamic: a hidden tab is not in the page, so its views cost the browser nothing
             # while a big run streams (the event table and the timeline redraw as it does).
@@ -207,6 +210,7 @@ class Dashboard(pn.viewable.Viewer):
     def _monitor_layout(self) -> pn.viewable.Viewable:
         self._content = pn.Column(
             self.header,
+            TokenSummary(store=self.store, large=True),  # the cost so far
             pn.Row(
                 # Large type for a wall: the virtual tree keeps its own row geometry, so it
                 # is scaled as a whole (CSS zoom) rather than restyled row by row.

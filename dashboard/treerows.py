@@ -45,6 +45,7 @@ from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, NodeType, Task
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
+    from inspector.agents import RunAgents
     from inspector.tree import DevToolsTree, TreeChange, TreeNode
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "patch_for",
     "row_for",
     "rows_for",
+    "task_tokens",
     "tree_vocabulary_js",
 ]
 
@@ -273,6 +275,25 @@ def tree_vocabulary_js() -> str:
         "failed": str(TaskState.FAILED),
     }
     return f"const VOCABULARY = {json.dumps(vocabulary, ensure_ascii=False, separators=(',', ':'))}\n"
+
+
+def task_tokens(agents: RunAgents | None) -> str:
+    """Tokens per task for the tree rows, as the JSON text of ``tree.js``' ``tokens``
+    message: ``{nodeId: [tokens, agent]}`` over every iteration and
+    attempt of the task, ``agent`` the newest attempt's agent id (``""`` when unknown).
+
+    Kept apart from the rows on purpose: usage arrives as run events, not as tree changes,
+    so the row builder (benchmarked per delta) stays as it is and a usage report costs one
+    small message instead of row upserts. Only tasks with usage are listed.
+    """
+    if agents is None:
+        return "{}"
+    out: dict[str, list[Any]] = {}
+    for row in agents.usage_rows():
+        entry = out.setdefault(row.node_id, [0, ""])
+        entry[0] += row.tokens.total
+        entry[1] = row.agent or entry[1]
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
 def _pack(row: Row) -> list[Any]:

@@ -5,6 +5,7 @@
 //   {type:"reset", seq, run, rows:[packed rows]}            every row, document order
 //   {type:"patch", seq, remove:[ids], add:[rows], at:[[id, index]], upsert:[rows]}
 //   {type:"select", id} / {type:"expand-all"} / {type:"collapse-all"}
+//   {type:"tokens", tokens:"{nodeId: [tokens, agent]}"}     tokens per task (JSON text)
 // and this module keeps the rows in a Map plus child lists, handles collapse, search and
 // keyboard locally, and renders only the rows in view (virtual scrolling, fixed row
 // height). It sends {type:"ready", seq, run} when it (re)renders and {type:"select", id}
@@ -37,6 +38,8 @@ const SLICE_MS = 12
 const FORGET_MS = 60000
 const NUMBER = new Intl.NumberFormat()  // toLocaleString builds a formatter per call
 const fmt = (n) => NUMBER.format(n)
+// A compact token count for a task row: 950, 12.3k, 4.56M.
+const fmtTokens = (n) => (n < 1000 ? String(n) : n < 1e6 ? `${(n / 1000).toFixed(n < 1e5 ? 1 : 0)}k` : `${(n / 1e6).toFixed(2)}M`)
 
 // Per model id, so rows, collapse state and scroll position survive a re-render of the
 // view (Panel re-renders components on layout changes) and need no resend.
@@ -122,12 +125,23 @@ class TreeData {
     // Timings for tests and profiling (milliseconds): the longest slice of message work,
     // the last visible-list rebuild and the slowest frame.
     this.stats = {resets: 0, patches: 0, maxSliceMs: 0, lastVisibleMs: 0, maxFrameMs: 0}
+    // Tokens per task (nodeId -> [tokens, agent]), from {type:"tokens"} messages
+    // (dashboard/treerows.py task_tokens); tokV is part of every row's signature.
+    this.tokens = {}
+    this.tokV = 0
     this.inbox = []
     this.job = null
     this.draining = false
   }
 
   get filtering() { return this.query !== "" || this.stateFilter !== "" }
+
+  setTokens(text) {
+    let parsed = {}
+    try { parsed = JSON.parse(text || "{}") } catch (e) { parsed = {} }
+    this.tokens = parsed && typeof parsed === "object" ? parsed : {}
+    this.tokV++
+  }
 
   // --- messages -------------------------------------------------------------------
 
@@ -196,6 +210,9 @@ class TreeData {
       this.selected = id
       if (id !== null) { this.cursor = id }
       this.notify(id === null ? {structure: true} : {structure: true, reveal: id})
+    } else if (msg.type === "tokens") {
+      this.setTokens(msg.tokens)
+      for (const view of this.views) { view.refreshShown() }
     } else if (msg.type === "expand-all" || msg.type === "collapse-all") {
       this.collapsed.clear()
       if (msg.type === "collapse-all") {
@@ -687,7 +704,7 @@ class TreeView {
     const open = hasKids && (data.filtering || !data.collapsed.has(id))
     const flags = (hasKids ? 1 : 0) | (open ? 2 : 0) | (data.selected === id ? 4 : 0) |
       (data.cursor === id ? 8 : 0) | (!open && row.f > 0 ? 16 : 0) | (!open && row.r > 0 ? 32 : 0)
-    const sig = `${id}:${row.v}:${flags}`
+    const sig = `${id}:${row.v}:${flags}:${data.tokV}`
     if (rowEl.sig === sig) { return }
     rowEl.sig = sig
     const p = rowEl.parts
@@ -706,6 +723,13 @@ class TreeView {
     p.label.textContent = row.label ?? ""
     p.type.textContent = known ? "" : String(row.type ?? "")
     const meta = []
+    const used = row.nodeId != null && Object.prototype.hasOwnProperty.call(data.tokens, row.nodeId) ? data.tokens[row.nodeId] : null
+    if (used) {
+      meta.push(`${used[1] ? `${used[1]} · ` : ""}${fmtTokens(Number(used[0]) || 0)} tok`)
+      rowEl.setAttribute("data-tokens", String(used[0]))
+    } else {
+      rowEl.removeAttribute("data-tokens")
+    }
     // Loops always say which iteration they are on; tasks only once it is past the first.
     if (row.iteration != null && (row.type === "loop" || row.iteration > 0)) {
       meta.push(`iter ${row.iteration}`)

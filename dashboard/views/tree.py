@@ -28,10 +28,11 @@ import panel as pn
 import param
 from panel.custom import JSComponent
 
-from dashboard.treerows import TreeFeed, tree_vocabulary_js
+from dashboard.treerows import TreeFeed, task_tokens, tree_vocabulary_js
 from inspector.vocabulary import TaskState
 
 from .base import StoreView
+from .widgets import Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,11 +73,16 @@ class TreeComponent(JSComponent):
     state_filter = param.String(default="", doc="""
         Show only tasks in this exact state (plus their ancestors); empty for all.""")
 
+    tokens = param.String(default="{}", precedence=-1, doc="""
+        Tokens per task, ``treerows.task_tokens``' JSON text, shown on task rows beside the
+        agent's name. Python-only: sent as a ``tokens`` message when it changes and after
+        every ``ready`` (a property set while a page is still loading can miss the browser).""")
+
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="""
         DevTools id of the row the user picked (click or Enter). Python-only: setting it
         highlights and reveals the row in the browser.""")
 
-    _rename: ClassVar[dict[str, str | None]] = {"selected": None}
+    _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None}
     _esm: ClassVar[Any] = tree_vocabulary_js() + (ASSETS / "tree.js").read_text(encoding="utf-8")
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
@@ -91,6 +97,7 @@ class TreeComponent(JSComponent):
         self._lock = threading.RLock()
         self._echo: object = _NO_ECHO
         self.param.watch(self._selected_changed, "selected")
+        self.param.watch(lambda _e: self._send_tokens(), "tokens")
 
     # -------------------------------------------------------------- Python -> browser
 
@@ -122,6 +129,10 @@ class TreeComponent(JSComponent):
             shared = self._shared_source()
             self._send_msg(self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None)))
 
+    def _send_tokens(self) -> None:
+        if self._models:
+            self._send_msg({"type": "tokens", "tokens": self.tokens})
+
     def expand_all(self) -> None:
         self._send_msg({"type": "expand-all"})
 
@@ -148,6 +159,8 @@ class TreeComponent(JSComponent):
                 current = isinstance(seq, int) and seq > 0 and seq == self.feed.seq
             if not current:
                 self.resend()
+            if self.tokens != "{}":
+                self._send_tokens()
         elif kind == "select":
             node_id = data.get("id")
             if isinstance(node_id, int) and not isinstance(node_id, bool):
@@ -191,6 +204,7 @@ class NodeTree(StoreView):
             flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
         )
         self._watchers: list[Any] = []
+        self._tokens = Throttle(self._send_tokens, 1.0)
         self._extra_states: frozenset[str] | None = None
         self._bind_store(None, self.store)
         self.param.watch(lambda e: self._bind_store(e.old, e.new), "store")
@@ -207,9 +221,16 @@ class NodeTree(StoreView):
         self._watchers = [
             new.param.watch(self._tick, "tree_version"),
             new.param.watch(self._store_selected, "selected_node"),
+            new.param.watch(self._tokens, ["agents_version", "agents"]),
         ]
+        self._send_tokens()
         self._refresh_states()
         self.tree.resend()
+
+    def _send_tokens(self) -> None:
+        tokens = task_tokens(getattr(self.store, "agents", None))
+        if tokens != self.tree.tokens:
+            self.tree.tokens = tokens
 
     def _tick(self, _event: param.parameterized.Event) -> None:
         store = self.store

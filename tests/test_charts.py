@@ -1,9 +1,10 @@
-"""The HoloViews timeline and scores charts: coloured by state, tap selects the node on the
-whole page, Gateway text in hovers is text (checked in Chromium, where Bokeh renders it).
+"""The timeline and scores charts: bars coloured by outcome, a "now" line while live, tap
+selects the node on the whole page, and Gateway text in hovers is text (checked in Chromium,
+where Bokeh renders the tooltip).
 
-The in-place property (an update changes data, never the plot) is guarded by
-``tests/test_timeline_inplace.py``; the two versions are measured side by side by
-``tests/benchmarks/bench_charts.py``.
+The in-place property (an update changes data, never the figure) is guarded by
+``tests/test_timeline_inplace.py``; the charts are measured against their HoloViews versions
+by ``tests/benchmarks/bench_charts.py``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import pytest
 from dashboard.format import STATE_COLOURS
 from dashboard.store import EventRecord, RunStore
 from dashboard.views import ScoresView, Timeline
-from dashboard.views.timeline import OUTCOME_COLOURS
 from inspector.tree import DevToolsTree
 from inspector.vocabulary import TaskState
 from tests.gateway.server import free_port
 
 from .test_hub import snapshot_event, task_node
-from .test_timeline_inplace import figure_of, poll, rendered, source_of
+from .test_timeline_inplace import poll, rendered
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -48,28 +48,30 @@ def test_timeline_colours_bars_by_outcome() -> None:
         EventRecord(1.5, "node.started", node_id="again"), EventRecord(1.7, "node.started", node_id="again"),
         EventRecord(4.0, "node.started", node_id="busy"),
     )
-    data = source_of(view).data
-    colours = {(n, a): c for n, a, c in zip(data["node"], data["attempt"], data["color"], strict=True)}
+    data = view._source.data
+    colours = {(n, a): c for n, a, c in zip(data["node"], data["attempt"], data["colour"], strict=True)}
     assert colours == {
         ("ok", 1): STATE_COLOURS[TaskState.FINISHED],
         ("bad", 1): STATE_COLOURS[TaskState.FAILED],
-        ("again", 1): OUTCOME_COLOURS["interrupted"],
+        ("again", 1): "#80868b",  # interrupted: started again before it closed
         ("again", 2): STATE_COLOURS[TaskState.IN_PROGRESS],
         ("busy", 1): STATE_COLOURS[TaskState.IN_PROGRESS],
     }
-    glyph = next(r for r in figure_of(view).renderers if hasattr(r, "data_source")).glyph
-    assert getattr(glyph.fill_color, "field", None) == "color", "each bar its own colour"
+    (renderer,) = view._figure.renderers
+    assert renderer.glyph.fill_color == "colour" and "colour" in view._source.data, "each bar its colour column"
 
 
 def test_now_line_shows_while_live_only() -> None:
     store = RunStore()
     view = Timeline(store=store)
-    doc, _, _ = rendered(view)
-    store.events = (EventRecord(time.time() - 3, "node.started", node_id="a"),)
-    (span,) = [m for m in doc.models if type(m).__name__ == "Span"]
-    assert span.line_alpha > 0 and view._pipe.data.now_ms is not None
+    rendered(view)
+    assert view._now.visible is False
+    before = time.time()
+    store.events = (EventRecord(before - 3, "node.started", node_id="a"),)
+    assert view._now.visible is True
+    assert view._now.location >= view._source.data["start"][0]
     store.run = {"runId": "r", "status": "finished"}
-    assert span.line_alpha == 0 and view._pipe.data.now_ms is None
+    assert view._now.visible is False
 
 
 def test_tap_on_a_bar_or_a_point_selects_the_node() -> None:
@@ -78,30 +80,33 @@ def test_tap_on_a_bar_or_a_point_selects_the_node() -> None:
     rendered(timeline)
     store.events = (EventRecord(1.0, "node.started", node_id="plan", iteration=0),
                     EventRecord(2.0, "node.started", node_id="refine", iteration=2))
-    timeline._pick.event(index=[1])
+    timeline._source.selected.indices = [1]  # what the browser's tap tool sets
     assert store.selected_node == 11
     scores = ScoresView(store=store)
     rendered(scores)
     store.scores = [{"nodeId": "refine", "iteration": 2, "scorerName": "len", "score": 0.4},
                     {"nodeId": "plan", "iteration": 0, "scorerName": "len", "score": 0.9}]
-    scores._pick.event(index=[0])  # rows are sorted by node: plan first
+    scores._source.selected.indices = [0]  # rows are sorted by node: plan first
     assert store.selected_node == 10
-    scores._pick.event(index=[])  # a tap on nothing keeps the selection
+    scores._source.selected.indices = []  # a tap on nothing keeps the selection
     assert store.selected_node == 10
+    # New data clears a selection whose indices would now point at other marks.
+    scores._source.selected.indices = [1]
+    store.scores = [*store.scores, {"nodeId": "plan", "iteration": 0, "scorerName": "other", "score": 0.1}]
+    assert scores._source.selected.indices == []
 
 
 # ---------------------------------------------------------------------------- in Chromium
 
-#: Page coordinates of the centre of the first bar or point of the plot ``id``.
+#: Page coordinates of the centre of the first bar (``hbar``) or point (``scatter``) of the plot ``id``.
 FIRST_MARK = """(id) => {
   const v = Bokeh.index.find_one_by_id(id);
   const r = v.model.renderers.find((r) => r.data_source != null);
   const d = r.data_source.data, g = r.glyph;
   const val = (spec) => d[spec.field][0];
-  const [x, y] = g.left != null ? [(val(g.left) + val(g.right)) / 2, (val(g.bottom) + val(g.top)) / 2]
-                                : [val(g.x), val(g.y)];
+  const x = g.left != null ? (val(g.left) + val(g.right)) / 2 : val(g.x);
   const box = v.canvas_view.el.getBoundingClientRect();
-  return [box.left + v.frame.x_scale.compute(x), box.top + v.frame.y_scale.compute(y)];
+  return [box.left + v.frame.x_scale.compute(x), box.top + v.frame.y_scale.compute(val(g.y))];
 }"""
 
 
@@ -119,8 +124,8 @@ def _hover_then_tap(page: Page, figure_id: str) -> str:
 
 @pytest.mark.browser
 def test_served_charts_hover_is_text_and_tap_selects(chromium: Browser) -> None:
-    """In Chromium through a real Panel server: hovering a bar (a point) whose node id is a
-    script shows the id as text, and clicking it selects that node in the session's store."""
+    """In Chromium through a real Panel server: hovering a bar (a point) whose node id (scorer,
+    reason) is a script shows it as text, and clicking it selects that node in the store."""
     store = store_with(task_node(10, XSS, "in-progress"), task_node(11, "plan", "finished"))
     store.events = (EventRecord(time.time() - 5, "node.started", node_id=XSS, iteration=0),)
     store.scores = [{"nodeId": "plan", "iteration": 0, "scorerName": XSS, "score": 0.5, "reason": XSS}]
@@ -148,16 +153,16 @@ def test_served_charts_hover_is_text_and_tap_selects(chromium: Browser) -> None:
                 if time.monotonic() > deadline:
                     raise
                 page.wait_for_timeout(100)
-        poll(lambda: len(views) == 2 and all(v._chart._plots for v in views), 20, "the session's views", page)
+        poll(lambda: len(views) == 2, 20, "the session's views", page)
         timeline, scores = views
         for view in views:
-            poll(lambda v=view: page.evaluate("(id) => Bokeh.index.find_one_by_id(id) != null", figure_of(v).id),
+            poll(lambda v=view: page.evaluate("(id) => Bokeh.index.find_one_by_id(id) != null", v._figure.id),
                  20, "the plot view", page)
-        text = _hover_then_tap(page, figure_of(timeline).id)
+        text = _hover_then_tap(page, timeline._figure.id)
         assert XSS in text
         poll(lambda: store.selected_node == 10, 20, "the tapped bar's node selected", page)
         page.mouse.move(5, 5)
-        text = _hover_then_tap(page, figure_of(scores).id)
+        text = _hover_then_tap(page, scores._figure.id)
         assert text.count(XSS) == 2, "scorer and reason as text"
         poll(lambda: store.selected_node == 11, 20, "the tapped point's node selected", page)
         assert errors == [] and dialogs == []

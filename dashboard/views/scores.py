@@ -1,42 +1,43 @@
 # mypy: allow-untyped-calls
 """ScoresView: how well each node did, by scorer, across iterations.
 
-A HoloViews scatter of score against ``node[iteration]``, one colour per scorer (a legend of
-escaped names below it), and a Tabulator of every row. Reasons are scorer-written text: the
-table shows them with the ``plaintext`` formatter and the hover uses plain ``@field``
-references, which Bokeh escapes (never the ``{safe}`` format).
+A Bokeh scatter of score against node/iteration, one colour per scorer, and a Tabulator
+of every row. Reasons are scorer-written text: the table shows them with the
+``plaintext`` formatter and the hover tool uses plain ``@field`` references, which Bokeh
+escapes (never the ``{safe}`` format).
 
-Like the timeline, the chart is an ``hv.DynamicMap`` over a
-:class:`~dashboard.views.livechart.SessionPipe`: new scores send new data and HoloViews
-changes the plot's data source, ranges and tick labels in place, never the plot. The x axis
-is a position per target labelled by ticks (see ``livechart``). Tapping a point selects its
-node on the whole page (``hv.streams.Selection1D`` -> ``RunStore.select_task``).
+Like the timeline, the chart is one figure for the life of the view, changed in place
+(:class:`~dashboard.views.timeline.InPlaceChart`): new scores replace its data and factors,
+never the figure (a new plot per update costs the browser a whole plot build; a HoloViews
+``DynamicMap`` over a ``Pipe`` measured 2.5x the server time per update, docs/performance.md,
+"Charts: HoloViews vs Bokeh"). Tapping a point selects its node on the whole page.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
 from typing import TYPE_CHECKING, Any
 
-import holoviews as hv
 import pandas as pd
 import panel as pn
+from bokeh.models import CategoricalColorMapper, ColumnDataSource, FactorRange, HoverTool, Range1d, TapTool
+from bokeh.palettes import Category10_10
+from bokeh.plotting import figure
 
 from ..format import format_value, short_labels, shorten
 from .base import StoreView
-from .livechart import SessionPipe, legend_html
+from .timeline import InPlaceChart
 from .widgets import plaintext
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ScoresFrame", "ScoresView", "run_scores_frame", "scores_frame"]
+__all__ = ["ScoresView", "scores_chart", "scores_data", "run_scores_frame"]
 
 _COLUMNS = ["target", "node", "iteration", "attempt", "scorer", "score", "reason", "source", "scored"]
-_CHART_COLUMNS = ["x", "score", "target", "node", "iteration", "scorer", "reason", "scorer_label", "color"]
-#: One colour per scorer, in the order scorers first appear (Category10).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+_CHART_COLUMNS = ["target", "score", "node", "iteration", "scorer", "reason"]
+#: The legend's text per point: the scorer's name, shortened (the hover shows it whole).
+_LEGEND = "scorer_label"
 
 
 def run_scores_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -63,44 +64,51 @@ def run_scores_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(["node", "iteration", "scorer"], kind="stable").reset_index(drop=True)
 
 
-@dataclass(frozen=True, slots=True)
-class ScoresFrame:
-    """What the chart shows: one point per numeric score, the x ticks, the y range, the legend."""
+def scores_chart() -> tuple[Any, ColumnDataSource, CategoricalColorMapper]:
+    """An empty scores figure, its data source and its colour mapper: score (y) by
+    ``node[iteration]`` (a categorical x axis), one colour per scorer with a legend on the
+    right. Fill it with :func:`scores_data` (``source.data``, ``x_range.factors``, the
+    mapper's factors and palette, ``y_range`` start/end)."""
+    source = ColumnDataSource({c: [] for c in (*_CHART_COLUMNS, _LEGEND)})
+    hover = HoverTool(
+        tooltips=[("node", "@node"), ("iteration", "@iteration"), ("scorer", "@scorer"), ("score", "@score{0.000}"),
+                  ("reason", "@reason")]
+    )
+    colours = CategoricalColorMapper(factors=[], palette=list(Category10_10))
+    fig = figure(
+        x_range=FactorRange(factors=[]),
+        y_range=Range1d(start=0.0, end=1.05),
+        height=260,
+        sizing_mode="stretch_width",
+        tools=[hover, TapTool(), "pan", "wheel_zoom", "box_zoom", "reset", "save"],
+        toolbar_location="above",
+        x_axis_label="node [iteration]",
+        y_axis_label="score",
+    )
+    fig.scatter(x="target", y="score", size=11, source=source, color={"field": "scorer", "transform": colours},
+                legend_field=_LEGEND, nonselection_alpha=0.45)
+    legend = fig.legend[0]
+    fig.center.remove(legend)
+    fig.add_layout(legend, "right")
+    fig.xaxis.major_label_orientation = math.radians(30)
+    fig.outline_line_color = None
+    return fig, source, colours
 
-    points: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in _CHART_COLUMNS}))
-    #: (x position, shortened ``node[iteration]``) of each target, in the frame's order.
-    ticks: tuple[tuple[int, str], ...] = ()
-    ylim: tuple[float, float] = (0.0, 1.05)
-    #: (scorer, colour) in first-seen order.
-    scorers: tuple[tuple[str, str], ...] = ()
 
-
-def scores_frame(frame: pd.DataFrame) -> ScoresFrame:
-    """The chart's data from :func:`run_scores_frame`'s rows with a numeric score: x positions
-    per target (in the frame's order), one colour per scorer, and a y range of 0 to 1.05 at
-    least, stretched to the scores."""
+def scores_data(frame: pd.DataFrame) -> tuple[dict[str, list[Any]], list[str], list[str], tuple[float, float]]:
+    """The chart's columns (rows with a numeric score), its x factors (targets in the frame's
+    order), its scorers, and its y range (0 to 1.05 at least, stretched to the scores)."""
     data = frame.dropna(subset=["score"])
-    targets = list(dict.fromkeys(data["target"]))
-    labels = short_labels(targets)  # the axis' text; the hover shows node whole
-    position = {t: i for i, t in enumerate(targets)}
-    scorers = list(dict.fromkeys(data["scorer"].astype(str)))
-    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(scorers)}
-    points = pd.DataFrame({
-        "x": [position[t] for t in data["target"]],
-        "score": data["score"].astype(float).tolist(),
-        "target": [labels[t] for t in data["target"]],
-        "node": data["node"].tolist(),
-        "iteration": data["iteration"].tolist(),
-        "scorer": data["scorer"].tolist(),
-        "reason": data["reason"].tolist(),
-        "scorer_label": [shorten(str(s), 24) for s in data["scorer"]],
-        "color": [colours[str(s)] for s in data["scorer"]],
-    }, columns=_CHART_COLUMNS)
-    scores = points["score"]
-    low = min(0.0, float(scores.min())) if len(scores) else 0.0
-    high = max(1.05, float(scores.max()) * 1.05) if len(scores) else 1.05
-    ticks = tuple((position[t], labels[t]) for t in targets)
-    return ScoresFrame(points, ticks, (low, high), tuple(colours.items()))
+    columns = {c: data[c].tolist() for c in _CHART_COLUMNS}
+    columns[_LEGEND] = [shorten(str(s), 24) for s in columns["scorer"]]
+    labels = short_labels(columns["target"])  # the axis' text; the hover shows node whole
+    columns["target"] = [labels[t] for t in columns["target"]]
+    targets = list(labels.values())
+    scorers = list(dict.fromkeys(columns["scorer"]))
+    scores = columns["score"]
+    low = min(0.0, float(min(scores))) if scores else 0.0
+    high = max(1.05, float(max(scores)) * 1.05) if scores else 1.05
+    return columns, targets, scorers, (low, high)
 
 
 class ScoresView(StoreView):
@@ -113,13 +121,10 @@ class ScoresView(StoreView):
         super().__init__(**params)
         frame = run_scores_frame(self.store.scores)
         self._summary = pn.pane.Str("", margin=(5, 10))
-        self._legend = pn.pane.HTML("", margin=(0, 10), styles={"font-size": ".85em"})
-        self._pipe = SessionPipe(ScoresFrame())
-        points = hv.DynamicMap(self._points, streams=[self._pipe.pipe])
-        self._pick = hv.streams.Selection1D(source=points)
-        self._pick.add_subscriber(self._on_pick)
-        self._chart = pn.pane.HoloViews(points, sizing_mode="stretch_width", min_height=200, linked_axes=False)
-        self._pipe.pane = self._chart
+        self._figure, self._source, self._colours = scores_chart()
+        self._source.selected.on_change("indices", self._on_tap)
+        self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=200)
+        self._chart = self._plot.pane
         self._table = pn.widgets.Tabulator(
             frame.drop(columns=["target"]),
             show_index=False,
@@ -131,43 +136,41 @@ class ScoresView(StoreView):
         )
         self._update()
 
-    @staticmethod
-    def _points(data: ScoresFrame) -> hv.Scatter:
-        count = max(len(data.ticks), 1)
-        return hv.Scatter(data.points, kdims=["x"],
-                          vdims=["score", "target", "node", "iteration", "scorer", "reason", "scorer_label", "color"]).opts(
-            color="color", size=11, nonselection_alpha=0.45,
-            tools=["hover", "tap"], default_tools=["pan", "wheel_zoom", "box_zoom", "reset", "save"],
-            active_tools=["pan", "tap"], toolbar="above",
-            hover_tooltips=[("node", "@{node}"), ("iteration", "@{iteration}"), ("scorer", "@{scorer}"),
-                            ("score", "@{score}{0.000}"), ("reason", "@{reason}")],
-            responsive=True, height=260, xlim=(-0.5, count - 0.5), ylim=data.ylim,
-            xticks=list(data.ticks) or [(0, "")], xrotation=30, xlabel="node [iteration]", ylabel="score",
-            framewise=True, backend_opts={"plot.outline_line_color": None, "xaxis.minor_tick_line_color": None},
-        )
-
     def _update(self) -> None:
         frame = run_scores_frame(self.store.scores)
-        chart = scores_frame(frame)
         with pn.io.hold():
             if len(frame):
                 mean = frame["score"].mean()
                 self._summary.object = f"{len(frame)} scores from {frame['scorer'].nunique()} scorer(s), mean {mean:.3f}"
             else:
                 self._summary.object = "No scores for this run yet."
-            legend = legend_html([(shorten(name, 24), colour) for name, colour in chart.scorers])
-            if legend != self._legend.object:
-                self._legend.object = legend
             self._table.value = frame.drop(columns=["target"])
-        self._pipe.send(chart)
+        columns, targets, scorers, ylim = scores_data(frame)
+        self._plot.apply(lambda: self._draw(columns, targets, scorers, ylim))
 
-    def _on_pick(self, index: list[int] | None = None, **_: Any) -> None:
+    def _draw(self, columns: dict[str, list[Any]], targets: list[str], scorers: list[str],
+              ylim: tuple[float, float]) -> None:
+        """Change the figure's models, never the figure: factors and colours before the points
+        that use them."""
+        if list(self._figure.x_range.factors) != targets:
+            self._figure.x_range.factors = targets
+        if list(self._colours.factors) != scorers:
+            palette = list(Category10_10)
+            self._colours.palette = [palette[i % len(palette)] for i in range(max(1, len(scorers)))]
+            self._colours.factors = scorers
+        if self._source.selected.indices:  # they would point at other points
+            self._source.selected.indices = []
+        self._source.data = columns
+        y_range = self._figure.y_range
+        if (y_range.start, y_range.end) != ylim:
+            y_range.update(start=ylim[0], end=ylim[1])
+
+    def _on_tap(self, attr: str, old: Any, new: list[int]) -> None:
         """A tapped point selects its node everywhere on the page."""
-        points = self._pipe.data.points
-        if not index or index[0] >= len(points):
+        if not new or new[0] >= len(self._source.data["node"]):
             return
-        row = points.iloc[index[0]]
-        self.store.select_task(str(row["node"]), int(row["iteration"]))
+        i = new[0]
+        self.store.select_task(str(self._source.data["node"][i]), int(self._source.data["iteration"][i]))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._summary, self._chart, self._legend, self._table, sizing_mode="stretch_width")
+        return pn.Column(self._summary, self._chart, self._table, sizing_mode="stretch_width")

@@ -9,27 +9,29 @@ Live node events carry no timestamps: their times are when the hub received them
 ms after the fact). Events from before we looked come from the Gateway's event replay
 (``streamRunEvents``) stamped with the times of its durable history (``/v1/api/events``).
 
-The chart is a HoloViews ``DynamicMap`` of ``hv.Rectangles`` (one bar per attempt, coloured
-by outcome) with a dashed ``hv.VLine`` at "now" while the run is live, both over one
-:class:`~dashboard.views.livechart.SessionPipe`: a redraw sends a :class:`GanttFrame` and
-HoloViews changes the plot's data source, ranges, tick labels and (through a hook) height in
-place, never the plot (a new plot per redraw costs the browser a whole plot build: 0.3-0.5 s
-of main thread on a big live run, docs/performance.md). Tapping a bar selects its task in
-the whole page (``hv.streams.Selection1D`` -> ``RunStore.select_task``). Hover tooltips use
-plain ``@field`` references, which Bokeh escapes (never ``{safe}``): node ids are Gateway
-text; the axis' row labels are canvas text.
+The chart is ONE Bokeh figure for the life of the view, updated in place
+(:class:`InPlaceChart`): a redraw replaces its ``ColumnDataSource.data``, its row factors
+and its height, never the figure. Replacing the figure (what a new HoloViews object in a
+``pn.pane.HoloViews`` does) makes the browser build a new plot view per redraw: 0.3-0.5 s of
+main-thread time on a big live run (docs/performance.md, section 2), and 0.4-0.7 s of the
+server's loop. Measured against a HoloViews ``DynamicMap`` over a ``Pipe`` (which does update
+in place), this figure costs the server a sixth and the browser's longest task a seventh
+(docs/performance.md, "Charts: HoloViews vs Bokeh"). Hover tooltips use plain ``@field``
+references, which Bokeh escapes (never ``{safe}``): node ids are Gateway text. Tapping a
+bar selects its task on the whole page (``RunStore.select_task``); a dashed line marks "now"
+while the run is live.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import holoviews as hv
-import pandas as pd
 import panel as pn
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, TapTool
+from bokeh.models.annotations.geometry import Span
+from bokeh.plotting import figure
 
 from inspector.vocabulary import (
     DONE_TASK_STATES,
@@ -42,19 +44,19 @@ from inspector.vocabulary import (
 
 from ..format import STATE_COLOURS, format_duration, short_labels
 from .base import StoreView
-from .livechart import SessionPipe
 from .widgets import Throttle
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+
+    from bokeh.document import Document
 
     from ..store import EventRecord
 
-__all__ = ["OUTCOME_COLOURS", "Attempt", "GanttFrame", "Timeline", "build_attempts", "gantt_frame", "row_slots"]
+__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_factor", "padded_factors", "row_slots",
+           "timeline_chart", "timeline_data"]
 
-#: Bar colour per attempt outcome: the task states' colours, plus "interrupted" (an attempt
-#: whose task started again before it closed).
-OUTCOME_COLOURS = {
+_OUTCOME_COLOURS = {
     "running": STATE_COLOURS[TaskState.IN_PROGRESS],
     **{state.value: STATE_COLOURS[state] for state in DONE_TASK_STATES},
     "interrupted": "#80868b",
@@ -145,9 +147,7 @@ BAR_HEIGHT = 0.64
 #: real duration.
 MIN_BAR_SHARE = 0.003
 
-#: The bars' columns. The edges are named as Bokeh's ``quad`` names them and the colour as
-#: HoloViews names a style column, so the data source carries each column once.
-_COLUMNS = ("left", "bottom", "right", "top", "row", "node", "iteration", "attempt", "outcome", "duration", "color")
+_COLUMNS = ("start", "end", "row", "node", "iteration", "attempt", "outcome", "duration", "colour")
 
 
 def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Attempt]:
@@ -165,49 +165,14 @@ def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Atte
     return [a for a in attempts if a.row in keep]
 
 
-def local_ms(t: float) -> float:
+def _local_ms(t: float) -> float:
     """Epoch seconds as the milliseconds Bokeh's datetime axis shows as this machine's wall
     clock (Bokeh formats epoch ms as UTC, so the local offset is added to the number)."""
     return (t + time.localtime(t).tm_gmtoff) * 1000.0
 
 
-def chart_height(rows: int) -> int:
-    """The figure's height for ``rows`` task rows: room for the axis and toolbar, then
-    :data:`ROW_HEIGHT` a row."""
-    return max(160, 60 + ROW_HEIGHT * rows)
-
-
-#: The row counts the figure is sized for while its run is live. A new height makes BokehJS lay
-#: out the whole page again (``invalidate_layout`` bubbles to the root: 100-340 ms of main
-#: thread on a full page here, traced), so while the run executes the figure grows in these
-#: steps, never row by row, and does not shrink; the rows it does not use yet are blank (below
-#: the task rows). Once the run has ended it fits its rows exactly.
-ROW_SLOTS = (10, 25, MAX_ROWS)
-
-
-def row_slots(rows: int, current: int = 0) -> int:
-    """The rows the figure is sized for when it shows ``rows`` task rows and was sized for
-    ``current``: the first step of :data:`ROW_SLOTS` that holds them, never fewer than
-    ``current``."""
-    fits = next((slots for slots in ROW_SLOTS if slots >= rows), rows)
-    return max(fits, current)
-
-
-@dataclass(frozen=True, slots=True)
-class GanttFrame:
-    """What the chart shows: one bar per attempt, the task rows' labels, the rows it is sized for."""
-
-    bars: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in _COLUMNS}))
-    #: (y position, label) of each task row, top row first. Row ``k`` is at ``slots - 1 - k``:
-    #: the blank rows of a figure sized for more rows are at the bottom.
-    ticks: tuple[tuple[int, str], ...] = ()
-    slots: int = 0
-    #: The "now" line (local epoch ms, as the bars), or ``None`` when the run is not live.
-    now_ms: float | None = None
-
-
-def gantt_frame(attempts: list[Attempt], slots: int, now: float | None = None, live: bool = False) -> GanttFrame:
-    """The chart's data for ``attempts`` in a figure sized for ``slots`` rows.
+def timeline_data(attempts: list[Attempt], now: float | None = None) -> tuple[dict[str, list[Any]], list[str]]:
+    """The chart's columns (one entry per attempt) and its task rows, top row first.
 
     Rows are ordered by their first attempt's start (the oldest on top); an attempt still
     running ends ``now``. O(attempts): this runs on every redraw.
@@ -220,37 +185,139 @@ def gantt_frame(attempts: list[Attempt], slots: int, now: float | None = None, l
     # The axis shows each row's label (a 300-character node id would push the plot off the
     # page); the hover shows the whole node id from the data.
     labels = short_labels(sorted(first, key=first.__getitem__))
-    slots = max(slots, len(labels))
-    position = {row: slots - 1 - k for k, row in enumerate(labels)}
+    rows = list(labels.values())
     ends = [a.end if a.end is not None else now for a in attempts]
     span = (max(ends) - min(a.start for a in attempts)) if attempts else 0.0
     shortest = max(0.02, span * MIN_BAR_SHARE)
     data: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
     for a, end in zip(attempts, ends, strict=True):
-        y = position[a.row]
-        data["left"].append(local_ms(a.start))
-        data["right"].append(local_ms(max(end, a.start + shortest)))
-        data["bottom"].append(y - BAR_HEIGHT / 2)
-        data["top"].append(y + BAR_HEIGHT / 2)
+        data["start"].append(_local_ms(a.start))
+        data["end"].append(_local_ms(max(end, a.start + shortest)))
         data["row"].append(labels[a.row])
         data["node"].append(a.node_id)
         data["iteration"].append(a.iteration)
         data["attempt"].append(a.attempt)
         data["outcome"].append(a.outcome)
         data["duration"].append(format_duration(end - a.start))
-        data["color"].append(OUTCOME_COLOURS.get(a.outcome, "#80868b"))
-    bars = pd.DataFrame(data, columns=list(_COLUMNS))
-    bars["left"] = pd.to_datetime(bars["left"].astype(float), unit="ms")
-    bars["right"] = pd.to_datetime(bars["right"].astype(float), unit="ms")
-    ticks = tuple((position[row], label) for row, label in labels.items())
-    return GanttFrame(bars, ticks, slots, local_ms(now) if live and attempts else None)
+        data["colour"].append(_OUTCOME_COLOURS.get(a.outcome, "#80868b"))
+    return data, rows
 
 
-def _set_height(height: int, plot: Any, element: Any) -> None:
-    """A HoloViews hook: the figure's height for this frame's row slots (HoloViews sizes a
-    responsive plot once)."""
-    if plot.state.height != height:
-        plot.state.height = height
+def chart_height(rows: int) -> int:
+    """The figure's height for ``rows`` task rows: room for the axis and toolbar, then
+    :data:`ROW_HEIGHT` a row."""
+    return max(160, 60 + ROW_HEIGHT * rows)
+
+
+#: The row counts the figure is sized for while its run is live. A new height makes BokehJS lay
+#: out the whole page again (``invalidate_layout`` bubbles to the root: 100-340 ms of main
+#: thread on a full page here, traced), so while the run executes the figure grows in these
+#: steps, never row by row, and does not shrink; the rows it does not use yet are blank. Once
+#: the run has ended it fits its rows exactly.
+ROW_SLOTS = (10, 25, MAX_ROWS)
+
+
+def row_slots(rows: int, current: int = 0) -> int:
+    """The rows the figure is sized for when it shows ``rows`` task rows and was sized for
+    ``current``: the first step of :data:`ROW_SLOTS` that holds them, never fewer than
+    ``current``."""
+    fits = next((slots for slots in ROW_SLOTS if slots >= rows), rows)
+    return max(fits, current)
+
+
+def padded_factors(rows: list[str], slots: int) -> list[str]:
+    """The y axis factors for ``rows`` (top row first) in a figure sized for ``slots`` rows:
+    a categorical axis puts its first factor at the bottom, so the blank rows (distinct
+    zero-width labels, none equal to a real label) come first, then the rows bottom up."""
+    taken = set(rows)
+    blanks: list[str] = []
+    width = 1
+    while len(blanks) < slots - len(rows):
+        label = "\u200b" * width
+        width += 1
+        if label not in taken:
+            blanks.append(label)
+    return blanks + rows[::-1]
+
+
+def is_blank_factor(factor: str) -> bool:
+    """A row :func:`padded_factors` added to keep the figure's height."""
+    return bool(factor) and not factor.strip("\u200b")
+
+
+class InPlaceChart:
+    """A Bokeh figure shown by a ``pn.pane.Bokeh`` for the life of a view, changed in place.
+
+    :meth:`apply` runs a change to the figure's models (new ``ColumnDataSource.data``,
+    range factors, height) where Bokeh allows it: at once when the figure is on no server
+    page (a test's ``Document``, a notebook cell, not rendered yet), else on the page's
+    next tick, when the session holds its document lock (a server session refuses model
+    changes made outside it: Bokeh raises "_pending_writes should be non-None"). Changes
+    queued before that tick collapse into the latest: a burst costs one update.
+    """
+
+    def __init__(self, fig: Any, **pane_params: Any) -> None:
+        self.figure = fig
+        self.pane = pn.pane.Bokeh(fig, **pane_params)
+        self._pending: Callable[[], None] | None = None
+        self._scheduled: Document | None = None
+
+    def apply(self, change: Callable[[], None]) -> None:
+        doc = self.figure.document
+        if doc is None or doc.session_context is None:
+            self._pending = None
+            change()
+            self._push(doc)
+            return
+        self._pending = change
+        if self._scheduled is not doc:
+            self._scheduled = doc
+            doc.add_next_tick_callback(self._run_pending)
+
+    def _run_pending(self) -> None:
+        self._scheduled = None
+        change, self._pending = self._pending, None
+        if change is not None:
+            change()
+
+    def _push(self, doc: Document | None) -> None:
+        """In a notebook the changes travel through the cell's comm, which Panel pushes only
+        for its own updates."""
+        if doc is None:
+            return
+        for ref in list(self.pane._models):
+            view = pn.state._views.get(ref)
+            if view is not None and view[3] is not None and view[2] is doc:
+                pn.io.notebook.push(doc, view[3])
+
+
+def timeline_chart() -> tuple[Any, ColumnDataSource]:
+    """An empty Gantt figure and its data source: one bar (``hbar``) per attempt, coloured by
+    outcome, on a row per task (a categorical y axis, oldest task on top) over a datetime x
+    axis, a tap tool and a hidden "now" line (the ``Span`` named ``now``). Fill it with
+    :func:`timeline_data` (``source.data``, ``y_range.factors`` reversed, :func:`chart_height`)."""
+    source = ColumnDataSource({c: [] for c in _COLUMNS})
+    hover = HoverTool(
+        tooltips=[("node", "@node"), ("iteration", "@iteration"), ("attempt", "@attempt"), ("outcome", "@outcome"),
+                  ("duration", "@duration")],
+    )
+    fig = figure(
+        x_axis_type="datetime",
+        y_range=FactorRange(factors=[]),
+        height=chart_height(0),
+        sizing_mode="stretch_width",
+        tools=[hover, TapTool(), "xpan", "xwheel_zoom", "xbox_zoom", "reset", "save"],
+        toolbar_location="above",
+        x_axis_label="time",
+    )
+    fig.hbar(y="row", left="start", right="end", height=BAR_HEIGHT, source=source, fill_color="colour",
+             line_color="colour", nonselection_fill_alpha=0.45, nonselection_line_alpha=0.45)
+    fig.add_layout(Span(location=0, dimension="height", line_color="#5f6368", line_dash="dashed", line_width=1,
+                        visible=False, name="now"))
+    fig.yaxis.major_label_text_font_size = "11px"
+    fig.yaxis.major_tick_line_color = None  # a row is its label and its grid line
+    fig.outline_line_color = None
+    return fig, source
 
 
 class Timeline(StoreView):
@@ -259,53 +326,20 @@ class Timeline(StoreView):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._note = pn.pane.Str("", margin=(5, 10))
-        self._pipe = SessionPipe(GanttFrame())
-        bars = hv.DynamicMap(self._bars, streams=[self._pipe.pipe])
-        now_line = hv.DynamicMap(self._now_line, streams=[self._pipe.pipe])
-        self._pick = hv.streams.Selection1D(source=bars)
-        self._pick.add_subscriber(self._on_pick)
-        self._chart = pn.pane.HoloViews(bars * now_line, sizing_mode="stretch_width", min_height=160,
-                                        linked_axes=False)
-        self._pipe.pane = self._chart
+        self._figure, self._source = timeline_chart()
+        self._now = self._figure.select_one({"name": "now"})
+        self._source.selected.on_change("indices", self._on_tap)
+        self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
+        self._chart = self._plot.pane
         self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
         self._slots = 0  # rows the figure is sized for (row_slots); 0 while it shows nothing
         self.store.param.watch(self._changed, ["events", "tree_version", "run"])
         self._update()
 
-    # ------------------------------------------------------------------ HoloViews elements
-
-    @staticmethod
-    def _bars(data: GanttFrame) -> hv.Rectangles:
-        return hv.Rectangles(data.bars, kdims=["left", "bottom", "right", "top"],
-                             vdims=["row", "node", "iteration", "attempt", "outcome", "duration", "color"]).opts(
-            color="color", line_color="color", nonselection_alpha=0.45,
-            tools=["hover", "tap"], default_tools=["xpan", "xwheel_zoom", "xbox_zoom", "reset", "save"],
-            active_tools=["xpan", "tap"], toolbar="above",
-            hover_tooltips=[("node", "@{node}"), ("iteration", "@{iteration}"), ("attempt", "@{attempt}"),
-                            ("outcome", "@{outcome}"), ("duration", "@{duration}")],
-            responsive=True, height=chart_height(data.slots), hooks=[partial(_set_height, chart_height(data.slots))],
-            ylim=(-0.5, max(data.slots, 1) - 0.5), yticks=list(data.ticks) or [(0, "")],
-            xlabel="time", ylabel="", show_grid=True, framewise=True,
-            backend_opts={"yaxis.major_label_text_font_size": "11px", "yaxis.major_tick_line_color": None,
-                          "yaxis.minor_tick_line_color": None, "plot.outline_line_color": None,
-                          "xgrid.grid_line_alpha": 0.4},
-        )
-
-    @staticmethod
-    def _now_line(data: GanttFrame) -> hv.VLine:
-        """The dashed "now" line while the run is live; a hidden line otherwise (the overlay
-        keeps its layers: the line's model is only moved or hidden)."""
-        at = data.now_ms if data.now_ms is not None else (data.bars["left"].min() if len(data.bars) else 0.0)
-        x = pd.Timestamp(at, unit="ms") if isinstance(at, int | float) else at
-        return hv.VLine(x).opts(color="#5f6368", line_dash="dashed", line_width=1,
-                                alpha=0.9 if data.now_ms is not None else 0.0)
-
-    # ------------------------------------------------------------------ data flow
-
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
-        # A redraw is cheap (new data for one plot), but computing the attempts walks
+        # A redraw is cheap (new data for one figure), but computing the attempts walks
         # the event log and the tree: skipped while nobody looks, and spaced so they take
         # at most ~5% of the loop (see _update).
         if not self._chart._models:
@@ -331,15 +365,17 @@ class Timeline(StoreView):
         attempts = build_attempts(self.store.events, self._states())
         tasks = len({a.row for a in attempts})
         attempts = recent_attempts(attempts)
-        rows = len({a.row for a in attempts})
-        ended = (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES
+        now = time.time()
+        data, rows = timeline_data(attempts, now)
+        live = bool(attempts) and (self.store.run or {}).get("status") not in TERMINAL_RUN_STATUSES
+        now_ms = _local_ms(now) if live else None
         if not attempts:
             self._slots = 0
-        elif ended:  # no attempt starts: fit the rows
-            self._slots = rows
+        elif (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES:  # no attempt starts: fit the rows
+            self._slots = len(rows)
         else:
-            self._slots = row_slots(rows, self._slots)
-        frame = gantt_frame(attempts, self._slots, live=not ended)
+            self._slots = row_slots(len(rows), self._slots)
+        slots = self._slots
         with pn.io.hold():
             self._chart.visible = bool(attempts)
             if not attempts:
@@ -349,22 +385,39 @@ class Timeline(StoreView):
             else:
                 retries = sum(1 for a in attempts if a.attempt > 1)
                 failed = sum(1 for a in attempts if a.outcome == TaskState.FAILED)
-                note = f"{len(attempts)} attempts on {rows} tasks · {failed} failed · {retries} retries"
-                if rows < tasks:
-                    note += f" (the {rows} running, failed or latest of {tasks} tasks)"
+                shown = len(rows)
+                note = f"{len(attempts)} attempts on {shown} tasks · {failed} failed · {retries} retries"
+                if shown < tasks:
+                    note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
-        self._pipe.send(frame)
+        self._plot.apply(lambda: self._draw(data, rows, slots, now_ms))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
         # (the browser's part, a canvas repaint, is what bounds the rate).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
-    def _on_pick(self, index: list[int] | None = None, **_: Any) -> None:
+    def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int, now_ms: float | None = None) -> None:
+        """Change the figure's models, never the figure: factors first (a bar whose row is
+        not a factor yet is not drawn), then the bars, then the height if the row slots changed."""
+        factors = padded_factors(rows, slots)
+        if list(self._figure.y_range.factors) != factors:
+            self._figure.y_range.factors = factors
+        if self._source.selected.indices:  # they would point at other bars
+            self._source.selected.indices = []
+        self._source.data = data
+        if now_ms is not None:
+            self._now.update(location=now_ms, visible=True)
+        elif self._now.visible:
+            self._now.visible = False
+        height = chart_height(slots)
+        if self._figure.height != height:
+            self._figure.height = height
+
+    def _on_tap(self, attr: str, old: Any, new: list[int]) -> None:
         """A tapped bar selects its task everywhere on the page."""
-        bars = self._pipe.data.bars
-        if not index or index[0] >= len(bars):
+        if not new or new[0] >= len(self._source.data["node"]):
             return
-        row = bars.iloc[index[0]]
-        self.store.select_task(str(row["node"]), int(row["iteration"]))
+        i = new[0]
+        self.store.select_task(str(self._source.data["node"][i]), int(self._source.data["iteration"][i]))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._note, self._chart, sizing_mode="stretch_width")

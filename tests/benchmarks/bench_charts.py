@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The timeline and scores charts, HoloViews vs hand-built Bokeh, measured side by side.
 
-The dashboard draws both charts with HoloViews (``hv.DynamicMap`` over a ``Pipe``,
-``dashboard/views/timeline.py`` and ``scores.py``); the hand-built Bokeh figures they
-replaced are kept for this comparison in ``timeline_bokeh.py`` / ``scores_bokeh.py``. The
+The dashboard draws both charts as hand-built Bokeh figures changed in place
+(``dashboard/views/timeline.py`` and ``scores.py``); their HoloViews versions
+(``hv.DynamicMap`` over a ``Pipe``: ``timeline_hv.py``, ``scores_hv.py``, ``livechart_hv.py``
+here) measured clearly worse on this workload and are kept for this comparison
+(docs/performance.md, "Charts: HoloViews vs Bokeh"). The
 workload is the big synthetic run (``synthetic_wide.py``: ``--wide`` sequences of two tasks,
 so 2 x wide + 1 tasks and twice as many node events), streamed into a
 :class:`~dashboard.store.RunStore` the way the hub does (the event log capped at the store's
@@ -41,16 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 import panel as pn  # noqa: E402
 from bokeh.document import Document  # noqa: E402
-from bokeh.models import ColumnDataSource, GlyphRenderer  # noqa: E402
 from bokeh.protocol import Protocol  # noqa: E402
 
 from dashboard.store import EventRecord, RunStore  # noqa: E402
 from dashboard.views.scores import ScoresView  # noqa: E402
 from dashboard.views.timeline import Timeline  # noqa: E402
 from tests.benchmarks.harness import LONGTASKS, chromium, load_average, long_tasks, wait_until  # noqa: E402
-from tests.benchmarks.scores_bokeh import BokehScoresView  # noqa: E402
+from tests.benchmarks.scores_hv import HoloViewsScoresView  # noqa: E402
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
-from tests.benchmarks.timeline_bokeh import BokehTimeline  # noqa: E402
+from tests.benchmarks.timeline_hv import HoloViewsTimeline  # noqa: E402
 from tests.gateway.server import free_port  # noqa: E402
 
 if TYPE_CHECKING:
@@ -58,10 +59,10 @@ if TYPE_CHECKING:
 
 #: (chart, version) -> the view class.
 VERSIONS: dict[tuple[str, str], type[Any]] = {
-    ("timeline", "bokeh"): BokehTimeline,
-    ("timeline", "holoviews"): Timeline,
-    ("scores", "bokeh"): BokehScoresView,
-    ("scores", "holoviews"): ScoresView,
+    ("timeline", "bokeh"): Timeline,
+    ("timeline", "holoviews"): HoloViewsTimeline,
+    ("scores", "bokeh"): ScoresView,
+    ("scores", "holoviews"): HoloViewsScoresView,
 }
 
 _PROTOCOL = Protocol()
@@ -122,14 +123,6 @@ def serve_in_process(workload: Workload, chart: str, version: str, updates: int)
             "bytes_median": statistics.median(sizes), "bytes_max": max(sizes)}
 
 
-def _chart_source(view: Any) -> ColumnDataSource:
-    """The data source of the view's chart, whichever version drew it."""
-    if hasattr(view, "_source"):
-        return view._source  # type: ignore[no-any-return]
-    ((plot, _),) = view._chart._plots.values()
-    return next(r.data_source for r in plot.state.renderers if isinstance(r, GlyphRenderer))
-
-
 class Served:
     """One Panel server with a route per (chart, version); each session streams the run into
     its own store from a session callback and counts its chart's data updates."""
@@ -160,8 +153,16 @@ class Served:
                     step[0] += 1
                     self.workload.apply(store, chart, step[0], self.steps)
 
+            def counted(*_: Any, **__: Any) -> None:
+                self.updates[name] += 1
+
+            if version == "holoviews":  # a send the session carries out (SessionPipe collapses bursts)
+                view._pipe.pipe.add_subscriber(counted)
+            else:  # a change InPlaceChart carries out
+                draw = view._draw
+                view._draw = lambda *a: (counted(), draw(*a))
+
             def start() -> None:
-                _chart_source(view).on_change("data", lambda *_: self.updates.__setitem__(name, self.updates[name] + 1))
                 pn.state.add_periodic_callback(feed, period=500)
             pn.state.onload(start)
             return pn.Column(view, sizing_mode="stretch_width")

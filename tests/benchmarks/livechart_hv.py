@@ -20,9 +20,8 @@ import holoviews as hv
 from panel.io.state import set_curdoc
 
 if TYPE_CHECKING:
-    from bokeh.document import Document
-
     import panel as pn
+    from bokeh.document import Document
 
 __all__ = ["SessionPipe", "legend_html"]
 

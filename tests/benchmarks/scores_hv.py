@@ -1,5 +1,7 @@
 # mypy: allow-untyped-calls
-"""ScoresView: how well each node did, by scorer, across iterations.
+"""The scores chart as a HoloViews chart, kept for ``bench_charts.py``: the dashboard keeps the
+hand-built Bokeh figure (``dashboard/views/scores.py``), which measured better
+(docs/performance.md, "Charts: HoloViews vs Bokeh").
 
 A HoloViews scatter of score against ``node[iteration]``, one colour per scorer (a legend of
 escaped names below it), and a Tabulator of every row. Reasons are scorer-written text: the
@@ -7,7 +9,7 @@ table shows them with the ``plaintext`` formatter and the hover uses plain ``@fi
 references, which Bokeh escapes (never the ``{safe}`` format).
 
 Like the timeline, the chart is an ``hv.DynamicMap`` over a
-:class:`~dashboard.views.livechart.SessionPipe`: new scores send new data and HoloViews
+:class:`~tests.benchmarks.livechart_hv.SessionPipe`: new scores send new data and HoloViews
 changes the plot's data source, ranges and tick labels in place, never the plot. The x axis
 is a position per target labelled by ticks (see ``livechart``). Tapping a point selects its
 node on the whole page (``hv.streams.Selection1D`` -> ``RunStore.select_task``).

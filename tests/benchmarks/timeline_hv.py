@@ -1,17 +1,12 @@
 # mypy: allow-untyped-calls
-"""Timeline: a Gantt of task attempts over time: what ran in parallel, what retried,
-what took long.
-
-Built from the run events the store logged (``node.pending`` gives a node's iteration,
-``node.started`` opens an attempt, ``node.retrying`` names the next attempt,
-``node.finished`` / ``node.failed`` close it) plus the tree for tasks still running.
-Live node events carry no timestamps: their times are when the hub received them (a few
-ms after the fact). Events from before we looked come from the Gateway's event replay
-(``streamRunEvents``) stamped with the times of its durable history (``/v1/api/events``).
+"""The timeline as a HoloViews chart, kept for ``bench_charts.py``: the dashboard keeps the
+hand-built Bokeh figure (``dashboard/views/timeline.py``), which measured better
+(docs/performance.md, "Charts: HoloViews vs Bokeh"). The attempts are the dashboard's own
+(:func:`~dashboard.views.timeline.build_attempts`).
 
 The chart is a HoloViews ``DynamicMap`` of ``hv.Rectangles`` (one bar per attempt, coloured
 by outcome) with a dashed ``hv.VLine`` at "now" while the run is live, both over one
-:class:`~dashboard.views.livechart.SessionPipe`: a redraw sends a :class:`GanttFrame` and
+:class:`~tests.benchmarks.livechart_hv.SessionPipe`: a redraw sends a :class:`GanttFrame` and
 HoloViews changes the plot's data source, ranges, tick labels and (through a hook) height in
 place, never the plot (a new plot per redraw costs the browser a whole plot build: 0.3-0.5 s
 of main thread on a big live run, docs/performance.md). Tapping a bar selects its task in
@@ -25,171 +20,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from dashboard.format import STATE_COLOURS, format_duration, short_labels
+from dashboard.format import format_duration, short_labels
 from dashboard.views.base import StoreView
-from dashboard.views.widgets import Throttle
-from inspector.vocabulary import (
-    DONE_TASK_STATES,
-    NODE_EVENT_PREFIX,
-    NODE_EVENT_STATE,
-    TERMINAL_RUN_STATUSES,
-    RunEventName,
-    TaskState,
+from dashboard.views.timeline import (
+    _OUTCOME_COLOURS as OUTCOME_COLOURS,
+    BAR_HEIGHT,
+    MIN_BAR_SHARE,
+    MIN_INTERVAL,
+    Attempt,
+    _local_ms as local_ms,
+    build_attempts,
+    chart_height,
+    recent_attempts,
+    row_slots,
 )
+from dashboard.views.widgets import Throttle
+from inspector.vocabulary import TERMINAL_RUN_STATUSES, TaskState
 from tests.benchmarks.livechart_hv import SessionPipe
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from dashboard.store import EventRecord
-
 __all__ = ["OUTCOME_COLOURS", "Attempt", "GanttFrame", "HoloViewsTimeline", "build_attempts", "gantt_frame", "row_slots"]
-
-#: Bar colour per attempt outcome: the task states' colours, plus "interrupted" (an attempt
-#: whose task started again before it closed).
-OUTCOME_COLOURS = {
-    "running": STATE_COLOURS[TaskState.IN_PROGRESS],
-    **{state.value: STATE_COLOURS[state] for state in DONE_TASK_STATES},
-    "interrupted": "#80868b",
-}
-#: Node events that close an attempt, and the outcome they give it.
-_CLOSE = {name.value: state.value for name, state in NODE_EVENT_STATE.items() if state in DONE_TASK_STATES}
-
-
-@dataclass(slots=True)
-class Attempt:
-    node_id: str
-    iteration: int
-    attempt: int
-    start: float
-    end: float | None = None
-    outcome: str = "running"
-
-    @property
-    def row(self) -> str:
-        return f"{self.node_id} [{self.iteration}]" if self.iteration else self.node_id
-
-
-def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int], str] | None = None) -> list[Attempt]:
-    """Attempts from the event log, oldest first.
-
-    ``states`` maps (nodeId, iteration) to the task state the tree shows now: an attempt
-    still open in the log whose task the tree says is over (its closing event was
-    missed, e.g. across a resync) is closed with that outcome at the last event's time.
-    """
-    iteration: dict[str, int] = {}
-    next_attempt: dict[tuple[str, int], int] = {}
-    open_: dict[tuple[str, int], Attempt] = {}
-    out: list[Attempt] = []
-    last = 0.0
-    for e in events:
-        last = max(last, e.time)
-        if not e.node_id or not e.event.startswith(NODE_EVENT_PREFIX):
-            continue
-        node = e.node_id
-        if e.iteration is not None:
-            iteration[node] = e.iteration
-        key = (node, e.iteration if e.iteration is not None else iteration.get(node, 0))
-        if e.event == RunEventName.NODE_RETRYING:
-            next_attempt[key] = e.attempt or next_attempt.get(key, 1) + 1
-            continue
-        if e.event == RunEventName.NODE_STARTED:
-            prev = open_.pop(key, None)
-            if prev is not None:
-                prev.end, prev.outcome = e.time, "interrupted"
-            number = e.attempt or next_attempt.get(key) or (sum(1 for a in out if (a.node_id, a.iteration) == key) + 1)
-            next_attempt[key] = number + 1
-            attempt = Attempt(node, key[1], number, e.time)
-            open_[key] = attempt
-            out.append(attempt)
-            continue
-        outcome = _CLOSE.get(e.event)
-        if outcome is not None:
-            current = open_.pop(key, None)
-            if current is not None:
-                current.end, current.outcome = e.time, outcome
-    for key, attempt in open_.items():
-        # Only a state that ends an attempt closes it: a task the tree still shows pending
-        # has just started (run events can arrive before the DevTools delta that says so).
-        state = (states or {}).get(key)
-        if state in DONE_TASK_STATES:
-            attempt.end = last
-            attempt.outcome = state
-    return out
-
-
-#: Most task rows the chart draws, at :data:`ROW_HEIGHT` px a row. The browser's cost of a
-#: redraw is mostly handing the repainted canvas to the compositor, which grows with the
-#: canvas: traced on a big live run (2 cores, software compositing), 150 rows (a 3,360 px
-#: canvas) cost ~0.3 s of main thread per second of redraws, 50 rows ~0.17 s.
-MAX_ROWS = 50
-
-#: Seconds between redraws at least (the chart's own clock: running bars grow). See
-#: :meth:`Timeline._update` for the upper part of the interval.
-MIN_INTERVAL = 2.0
-
-#: Pixels per task row. A bar is :data:`BAR_HEIGHT` of its row (14 px): the figure grows with
-#: its rows instead of squeezing them, so a burst of many tasks keeps readable bars.
-ROW_HEIGHT = 22
-BAR_HEIGHT = 0.64
-
-#: Shortest bar drawn, as a share of the chart's time span: a 20 ms attempt in a 10-minute
-#: run would be a fraction of a pixel. Only the drawing is stretched; the hover says the
-#: real duration.
-MIN_BAR_SHARE = 0.003
 
 #: The bars' columns. The edges are named as Bokeh's ``quad`` names them and the colour as
 #: HoloViews names a style column, so the data source carries each column once.
 _COLUMNS = ("left", "bottom", "right", "top", "row", "node", "iteration", "attempt", "outcome", "duration", "color")
-
-
-def recent_attempts(attempts: list[Attempt], limit: int = MAX_ROWS) -> list[Attempt]:
-    """The attempts of at most ``limit`` task rows: every running or failed one first, then
-    the most recently started; in their original (oldest first) order."""
-    latest: dict[str, tuple[int, float]] = {}
-    for a in attempts:
-        urgent = 1 if a.outcome in ("running", TaskState.FAILED) else 0
-        prev = latest.get(a.row)
-        key = (max(urgent, prev[0]) if prev else urgent, max(a.start, prev[1]) if prev else a.start)
-        latest[a.row] = key
-    if len(latest) <= limit:
-        return attempts
-    keep = set(sorted(latest, key=lambda row: latest[row], reverse=True)[:limit])
-    return [a for a in attempts if a.row in keep]
-
-
-def local_ms(t: float) -> float:
-    """Epoch seconds as the milliseconds Bokeh's datetime axis shows as this machine's wall
-    clock (Bokeh formats epoch ms as UTC, so the local offset is added to the number)."""
-    return (t + time.localtime(t).tm_gmtoff) * 1000.0
-
-
-def chart_height(rows: int) -> int:
-    """The figure's height for ``rows`` task rows: room for the axis and toolbar, then
-    :data:`ROW_HEIGHT` a row."""
-    return max(160, 60 + ROW_HEIGHT * rows)
-
-
-#: The row counts the figure is sized for while its run is live. A new height makes BokehJS lay
-#: out the whole page again (``invalidate_layout`` bubbles to the root: 100-340 ms of main
-#: thread on a full page here, traced), so while the run executes the figure grows in these
-#: steps, never row by row, and does not shrink; the rows it does not use yet are blank (below
-#: the task rows). Once the run has ended it fits its rows exactly.
-ROW_SLOTS = (10, 25, MAX_ROWS)
-
-
-def row_slots(rows: int, current: int = 0) -> int:
-    """The rows the figure is sized for when it shows ``rows`` task rows and was sized for
-    ``current``: the first step of :data:`ROW_SLOTS` that holds them, never fewer than
-    ``current``."""
-    fits = next((slots for slots in ROW_SLOTS if slots >= rows), rows)
-    return max(fits, current)
 
 
 @dataclass(frozen=True, slots=True)

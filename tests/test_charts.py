@@ -9,11 +9,13 @@ by ``tests/benchmarks/bench_charts.py``.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
 import pytest
+from playwright.sync_api import expect
 
 from dashboard.format import STATE_COLOURS
 from dashboard.store import EventRecord, RunStore
@@ -27,6 +29,9 @@ from .test_timeline_inplace import poll, rendered
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
+
+    from tests.browser import DashboardServer
+    from tests.gateway.server import GatewayServer
 
 XSS = "<script>alert('x')</script><img src=x onerror=alert(2)>"
 
@@ -169,3 +174,34 @@ def test_served_charts_hover_is_text_and_tap_selects(chromium: Browser) -> None:
     finally:
         context.close()
         server.stop()
+
+
+#: Page coordinates of the centre of the timeline bar of ``node`` (the Gantt: the glyph whose
+#: data has a ``duration`` column), scrolled into view first.
+BAR_OF = """(node) => {
+  const view = [...Bokeh.index.query((v) => v.model && v.model.type === "GlyphRenderer")]
+    .find((v) => v.model.data_source.data.duration != null);
+  if (!view) return null;
+  const i = [...view.model.data_source.data.node].indexOf(node);
+  if (i < 0) return null;
+  const canvas = view.parent.canvas_view.el;
+  canvas.scrollIntoView({block: "center"});
+  const box = canvas.getBoundingClientRect(), g = view.glyph;
+  return [box.left + (g.sleft[i] + g.sright[i]) / 2, box.top + g.sy[i]];
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.gateway
+def test_tapping_a_timeline_bar_opens_that_task(gateway: GatewayServer, dashboard: DashboardServer, page: Page) -> None:
+    """The real app on a real Gateway run (``rich``): a click on the ``flaky`` task's bar in the
+    Timeline tab selects it, and the node detail shows it."""
+    run_id = gateway.launch_run("rich")
+    gateway.wait_for_run(run_id, timeout=60)
+    page.goto(dashboard.url(f"runId={run_id}&nodeId=plan"), wait_until="domcontentloaded")
+    expect(page.locator(".sd-node-title")).to_contain_text("plan", timeout=30_000)
+    page.locator(".bk-tab", has_text=re.compile(r"^Timeline$")).last.click()
+    expect(page.get_by_text(re.compile(r"attempts on \d+ tasks"))).to_be_visible(timeout=30_000)
+    point = poll(lambda: page.evaluate(BAR_OF, "flaky"), 20, "the flaky task's bar", page)
+    page.mouse.click(*point)
+    expect(page.locator(".sd-node-title")).to_contain_text("flaky", timeout=20_000)

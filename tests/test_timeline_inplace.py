@@ -95,7 +95,7 @@ def test_timeline_redraws_change_data_not_the_plot() -> None:
         # What changed: the bars' data, the row factors (when rows came), the height.
         assert ("ColumnDataSource", "data") in changes
         assert ("Column", "children") not in changes and not any(kind == "RootAddedEvent" for _, kind in changes)
-        assert {model for model, _ in changes} <= {"ColumnDataSource", "FactorRange", "figure", "HTML"}
+        assert {model for model, _ in changes} <= {"ColumnDataSource", "FactorRange", "figure", "HTML", "Span"}
         rows = list(dict.fromkeys(view._source.data["row"]))
         factors = list(view._figure.y_range.factors)
         slots = row_slots(len(rows))

@@ -8,7 +8,9 @@ escapes (never the ``{safe}`` format).
 
 Like the timeline, the chart is one figure for the life of the view, changed in place
 (:class:`~dashboard.views.timeline.InPlaceChart`): new scores replace its data and factors,
-never the figure (a new plot per update costs the browser a whole plot build).
+never the figure (a new plot per update costs the browser a whole plot build; a HoloViews
+``DynamicMap`` over a ``Pipe`` measured 2.5x the server time per update, docs/performance.md,
+"Charts: HoloViews vs Bokeh"). Tapping a point selects its node on the whole page.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models import CategoricalColorMapper, ColumnDataSource, FactorRange, HoverTool, Range1d
+from bokeh.models import CategoricalColorMapper, ColumnDataSource, FactorRange, HoverTool, Range1d, TapTool
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
@@ -78,13 +80,13 @@ def scores_chart() -> tuple[Any, ColumnDataSource, CategoricalColorMapper]:
         y_range=Range1d(start=0.0, end=1.05),
         height=260,
         sizing_mode="stretch_width",
-        tools=[hover, "pan", "wheel_zoom", "box_zoom", "reset", "save"],
+        tools=[hover, TapTool(), "pan", "wheel_zoom", "box_zoom", "reset", "save"],
         toolbar_location="above",
         x_axis_label="node [iteration]",
         y_axis_label="score",
     )
     fig.scatter(x="target", y="score", size=11, source=source, color={"field": "scorer", "transform": colours},
-                legend_field=_LEGEND)
+                legend_field=_LEGEND, nonselection_alpha=0.45)
     legend = fig.legend[0]
     fig.center.remove(legend)
     fig.add_layout(legend, "right")
@@ -120,6 +122,7 @@ class ScoresView(StoreView):
         frame = run_scores_frame(self.store.scores)
         self._summary = pn.pane.Str("", margin=(5, 10))
         self._figure, self._source, self._colours = scores_chart()
+        self._source.selected.on_change("indices", self._on_tap)
         self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=200)
         self._chart = self._plot.pane
         self._table = pn.widgets.Tabulator(
@@ -155,10 +158,19 @@ class ScoresView(StoreView):
             palette = list(Category10_10)
             self._colours.palette = [palette[i % len(palette)] for i in range(max(1, len(scorers)))]
             self._colours.factors = scorers
+        if self._source.selected.indices:  # they would point at other points
+            self._source.selected.indices = []
         self._source.data = columns
         y_range = self._figure.y_range
         if (y_range.start, y_range.end) != ylim:
             y_range.update(start=ylim[0], end=ylim[1])
+
+    def _on_tap(self, attr: str, old: Any, new: list[int]) -> None:
+        """A tapped point selects its node everywhere on the page."""
+        if not new or new[0] >= len(self._source.data["node"]):
+            return
+        i = new[0]
+        self.store.select_task(str(self._source.data["node"][i]), int(self._source.data["iteration"][i]))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._summary, self._chart, self._table, sizing_mode="stretch_width")

@@ -14,8 +14,12 @@ The chart is ONE Bokeh figure for the life of the view, updated in place
 and its height, never the figure. Replacing the figure (what a new HoloViews object in a
 ``pn.pane.HoloViews`` does) makes the browser build a new plot view per redraw: 0.3-0.5 s of
 main-thread time on a big live run (docs/performance.md, section 2), and 0.4-0.7 s of the
-server's loop. Hover tooltips use plain ``@field`` references, which Bokeh escapes (never
-``{safe}``): node ids are Gateway text.
+server's loop. Measured against a HoloViews ``DynamicMap`` over a ``Pipe`` (which does update
+in place), this figure costs the server a sixth and the browser's longest task a seventh
+(docs/performance.md, "Charts: HoloViews vs Bokeh"). Hover tooltips use plain ``@field``
+references, which Bokeh escapes (never ``{safe}``): node ids are Gateway text. Tapping a
+bar selects its task on the whole page (``RunStore.select_task``); a dashed line marks "now"
+while the run is live.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, TapTool
+from bokeh.models.annotations.geometry import Span
 from bokeh.plotting import figure
 
 from inspector.vocabulary import (
@@ -289,8 +294,8 @@ class InPlaceChart:
 def timeline_chart() -> tuple[Any, ColumnDataSource]:
     """An empty Gantt figure and its data source: one bar (``hbar``) per attempt, coloured by
     outcome, on a row per task (a categorical y axis, oldest task on top) over a datetime x
-    axis. Fill it with :func:`timeline_data` (``source.data``, ``y_range.factors`` reversed,
-    :func:`chart_height`)."""
+    axis, a tap tool and a hidden "now" line (the ``Span`` named ``now``). Fill it with
+    :func:`timeline_data` (``source.data``, ``y_range.factors`` reversed, :func:`chart_height`)."""
     source = ColumnDataSource({c: [] for c in _COLUMNS})
     hover = HoverTool(
         tooltips=[("node", "@node"), ("iteration", "@iteration"), ("attempt", "@attempt"), ("outcome", "@outcome"),
@@ -301,12 +306,14 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
         y_range=FactorRange(factors=[]),
         height=chart_height(0),
         sizing_mode="stretch_width",
-        tools=[hover, "xpan", "xwheel_zoom", "xbox_zoom", "reset", "save"],
+        tools=[hover, TapTool(), "xpan", "xwheel_zoom", "xbox_zoom", "reset", "save"],
         toolbar_location="above",
         x_axis_label="time",
     )
     fig.hbar(y="row", left="start", right="end", height=BAR_HEIGHT, source=source, fill_color="colour",
-             line_color="colour")
+             line_color="colour", nonselection_fill_alpha=0.45, nonselection_line_alpha=0.45)
+    fig.add_layout(Span(location=0, dimension="height", line_color="#5f6368", line_dash="dashed", line_width=1,
+                        visible=False, name="now"))
     fig.yaxis.major_label_text_font_size = "11px"
     fig.yaxis.major_tick_line_color = None  # a row is its label and its grid line
     fig.outline_line_color = None
@@ -320,6 +327,8 @@ class Timeline(StoreView):
         super().__init__(**params)
         self._note = pn.pane.Str("", margin=(5, 10))
         self._figure, self._source = timeline_chart()
+        self._now = self._figure.select_one({"name": "now"})
+        self._source.selected.on_change("indices", self._on_tap)
         self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
         self._chart = self._plot.pane
         self._throttle = Throttle(self._update, MIN_INTERVAL)
@@ -356,7 +365,10 @@ class Timeline(StoreView):
         attempts = build_attempts(self.store.events, self._states())
         tasks = len({a.row for a in attempts})
         attempts = recent_attempts(attempts)
-        data, rows = timeline_data(attempts)
+        now = time.time()
+        data, rows = timeline_data(attempts, now)
+        live = bool(attempts) and (self.store.run or {}).get("status") not in TERMINAL_RUN_STATUSES
+        now_ms = _local_ms(now) if live else None
         if not attempts:
             self._slots = 0
         elif (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES:  # no attempt starts: fit the rows
@@ -378,21 +390,34 @@ class Timeline(StoreView):
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
-        self._plot.apply(lambda: self._draw(data, rows, slots))
+        self._plot.apply(lambda: self._draw(data, rows, slots, now_ms))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
         # (the browser's part, a canvas repaint, is what bounds the rate).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
-    def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int) -> None:
+    def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int, now_ms: float | None = None) -> None:
         """Change the figure's models, never the figure: factors first (a bar whose row is
         not a factor yet is not drawn), then the bars, then the height if the row slots changed."""
         factors = padded_factors(rows, slots)
         if list(self._figure.y_range.factors) != factors:
             self._figure.y_range.factors = factors
+        if self._source.selected.indices:  # they would point at other bars
+            self._source.selected.indices = []
         self._source.data = data
+        if now_ms is not None:
+            self._now.update(location=now_ms, visible=True)
+        elif self._now.visible:
+            self._now.visible = False
         height = chart_height(slots)
         if self._figure.height != height:
             self._figure.height = height
+
+    def _on_tap(self, attr: str, old: Any, new: list[int]) -> None:
+        """A tapped bar selects its task everywhere on the page."""
+        if not new or new[0] >= len(self._source.data["node"]):
+            return
+        i = new[0]
+        self.store.select_task(str(self._source.data["node"][i]), int(self._source.data["iteration"][i]))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._note, self._chart, sizing_mode="stretch_width")

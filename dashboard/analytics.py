@@ -177,19 +177,32 @@ def workflow_stats(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(STAT_COLUMNS)]
 
 
-def runs_over_time(frame: pd.DataFrame, max_points: int = 2000, bins: int = 200) -> pd.DataFrame:
+def runs_over_time(
+    frame: pd.DataFrame,
+    max_points: int = 2000,
+    bins: int = 200,
+    detail: tuple[float, float] | None = None,
+) -> pd.DataFrame:
     """The scatter's points: ``start_ms, duration_ms, status, workflow, runId, count``.
 
     Up to ``max_points`` runs, one point per run (``count`` 1). Beyond, runs are binned
     into ``bins`` equal time bins per status: the point sits at the bin's middle with the
     median duration of its runs, ``count`` says how many it stands for and ``runId`` is
-    empty (a binned point opens nothing). Either way the counts sum to ``len(frame)``.
+    empty (a binned point opens nothing). ``detail`` (a start range in ms, the brushed
+    range) keeps the runs inside it as single points when they are at most ``max_points``,
+    and bins only the rest. Either way the counts sum to ``len(frame)``.
     """
     columns = ["start_ms", "duration_ms", "status", "workflow", "runId", "count"]
     if len(frame) <= max_points:
         out = frame[["start_ms", "duration_ms", "status", "workflow", "runId"]].copy()
         out["count"] = 1
         return out[columns].reset_index(drop=True)
+    if detail is not None:
+        inside = frame["start_ms"].between(*detail)
+        if 0 < int(inside.sum()) <= max_points:
+            single = runs_over_time(frame[inside], max_points=max_points)
+            rest = runs_over_time(frame[~inside], max_points=0, bins=bins) if (~inside).any() else single.iloc[:0]
+            return pd.concat([rest, single], ignore_index=True)[columns]
     lo, hi = float(frame["start_ms"].min()), float(frame["start_ms"].max())
     width = max((hi - lo) / bins, 1.0)
     index = np.minimum(((frame["start_ms"] - lo) // width).astype(int), bins - 1)

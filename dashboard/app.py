@@ -43,7 +43,6 @@ from .views import (
     NodeDetail,
     RunActions,
     RunHeader,
-    RunList,
     ScoresView,
     Timeline,
     stylesheet,
@@ -135,8 +134,7 @@ class Dashboard(pn.viewable.Viewer):
             self.events: EventLog | RecentEvents = EventLog(store=self.store)
             self.scrubber = FrameScrubber(store=self.store)
             self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled)
-            self.runs = RunList(hub=self.hub, on_select=self.open_run)
-            self.landing = LandingPage(hub=self.hub, runs=self.runs, on_open=self.open_run)  # issue 13
+            self.landing = LandingPage(hub=self.hub, on_open=self.open_run)  # issue 13: overview + its run table
             self._run_page = self._full_layout()
         else:
             self.events = RecentEvents(store=self.store, height=560)
@@ -224,8 +222,7 @@ class Dashboard(pn.viewable.Viewer):
             if page == "run":
                 self._body.objects = [self._run_page]
             else:
-                self.runs.refresh()
-                self._body.objects = [self.landing]  # issue 13: was [self.runs]
+                self._body.objects = [self.landing]
 
     def _on_selected(self, event: Any) -> None:
         node = self.store.selected()
@@ -304,9 +301,8 @@ class Dashboard(pn.viewable.Viewer):
         """Release everything this session holds (call from ``on_session_destroyed``)."""
         self._closed = True
         self.stop_rotation()
-        runs = getattr(self, "runs", None)
-        if runs is not None:
-            runs.stop()
-            self.landing.close()  # issue 13
+        landing = getattr(self, "landing", None)
+        if landing is not None:
+            landing.close()
         with contextlib.suppress(Exception):
             self.store.close()

@@ -99,8 +99,10 @@ def serve_gateway(rows: list[dict[str, object]], port: int) -> threading.Thread:
     return thread
 
 
-def measure(url: str) -> dict[str, float]:
+def measure(url: str, trace: Path | None = None) -> dict[str, dict[str, float]]:
     from playwright.sync_api import sync_playwright
+
+    from tests.benchmarks.trace_tasks import CATEGORIES
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
@@ -114,15 +116,20 @@ def measure(url: str) -> dict[str, float]:
                 def count(frame: str | bytes, received: list[int] = received) -> None:
                     received[0] += len(frame if isinstance(frame, bytes) else frame.encode())
                 page.on("websocket", lambda ws, count=count: ws.on("framereceived", count))
+                if trace is not None and label == "measured":
+                    browser.start_tracing(page=page, path=str(trace), categories=CATEGORIES)
                 t0 = time.perf_counter()
                 response = page.goto(url, wait_until="commit")
+                committed = time.perf_counter() - t0
                 page.locator('[data-testid="workflow-stats"]').nth(len(WORKFLOWS) - 1).wait_for(
                     state="attached", timeout=120_000)
                 first_view = time.perf_counter() - t0
                 page.wait_for_timeout(3000)  # let the charts and score trends settle, then read the tasks
                 longest = max(page.evaluate("window.__long"), default=0.0)
+                if trace is not None and label == "measured":
+                    browser.stop_tracing()
                 html_bytes = len(response.body()) if response is not None else 0
-                results[label] = {"first_view_s": round(first_view, 3), "longest_task_ms": round(longest, 1),
+                results[label] = {"first_view_s": round(first_view, 3), "html_s": round(committed, 3), "longest_task_ms": round(longest, 1),
                                   "ws_bytes": received[0], "html_bytes": html_bytes}
                 page.close()
             return results
@@ -133,6 +140,8 @@ def measure(url: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--trace", type=Path, help="write a Chromium trace of the measured page here "
+                        "(read it with tests/benchmarks/trace_tasks.py)")
     args = parser.parse_args()
     rows = history(args.runs)
     gw_port, panel_port = free_port(), free_port()
@@ -152,7 +161,7 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("panel serve did not start")
             time.sleep(0.2)  # poll interval
-        result = measure(f"http://127.0.0.1:{panel_port}/apps")
+        result = measure(f"http://127.0.0.1:{panel_port}/apps", args.trace)
         print(json.dumps({"runs": args.runs, **result}, indent=2))  # noqa: T201
     finally:
         proc.terminate()

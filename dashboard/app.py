@@ -100,6 +100,10 @@ class Dashboard(pn.viewable.Viewer):
 
     page: param.Selector[str | None] = param.Selector(default=None, objects=[None, "runs", "run"], doc="What the body shows: the run list or a run.")
 
+    wall: param.Selector[str | None] = param.Selector(default=None, objects=[None, "grid", "rotate"], doc="""
+        Monitor: the control-room wall (``?overview=1``: every active run as a tile; ``rotate``:
+        the tiles, then each active run, ``rotate_seconds`` each).""")
+
     def __init__(
         self,
         run_id: str | None = None,
@@ -121,6 +125,7 @@ class Dashboard(pn.viewable.Viewer):
         self.store = RunStore(hub=self.hub, max_events=self.config.event_log_size)
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None
+        self.wall_grid: Any = None  # the control-room wall's grid, once shown (issue 13)
         self._closed = False
         large = self.view == "monitor"
         self.status = ConnectionBadge(store=self.store, large=large)
@@ -147,6 +152,8 @@ class Dashboard(pn.viewable.Viewer):
         self._on_run()
         if self.rotating:
             self._start_rotation()
+        if self.wall:
+            self.show_wall(self.wall)
 
     # ------------------------------------------------------------------ layouts
 
@@ -273,6 +280,48 @@ class Dashboard(pn.viewable.Viewer):
                         self.store.run_id = pick
             await asyncio.sleep(self.rotate_seconds)
 
+    # ------------------------------------------------------------------ control-room wall (issue 13)
+
+    def _bind_wall(self) -> None:
+        """``?view=monitor&overview=1`` shows the wall grid; ``overview=rotate`` rotates it with runs."""
+        raw = (pn.state.session_args.get("overview") or [b""])[0]
+        arg = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip().lower()
+        mode = "rotate" if arg == "rotate" else "grid" if arg in ("1", "true", "yes", "grid") else None
+        if self.view == "monitor" and mode and not self.wall_grid:
+            self.show_wall(mode)
+
+    def show_wall(self, mode: str = "grid") -> None:
+        """Show the control-room wall (:mod:`dashboard.views.wall`) alone or in the rotation."""
+        from .views.wall import WallGrid
+
+        self.stop_rotation()
+        self.wall = mode
+        if self.wall_grid is None:
+            self.wall_grid = WallGrid(hub=self.hub)
+        if mode == "grid":
+            self.store.run_id = None
+            self._body.objects = [self.wall_grid]
+        else:
+            with contextlib.suppress(RuntimeError):
+                self._rotation = asyncio.get_running_loop().create_task(self._rotate_wall())
+
+    async def _rotate_wall(self) -> None:
+        """The grid, then each active run on it, ``rotate_seconds`` each, round and round."""
+        assert self.wall_grid is not None
+        position = 0
+        while not self._closed:
+            runs = [t.run_id for t in self.wall_grid.wall.state.tiles if t.active]
+            slots: list[str | None] = [None, *runs]
+            pick = slots[position % len(slots)]
+            position = (position + 1) % len(slots)
+            with pn.io.hold():
+                if pick is None:
+                    self._body.objects = [self.wall_grid]
+                else:
+                    self.store.run_id = pick
+                    self._body.objects = [self._run_page]
+            await asyncio.sleep(self.rotate_seconds)
+
     # ------------------------------------------------------------------ location and lifecycle
 
     def bind_location(self) -> None:
@@ -290,6 +339,7 @@ class Dashboard(pn.viewable.Viewer):
         location.sync(self, {"node_key": "nodeId"})
         if self.rotating and self.store.run_id and pn.state.session_args.get("runId"):
             self.stop_rotation()
+        self._bind_wall()
 
     def stop_rotation(self) -> None:
         self.rotating = False
@@ -304,5 +354,7 @@ class Dashboard(pn.viewable.Viewer):
         landing = getattr(self, "landing", None)
         if landing is not None:
             landing.close()
+        if self.wall_grid is not None:
+            self.wall_grid.close()
         with contextlib.suppress(Exception):
             self.store.close()

@@ -160,7 +160,7 @@ class Dashboard(pn.viewable.Viewer):
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
-        top: pn.viewable.Viewable = pn.Row(back, self.header, sizing_mode="stretch_width")
+        top: pn.viewable.Viewable = pn.Row(back, self.header, self._compare_link(), sizing_mode="stretch_width")
         if self.config.actions_enabled:
             top = pn.Column(top, self.actions, sizing_mode="stretch_width")
         main = pn.Row(
@@ -181,6 +181,13 @@ class Dashboard(pn.viewable.Viewer):
         )
         tabs.param.watch(lambda e: self.timeline.refresh() if e.new == 0 else None, "active")
         return pn.Column(top, main, tabs, sizing_mode="stretch_width")
+
+    def _compare_link(self) -> pn.viewable.Viewer:
+        """Issue 13: "Compare with the previous run" of this workflow, beside the header."""
+        from .views.compare_link import CompareWithPrevious
+
+        self.compare_link = CompareWithPrevious(store=self.store)
+        return self.compare_link
 
     def _monitor_layout(self) -> pn.viewable.Viewable:
         self._content = pn.Column(

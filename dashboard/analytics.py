@@ -62,6 +62,7 @@ RUN_COLUMNS = ("runId", "workflow", "status", "start_ms", "end_ms", "duration_ms
 
 STAT_COLUMNS = (
     "workflow", "runs", "failed", "ended", "failure_rate", "p50_ms", "p95_ms", "first_ms", "last_ms", *USAGE_COLUMNS,
+    "usage_runs",
 )
 
 #: The overview's time windows (URL ``?window=``): name -> length in ms (``None``: everything).
@@ -154,7 +155,8 @@ def workflow_stats(frame: pd.DataFrame) -> pd.DataFrame:
 
     ``failure_rate`` is failed / ended runs (NaN while none has ended: a workflow whose only
     run is still going has no rate yet). p50/p95 are over the durations of ended runs, with
-    linear interpolation (``p50`` is the median). Usage sums are NaN when no run has any.
+    linear interpolation (``p50`` is the median). Usage sums are NaN when no run has any;
+    ``usage_runs`` says how many runs they cover (a sum over fewer than ``runs`` is partial).
     """
     if frame.empty:
         return pd.DataFrame(columns=list(STAT_COLUMNS))
@@ -173,6 +175,7 @@ def workflow_stats(frame: pd.DataFrame) -> pd.DataFrame:
     out["failure_rate"] = (out["failed"] / out["ended"]).where(out["ended"] > 0)
     for column in USAGE_COLUMNS:
         out[column] = grouped[column].sum(min_count=1)
+    out["usage_runs"] = grouped["tokens"].count()
     out = out.reset_index()
     return out[list(STAT_COLUMNS)]
 

@@ -25,7 +25,9 @@ import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from inspector.agents import RunAgents
 from inspector.errors import GatewayError
+from inspector.pricing import load_price_table
 from inspector.runlist import DEFAULT_PAGE_SIZE, RunHistory, read_runs
 
 from ..analytics import runs_table
@@ -75,6 +77,8 @@ class RunsFeed:
         max_runs: int = 50_000,
         page_size: int = DEFAULT_PAGE_SIZE,
         newest_page: int = 100,
+        usage_runs: int = 500,
+        usage_concurrency: int = 4,
     ) -> None:
         self.hub = hub
         self.poll_seconds = poll_seconds
@@ -88,11 +92,19 @@ class RunsFeed:
         self._listeners: dict[int, Callable[[bool], None]] = {}
         self._keys = 0
         self._task: asyncio.Task[None] | None = None
-        self._base: tuple[int, pd.DataFrame] | None = None
-        self._frame: tuple[tuple[int, int | None], pd.DataFrame] | None = None
+        self._base: tuple[tuple[int, int], pd.DataFrame] | None = None
+        self._frame: tuple[tuple[tuple[int, int], int | None], pd.DataFrame] | None = None
         self._memo: OrderedDict[Hashable, Any] = OrderedDict()
         self.memo_hits = 0
         self._scores: dict[str, list[dict[str, Any]]] = {}
+        #: Tokens and cost per run (``listRunTokenUsage``), for the newest :attr:`usage_runs`.
+        self.usage: dict[str, dict[str, float]] = {}
+        self.usage_runs = usage_runs
+        self._usage_version = 0
+        self._usage_dirty = False
+        self._usage_task: asyncio.Task[None] | None = None
+        self._usage_limit = asyncio.Semaphore(usage_concurrency)
+        self._prices: Any = None
 
     @classmethod
     def shared(cls, hub: GatewayHub) -> RunsFeed:
@@ -129,8 +141,10 @@ class RunsFeed:
                     last_full = time.monotonic()
                 else:
                     rows = await self._recent()
-                changed = bool(self.history.merge(rows))
+                changed = bool(self.history.merge(rows)) or self._usage_dirty
+                self._usage_dirty = False
                 first = not self.loaded
+                self._collect_usage()
                 self.loaded, self.error = True, None
             except GatewayError as exc:
                 changed, first = self.error != str(exc), False
@@ -142,6 +156,44 @@ class RunsFeed:
                 except Exception:  # one broken session must not stop the others' updates
                     log.exception("overview listener failed")
             await asyncio.sleep(self.poll_seconds)
+
+    def _collect_usage(self) -> None:
+        if self._usage_task is None or self._usage_task.done():
+            with contextlib.suppress(RuntimeError):
+                self._usage_task = asyncio.get_running_loop().create_task(self._read_usage())
+
+    async def _read_usage(self) -> None:
+        """``listRunTokenUsage`` of the newest :attr:`usage_runs` runs, four at a time: once
+        for an ended run (its usage never changes again), every poll for a running one."""
+        wanted = [r["runId"] for r in self.history.rows()[: self.usage_runs]
+                  if r["runId"] not in self.usage or r.get("status") in ACTIVE_STATUSES]
+        answers = await asyncio.gather(*(self.run_usage(run_id) for run_id in wanted))
+        changed = False
+        for run_id, spent in zip(wanted, answers, strict=True):
+            if spent is not None and self.usage.get(run_id) != spent:
+                self.usage[run_id] = spent
+                changed = True
+        if changed:
+            self._usage_version += 1
+            self._usage_dirty = True
+
+    async def run_usage(self, run_id: str) -> dict[str, float] | None:
+        """A run's ``{"tokens", "cost_usd"}`` (NaN: unknown; ``{}``: the Gateway has no usage
+        for it), or ``None`` when the read failed (try again later)."""
+        async with self._usage_limit:
+            try:
+                answer = await self._rpc("listRunTokenUsage", {"runId": run_id})
+            except GatewayError:
+                return None
+        events = answer.get("events") if isinstance(answer, dict) else None
+        if not isinstance(events, list):
+            return {}
+        agents = RunAgents()
+        agents.apply_token_usage_rows(e for e in events if isinstance(e, dict))
+        if self._prices is None:
+            self._prices = load_price_table()
+        cost = agents.cost(self._prices).cost_usd if events else None
+        return {"tokens": float(agents.totals().total), "cost_usd": math.nan if cost is None else float(cost)}
 
     async def _recent(self) -> list[dict[str, Any]]:
         """The newest page, plus ``getRun`` for runs last seen active that left it."""
@@ -164,9 +216,9 @@ class RunsFeed:
         updates those rows (a vectorised assignment, not a rebuild). Each new table starts
         a new generation of :meth:`memo`.
         """
-        version = self.history.version
+        version = (self.history.version, self._usage_version)
         if self._base is None or self._base[0] != version:
-            self._base = (version, runs_table(self.history.runs.values(), _now_ms()))
+            self._base = (version, runs_table(self.history.runs.values(), _now_ms(), usage=self.usage))
         base = self._base[1]
         going = ~base["ended"] & base["end_ms"].isna()
         key = (version, int(time.time()) if going.any() else None)

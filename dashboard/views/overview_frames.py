@@ -44,8 +44,11 @@ def stats_html(stats: pd.DataFrame, picked: str = "") -> str:
     for s in stats.itertuples(index=False):
         rate = "–" if pd.isna(s.failure_rate) else f"{s.failure_rate:.0%}"
         last = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_ms / 1000)) if not pd.isna(s.last_ms) else "–"
-        tokens = "–" if pd.isna(s.tokens) else f"{s.tokens:,.0f}"
-        cost = "–" if pd.isna(s.cost_usd) else f"${s.cost_usd:,.2f}"
+        # A sum over some of the workflow's runs would read as the whole: shown only when
+        # every run in view has its usage read (the feed reads the newest runs' usage).
+        whole = int(s.usage_runs) == int(s.runs)
+        tokens = "–" if pd.isna(s.tokens) or not whole else f"{s.tokens:,.0f}"
+        cost = "–" if pd.isna(s.cost_usd) or not whole else f"${s.cost_usd:,.2f}"
         cls = ' class="sd-picked"' if picked and s.workflow == picked else ""
         failed = f'<span class="sd-fail">{s.failed}</span>' if s.failed else "0"
         rows.append(

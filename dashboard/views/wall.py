@@ -6,7 +6,8 @@ the single-run monitor view (``rotate_seconds``; see :meth:`Dashboard.show_wall
 <dashboard.app.Dashboard.show_wall>`). A tile says the workflow, progress (finished / total
 tasks, from ``getRun``'s ``summary``), failed tasks, tokens and estimated cost when the run
 reported any (``listRunTokenUsage`` folded by :class:`~inspector.agents.RunAgents`, priced
-by :mod:`inspector.pricing`), and the time since the tile last changed. Runs that ended a
+by :mod:`inspector.pricing`: :meth:`RunsFeed.run_usage
+<dashboard.views.overview_feed.RunsFeed.run_usage>`), and the time since the tile last changed. Runs that ended a
 short while ago (:attr:`WallFeed.keep_ended_seconds`) stay on the wall with their outcome,
 so a failure does not vanish the moment it happens.
 
@@ -44,9 +45,7 @@ import param
 from panel.io.state import set_curdoc
 from panel.reactive import ReactiveHTML
 
-from inspector.agents import RunAgents
 from inspector.errors import GatewayError
-from inspector.pricing import load_price_table
 from inspector.protocol import TERMINAL_RUN_STATUSES
 
 from ..format import run_status_colour
@@ -54,8 +53,6 @@ from .overview_feed import ACTIVE_STATUSES, RunsFeed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
-
-    from inspector.pricing import PriceTable
 
     from ..hub import GatewayHub
 
@@ -160,13 +157,11 @@ class WallFeed:
 
     _shared: ClassVar[weakref.WeakKeyDictionary[GatewayHub, WallFeed]] = weakref.WeakKeyDictionary()
 
-    def __init__(self, feed: RunsFeed, *, keep_ended_seconds: float = 900.0, concurrency: int = 4,
-                 prices: PriceTable | None = None) -> None:
+    def __init__(self, feed: RunsFeed, *, keep_ended_seconds: float = 900.0, concurrency: int = 4) -> None:
         self.feed = feed
         self.keep_ended_seconds = keep_ended_seconds
         self.state = WallState()
         self._limit = asyncio.Semaphore(concurrency)
-        self._prices = prices
         self._tiles: dict[str, Tile] = {}
         self._rendered: dict[str, str] = {}
         self._final: set[str] = set()
@@ -275,19 +270,9 @@ class WallFeed:
         return tile
 
     async def _usage(self, run_id: str) -> tuple[int | None, float | None]:
-        try:
-            answer = await self.feed.hub.read("listRunTokenUsage", {"runId": run_id}, max_age=2.0)
-        except GatewayError:
-            return None, None
-        events = answer.get("events") if isinstance(answer, dict) else None
-        if not isinstance(events, list) or not events:
-            return None, None
-        agents = RunAgents()
-        agents.apply_token_usage_rows(e for e in events if isinstance(e, dict))
-        total = agents.totals().total
-        if self._prices is None:
-            self._prices = load_price_table()
-        return (total or None), agents.cost(self._prices).cost_usd
+        spent = await self.feed.run_usage(run_id)
+        tokens, cost = (spent or {}).get("tokens"), (spent or {}).get("cost_usd")
+        return (int(tokens) if tokens and tokens == tokens else None), (cost if cost is not None and cost == cost else None)
 
     def _publish(self, tiles: dict[str, Tile]) -> None:
         ordered = order_tiles(tiles.values())

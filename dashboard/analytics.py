@@ -58,7 +58,7 @@ __all__ = [
 #: Usage per run, filled by the agents work through ``runs_table(..., usage=)``; NaN when unknown.
 USAGE_COLUMNS = ("tokens", "cost_usd")
 
-RUN_COLUMNS = ("runId", "workflow", "status", "start_ms", "end_ms", "duration_ms", "ended", *USAGE_COLUMNS)
+RUN_COLUMNS = ("runId", "workflow", "name", "status", "start_ms", "end_ms", "duration_ms", "ended", *USAGE_COLUMNS)
 
 STAT_COLUMNS = (
     "workflow", "runs", "failed", "ended", "failure_rate", "p50_ms", "p95_ms", "first_ms", "last_ms", *USAGE_COLUMNS,
@@ -98,24 +98,28 @@ def runs_table(
     ``start_ms`` is ``startedAtMs`` (else ``createdAtMs``); a run still going has
     ``end_ms`` NaN and its duration so far (``now_ms - start``), with ``ended`` False.
     ``usage`` maps run id -> ``{"tokens": ..., "cost_usd": ...}`` (the agents hook).
-    Rows without a run id or a start are left out.
+    ``workflow`` is the key the figures group by, ``name`` the workflow's display name
+    (``workflowName``, else the key). Rows without a run id are left out; a row without a
+    start has ``start_ms`` and ``duration_ms`` NaN (listed, never charted).
     """
     usage = usage or {}
     records = []
     for row in rows:
         run_id = row.get("runId")
         start = _number(row.get("startedAtMs")) or _number(row.get("createdAtMs"))
-        if not isinstance(run_id, str) or start is None:
+        if not isinstance(run_id, str):
             continue
         status = str(row.get("status") or "")
         end = _number(row.get("finishedAtMs"))
         ended = status in TERMINAL_RUN_STATUSES
         if ended and end is None:
             end = _number(row.get("heartbeatAtMs"))
-        duration = (end if end is not None else now_ms) - start
+        duration = np.nan if start is None else max(0.0, (end if end is not None else now_ms) - start)
         spent = usage.get(run_id, {})
+        name = str(row.get("workflowName") or _workflow(row))
         records.append(
-            (run_id, _workflow(row), status, start, np.nan if end is None else end, max(0.0, duration), ended,
+            (run_id, _workflow(row), name, status, np.nan if start is None else start, np.nan if end is None else end,
+             duration, ended,
              *(float(spent[c]) if _number(spent.get(c)) is not None else np.nan for c in USAGE_COLUMNS))
         )
     frame = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
@@ -137,10 +141,14 @@ def filter_runs(
     workflow: str | None = None,
     status: str | None = None,
 ) -> pd.DataFrame:
-    """The runs that started in ``[start_ms, end_ms]`` of ``workflow`` with ``status`` (each optional)."""
+    """The runs that started in ``[start_ms, end_ms]`` of ``workflow`` with ``status`` (each optional).
+
+    A run with no known start passes the window's lower bound (``start_ms``: it is listed
+    whatever the window) but not a brushed range's upper bound (it has no place on the chart).
+    """
     mask = pd.Series(True, index=frame.index)
     if start_ms is not None:
-        mask &= frame["start_ms"] >= start_ms
+        mask &= (frame["start_ms"] >= start_ms) | frame["start_ms"].isna()
     if end_ms is not None:
         mask &= frame["start_ms"] <= end_ms
     if workflow:
@@ -196,6 +204,7 @@ def runs_over_time(
     and bins only the rest. Either way the counts sum to ``len(frame)``.
     """
     columns = ["start_ms", "duration_ms", "status", "workflow", "runId", "count"]
+    frame = frame[frame["start_ms"].notna()]
     if len(frame) <= max_points:
         out = frame[["start_ms", "duration_ms", "status", "workflow", "runId"]].copy()
         out["count"] = 1

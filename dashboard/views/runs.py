@@ -49,17 +49,17 @@ def table_frame(frame: pd.DataFrame, search: str = "") -> pd.DataFrame:
     (case-insensitive)."""
     if search.strip() and len(frame):
         needle = search.strip().lower()
-        hay = frame["runId"].astype(str) + " " + frame["workflow"].astype(str) + " " + frame["status"].astype(str)
+        hay = frame["runId"].astype(str) + " " + frame["name"].astype(str) + " " + frame["status"].astype(str)
         frame = frame[hay.str.lower().str.contains(needle, regex=False)]
-    ordered = frame.sort_values("start_ms", ascending=False, kind="stable")
+    ordered = frame.sort_values("start_ms", ascending=False, kind="stable", na_position="first")
     if not len(ordered):
         return pd.DataFrame({c: pd.Series(dtype=str) for c in COLUMNS})
     started = pd.to_datetime(ordered["start_ms"].to_numpy(), unit="ms", utc=True).tz_convert(None)
     return pd.DataFrame({
         "status": ordered["status"].astype(str).to_numpy(),
-        "workflow": ordered["workflow"].astype(str).to_numpy(),
+        "workflow": ordered["name"].astype(str).to_numpy(),
         "runId": ordered["runId"].astype(str).to_numpy(),
-        "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+        "started": started.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
         "duration": _durations(ordered["duration_ms"].to_numpy(dtype=float)),
     })
 
@@ -77,7 +77,7 @@ class RunList(pn.viewable.Viewer):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._frame = pd.DataFrame(columns=["runId", "workflow", "status", "start_ms", "duration_ms"])
+        self._frame = pd.DataFrame(columns=["runId", "workflow", "name", "status", "start_ms", "duration_ms"])
         self._search = pn.widgets.TextInput(name="Search", placeholder="run id, workflow, status…", width=260)
         self._compare = pn.widgets.Button(name="Compare ticked runs", width=170, disabled=True, margin=(24, 10))
         self._message = TextPane("", margin=(0, 10))

@@ -305,9 +305,9 @@ class Dashboard(pn.viewable.Viewer):
         self.wall = mode
         if self.wall_grid is None:
             self.wall_grid = WallGrid(hub=self.hub)
+        self._body.objects = [self.wall_grid]
         if mode == "grid":
             self.store.run_id = None
-            self._body.objects = [self.wall_grid]
         else:
             with contextlib.suppress(RuntimeError):
                 self._rotation = asyncio.get_running_loop().create_task(self._rotate_wall())

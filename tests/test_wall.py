@@ -3,6 +3,7 @@ computation per tick shared by every session (a stub Gateway read, no browser)."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -46,6 +47,8 @@ class _Hub:
             return self.runs[params["runId"]]
         if method == "listRunTokenUsage":
             return {"runId": params["runId"], "events": []}
+        if method == "listRuns":
+            return list(self.runs.values())
         raise AssertionError(method)
 
 
@@ -79,3 +82,34 @@ async def test_one_computation_per_tick_for_every_session_and_ended_runs_read_on
     # Nothing changed: nothing is published.
     await wall.refresh()
     assert seen[0] == [1, 2]
+
+
+async def test_rotate_alternates_the_grid_with_each_active_run() -> None:
+    import panel as pn
+
+    from dashboard import Dashboard
+    from dashboard.hub import GatewayHub
+
+    hub = GatewayHub.shared("http://127.0.0.1:9", None)  # nothing listens: the run page's store just retries
+    now = time.time() * 1000
+    runs = {"active-run": {"runId": "active-run", "workflowKey": "w", "status": "running", "startedAtMs": now,
+                           "summary": {"pending": 1}},
+            "ended-run": {"runId": "ended-run", "workflowKey": "w", "status": "finished", "startedAtMs": now - 5000,
+                          "finishedAtMs": now - 1000, "summary": {"finished": 1}}}
+    WallFeed._shared[hub] = WallFeed(RunsFeed(_Hub(runs)))  # type: ignore[arg-type]
+    app = Dashboard(hub=hub, view="monitor", wall="rotate", rotate_seconds=3)
+    try:
+        assert app._body.objects == [app.wall_grid]
+        seen: list[str | None] = []
+        deadline = asyncio.get_running_loop().time() + 15
+        while app.store.run_id != "active-run" and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)  # poll interval
+        seen.append(app.store.run_id)
+        assert seen == ["active-run"], "the rotation never showed the active run"
+        assert app._body.objects == [app._run_page]
+        while app._body.objects != [app.wall_grid] and asyncio.get_running_loop().time() < deadline + 5:
+            await asyncio.sleep(0.05)  # poll interval
+        assert app._body.objects == [app.wall_grid], "the rotation did not come back to the grid"
+        assert isinstance(app.wall_grid, pn.reactive.ReactiveHTML)
+    finally:
+        app.close()

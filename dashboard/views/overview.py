@@ -29,8 +29,8 @@ score trends and the run table; the picked workflow filters the scatter, the sco
 and the run table. The time window, workflow and status filters are params synced with the
 page URL (``?window=&workflow=&status=``).
 
-First view: the page's first document carries the filters, the per-workflow table and the
-run table; the charts join it after the page has loaded, one per message, so the browser
+First view: the page's first document carries the filters and the per-workflow table; the
+run table and the charts join it after the page has loaded, one per message, so the browser
 builds and paints them in separate tasks rather than one long one. They draw on a canvas
 (``output_backend="canvas"``): a few hundred binned glyphs do not need WebGL, whose set-up
 (software-rendered where there is no GPU) was the largest part of the first paint. The
@@ -175,6 +175,7 @@ class RunsOverview(pn.viewable.Viewer):
                                                                  "failed", "cancelled"], value=self.status, width=150)
         self._clear = pn.widgets.Button(name="Clear selection", width=130, margin=(24, 10))
         self.runs = RunList(on_select=self._open, on_compare=self._compare_runs)
+        self._runs_slot = pn.Column(sizing_mode="stretch_width", min_height=200)
         self._workflow.param.watch(lambda e: setattr(self, "workflow", e.new or ""), "value")
         self._status.param.watch(lambda e: setattr(self, "status", e.new or ""), "value")
         self._clear.on_click(self._clear_selection)
@@ -222,11 +223,12 @@ class RunsOverview(pn.viewable.Viewer):
         )
 
     def _add_charts(self, index: int = 0) -> None:
-        """Put chart ``index`` into its slot, then the next one in a later callback of the
-        document (its own message, its own browser task)."""
-        if index >= len(self._charts):
+        """Put the run table (index 0) or chart ``index - 1`` into its slot, then the next one
+        in a later callback of the document (its own message, its own browser task)."""
+        parts: list[tuple[pn.Column, Any]] = [(self._runs_slot, self.runs), *self._charts]
+        if index >= len(parts):
             return
-        slot, pane = self._charts[index]
+        slot, pane = parts[index]
         if not slot.objects:
             slot.objects = [pane]
         doc = self._doc
@@ -399,7 +401,7 @@ class RunsOverview(pn.viewable.Viewer):
         )
         return pn.Column(
             pn.pane.HTML("<h2>Runs overview</h2>", margin=(0, 10)),
-            filters, self._message, charts, lower, self.runs,
+            filters, self._message, charts, lower, self._runs_slot,
             sizing_mode="stretch_width",
             css_classes=["sd-overview"],
         )

@@ -169,11 +169,11 @@ class RunsOverview(pn.viewable.Viewer):
         self._message = TextPane("Loading runs…", margin=(0, 10))
         self._status_legend = pn.pane.HTML("", margin=(0, 10), styles={"font-size": ".85em"})
         self._score_legend = pn.pane.HTML("", margin=(0, 10), styles={"font-size": ".85em"})
-        self._window = pn.widgets.Select.from_param(self.param.window, name="Window", width=110)
-        self._workflow = pn.widgets.Select(name="Workflow", options=[""], value=self.workflow, width=170)
-        self._status = pn.widgets.Select(name="Status", options=["", "running", "waiting-approval", "finished",
+        self._window = pn.widgets.Select.from_param(self.param.window, label="Window", width=110)
+        self._workflow = pn.widgets.Select(label="Workflow", options=[""], value=self.workflow, width=170)
+        self._status = pn.widgets.Select(label="Status", options=["", "running", "waiting-approval", "finished",
                                                                  "failed", "cancelled"], value=self.status, width=150)
-        self._clear = pn.widgets.Button(name="Clear selection", width=130, margin=(24, 10))
+        self._clear = pn.widgets.Button(label="Clear selection", width=130, margin=(24, 10))
         self.runs = RunList(on_select=self._open, on_compare=self._compare_runs)
         self._runs_slot = pn.Column(sizing_mode="stretch_width", min_height=200)
         self._workflow.param.watch(lambda e: setattr(self, "workflow", e.new or ""), "value")

@@ -78,8 +78,8 @@ class RunList(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._frame = pd.DataFrame(columns=["runId", "workflow", "name", "status", "start_ms", "duration_ms"])
-        self._search = pn.widgets.TextInput(name="Search", placeholder="run id, workflow, status…", width=260)
-        self._compare = pn.widgets.Button(name="Compare ticked runs", width=170, disabled=True, margin=(24, 10))
+        self._search = pn.widgets.TextInput(label="Search", placeholder="run id, workflow, status…", width=260)
+        self._compare = pn.widgets.Button(label="Compare ticked runs", width=170, disabled=True, margin=(24, 10))
         self._message = TextPane("", margin=(0, 10))
         self._table = pn.widgets.Tabulator(
             table_frame(self._frame),

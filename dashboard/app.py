@@ -5,13 +5,16 @@
 ``pn.viewable.Viewer``: display it in JupyterLab (after ``pn.extension()``; it runs on
 the kernel's loop) or serve it (``panel serve apps/``, see ``apps/main.py``).
 
-- **full**: without a run, the run list; with one, the header and connection badge, the
+- **full**: without a run, the runs overview and its run table (``?compare=A,B``: the
+  comparison); with one, the header and connection badge, the
   node tree beside the selected node's details, and tabs for the timeline, scores, event
   log and frame scrubber.
 - **monitor**: for a wall screen: dark, large type, nothing to click. It shows the given
   run or rotates through the active runs every ``rotate_seconds`` (the latest run when
   none is active); while the Gateway is unreachable the run greys out under a badge that
-  says since when; it recovers by itself. Memory is bounded: one run subscribed at a time,
+  says since when; it recovers by itself. ``?overview=1`` makes it the control-room wall
+  (every active run as a tile), ``?overview=rotate`` alternates the wall with each active
+  run. Memory is bounded: one run subscribed at a time,
   ring-buffered events, capped caches.
 
 The Gateway URL and token come from the server's configuration (:mod:`dashboard.config`)

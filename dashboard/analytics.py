@@ -58,10 +58,11 @@ __all__ = [
 #: Usage per run, filled by the agents work through ``runs_table(..., usage=)``; NaN when unknown.
 USAGE_COLUMNS = ("tokens", "cost_usd")
 
-RUN_COLUMNS = ("runId", "workflow", "status", "start_ms", "end_ms", "duration_ms", "ended", *USAGE_COLUMNS)
+RUN_COLUMNS = ("runId", "workflow", "name", "status", "start_ms", "end_ms", "duration_ms", "ended", *USAGE_COLUMNS)
 
 STAT_COLUMNS = (
     "workflow", "runs", "failed", "ended", "failure_rate", "p50_ms", "p95_ms", "first_ms", "last_ms", *USAGE_COLUMNS,
+    "usage_runs",
 )
 
 #: The overview's time windows (URL ``?window=``): name -> length in ms (``None``: everything).
@@ -97,24 +98,28 @@ def runs_table(
     ``start_ms`` is ``startedAtMs`` (else ``createdAtMs``); a run still going has
     ``end_ms`` NaN and its duration so far (``now_ms - start``), with ``ended`` False.
     ``usage`` maps run id -> ``{"tokens": ..., "cost_usd": ...}`` (the agents hook).
-    Rows without a run id or a start are left out.
+    ``workflow`` is the key the figures group by, ``name`` the workflow's display name
+    (``workflowName``, else the key). Rows without a run id are left out; a row without a
+    start has ``start_ms`` and ``duration_ms`` NaN (listed, never charted).
     """
     usage = usage or {}
     records = []
     for row in rows:
         run_id = row.get("runId")
         start = _number(row.get("startedAtMs")) or _number(row.get("createdAtMs"))
-        if not isinstance(run_id, str) or start is None:
+        if not isinstance(run_id, str):
             continue
         status = str(row.get("status") or "")
         end = _number(row.get("finishedAtMs"))
         ended = status in TERMINAL_RUN_STATUSES
         if ended and end is None:
             end = _number(row.get("heartbeatAtMs"))
-        duration = (end if end is not None else now_ms) - start
+        duration = np.nan if start is None else max(0.0, (end if end is not None else now_ms) - start)
         spent = usage.get(run_id, {})
+        name = str(row.get("workflowName") or _workflow(row))
         records.append(
-            (run_id, _workflow(row), status, start, np.nan if end is None else end, max(0.0, duration), ended,
+            (run_id, _workflow(row), name, status, np.nan if start is None else start, np.nan if end is None else end,
+             duration, ended,
              *(float(spent[c]) if _number(spent.get(c)) is not None else np.nan for c in USAGE_COLUMNS))
         )
     frame = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
@@ -136,10 +141,14 @@ def filter_runs(
     workflow: str | None = None,
     status: str | None = None,
 ) -> pd.DataFrame:
-    """The runs that started in ``[start_ms, end_ms]`` of ``workflow`` with ``status`` (each optional)."""
+    """The runs that started in ``[start_ms, end_ms]`` of ``workflow`` with ``status`` (each optional).
+
+    A run with no known start passes the window's lower bound (``start_ms``: it is listed
+    whatever the window) but not a brushed range's upper bound (it has no place on the chart).
+    """
     mask = pd.Series(True, index=frame.index)
     if start_ms is not None:
-        mask &= frame["start_ms"] >= start_ms
+        mask &= (frame["start_ms"] >= start_ms) | frame["start_ms"].isna()
     if end_ms is not None:
         mask &= frame["start_ms"] <= end_ms
     if workflow:
@@ -154,7 +163,8 @@ def workflow_stats(frame: pd.DataFrame) -> pd.DataFrame:
 
     ``failure_rate`` is failed / ended runs (NaN while none has ended: a workflow whose only
     run is still going has no rate yet). p50/p95 are over the durations of ended runs, with
-    linear interpolation (``p50`` is the median). Usage sums are NaN when no run has any.
+    linear interpolation (``p50`` is the median). Usage sums are NaN when no run has any;
+    ``usage_runs`` says how many runs they cover (a sum over fewer than ``runs`` is partial).
     """
     if frame.empty:
         return pd.DataFrame(columns=list(STAT_COLUMNS))
@@ -173,23 +183,38 @@ def workflow_stats(frame: pd.DataFrame) -> pd.DataFrame:
     out["failure_rate"] = (out["failed"] / out["ended"]).where(out["ended"] > 0)
     for column in USAGE_COLUMNS:
         out[column] = grouped[column].sum(min_count=1)
+    out["usage_runs"] = grouped["tokens"].count()
     out = out.reset_index()
     return out[list(STAT_COLUMNS)]
 
 
-def runs_over_time(frame: pd.DataFrame, max_points: int = 2000, bins: int = 200) -> pd.DataFrame:
+def runs_over_time(
+    frame: pd.DataFrame,
+    max_points: int = 2000,
+    bins: int = 200,
+    detail: tuple[float, float] | None = None,
+) -> pd.DataFrame:
     """The scatter's points: ``start_ms, duration_ms, status, workflow, runId, count``.
 
     Up to ``max_points`` runs, one point per run (``count`` 1). Beyond, runs are binned
     into ``bins`` equal time bins per status: the point sits at the bin's middle with the
     median duration of its runs, ``count`` says how many it stands for and ``runId`` is
-    empty (a binned point opens nothing). Either way the counts sum to ``len(frame)``.
+    empty (a binned point opens nothing). ``detail`` (a start range in ms, the brushed
+    range) keeps the runs inside it as single points when they are at most ``max_points``,
+    and bins only the rest. Either way the counts sum to ``len(frame)``.
     """
     columns = ["start_ms", "duration_ms", "status", "workflow", "runId", "count"]
+    frame = frame[frame["start_ms"].notna()]
     if len(frame) <= max_points:
         out = frame[["start_ms", "duration_ms", "status", "workflow", "runId"]].copy()
         out["count"] = 1
         return out[columns].reset_index(drop=True)
+    if detail is not None:
+        inside = frame["start_ms"].between(*detail)
+        if 0 < int(inside.sum()) <= max_points:
+            single = runs_over_time(frame[inside], max_points=max_points)
+            rest = runs_over_time(frame[~inside], max_points=0, bins=bins) if (~inside).any() else single.iloc[:0]
+            return pd.concat([rest, single], ignore_index=True)[columns]
     lo, hi = float(frame["start_ms"].min()), float(frame["start_ms"].max())
     width = max((hi - lo) / bins, 1.0)
     index = np.minimum(((frame["start_ms"] - lo) // width).astype(int), bins - 1)

@@ -5,13 +5,16 @@
 ``pn.viewable.Viewer``: display it in JupyterLab (after ``pn.extension()``; it runs on
 the kernel's loop) or serve it (``panel serve apps/``, see ``apps/main.py``).
 
-- **full**: without a run, the run list; with one, the header and connection badge, the
+- **full**: without a run, the runs overview and its run table (``?compare=A,B``: the
+  comparison); with one, the header and connection badge, the
   node tree beside the selected node's details, and tabs for the timeline, scores, event
   log and frame scrubber.
 - **monitor**: for a wall screen: dark, large type, nothing to click. It shows the given
   run or rotates through the active runs every ``rotate_seconds`` (the latest run when
   none is active); while the Gateway is unreachable the run greys out under a badge that
-  says since when; it recovers by itself. Memory is bounded: one run subscribed at a time,
+  says since when; it recovers by itself. ``?overview=1`` makes it the control-room wall
+  (every active run as a tile), ``?overview=rotate`` alternates the wall with each active
+  run. Memory is bounded: one run subscribed at a time,
   ring-buffered events, capped caches.
 
 The Gateway URL and token come from the server's configuration (:mod:`dashboard.config`)
@@ -44,17 +47,16 @@ from .views import (
     NodeDetail,
     RunActions,
     RunHeader,
-    RunList,
     ScoresView,
     Timeline,
     stylesheet,
 )
 from .views.audit import AuditView
 from .views.events import RecentEvents
-from .views.operate_page import OperatePage  # issue 12: approvals inbox, launch form
-from .views.overview import LandingPage  # issue 13: overview + ?compare= on the landing page
-from .views.run_ops import RunOperations  # issue 12: resume, re-run, signal
-from .views.tokens import TokenBreakdown, TokenSummary  # issue 11: tokens and cost
+from .views.operate_page import OperatePage
+from .views.overview import LandingPage
+from .views.run_ops import RunOperations
+from .views.tokens import TokenBreakdown, TokenSummary
 from .views.tree import NodeTree
 
 __all__ = ["Dashboard"]
@@ -106,6 +108,10 @@ class Dashboard(pn.viewable.Viewer):
 
     page: param.Selector[str | None] = param.Selector(default=None, objects=[None, "runs", "run"], doc="What the body shows: the run list or a run.")
 
+    wall: param.Selector[str | None] = param.Selector(default=None, objects=[None, "grid", "rotate"], doc="""
+        Monitor: the control-room wall (``?overview=1``: every active run as a tile; ``rotate``:
+        the tiles, then each active run, ``rotate_seconds`` each).""")
+
     def __init__(
         self,
         run_id: str | None = None,
@@ -128,6 +134,7 @@ class Dashboard(pn.viewable.Viewer):
         self.store = RunStore(hub=self.hub, max_events=self.config.event_log_size)
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None
+        self.wall_grid: Any = None  # the control-room wall's grid, once shown
         self._closed = False
         large = self.view == "monitor"
         self.status = ConnectionBadge(store=self.store, large=large)
@@ -143,9 +150,8 @@ class Dashboard(pn.viewable.Viewer):
             self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled, config=self.config)
             self.scrubber.param.watch(lambda e: self.actions.set_rewind_frame(e.new), "selected_frame")
             self.audit = self._audit_view()
-            self.runs = RunList(hub=self.hub, on_select=self.open_run)
-            self.landing = LandingPage(hub=self.hub, runs=self.runs, on_open=self.open_run)  # issue 13
-            self.operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)  # issue 12
+            self.landing = LandingPage(hub=self.hub, on_open=self.open_run)  # the overview and its run table
+            self.operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)
             self.run_ops = RunOperations(store=self.store, config=self.config, on_open=self.open_run,
                                          can_act=self.operate.role == "operator")
             self.landing_tabs = pn.Tabs(("Runs", self.landing), ("Operate", self.operate), dynamic=True,
@@ -163,6 +169,8 @@ class Dashboard(pn.viewable.Viewer):
         self._on_run()
         if self.rotating:
             self._start_rotation()
+        if self.wall:
+            self.show_wall(self.wall)
 
     # ------------------------------------------------------------------ layouts
 
@@ -171,8 +179,8 @@ class Dashboard(pn.viewable.Viewer):
         back.on_click(lambda e: self.open_run(None))
         # The run controls (or, read-only, the run's pending approvals and who rewound it).
         heading = pn.Column(self.header, TokenSummary(store=self.store), sizing_mode="stretch_width")
-        top = pn.Column(pn.Row(back, heading, sizing_mode="stretch_width"), self.actions, self.run_ops,
-                        sizing_mode="stretch_width")
+        top = pn.Column(pn.Row(back, heading, self._compare_link(), sizing_mode="stretch_width"), self.actions,
+                        self.run_ops, sizing_mode="stretch_width")
         main = pn.Row(
             pn.Column(self.tree, sizing_mode="stretch_both", styles={"flex": "0 0 42%", "min-width": "0"}),
             pn.Column(self.detail, sizing_mode="stretch_both", styles={"flex": "1 1 58%", "min-width": "0"}),
@@ -206,6 +214,13 @@ class Dashboard(pn.viewable.Viewer):
         self.store.param.watch(lambda e: setattr(view, "run_id", e.new), "run_id")
         self.actions.param.watch(lambda e: view.refresh(), "message")
         return view
+
+    def _compare_link(self) -> pn.viewable.Viewer:
+        """Issue 13: "Compare with the previous run" of this workflow, beside the header."""
+        from .views.compare_link import CompareWithPrevious
+
+        self.compare_link = CompareWithPrevious(store=self.store)
+        return self.compare_link
 
     def _monitor_layout(self) -> pn.viewable.Viewable:
         self._content = pn.Column(
@@ -255,8 +270,7 @@ class Dashboard(pn.viewable.Viewer):
             if page == "run":
                 self._body.objects = [self._run_page]
             else:
-                self.runs.refresh()
-                self._body.objects = [self.landing_tabs]  # issue 13: was [self.runs]; issue 12: + Operate
+                self._body.objects = [self.landing_tabs]
 
     def _on_selected(self, event: Any) -> None:
         node = self.store.selected()
@@ -307,6 +321,48 @@ class Dashboard(pn.viewable.Viewer):
                         self.store.run_id = pick
             await asyncio.sleep(self.rotate_seconds)
 
+    # ------------------------------------------------------------------ control-room wall
+
+    def _bind_wall(self) -> None:
+        """``?view=monitor&overview=1`` shows the wall grid; ``overview=rotate`` rotates it with runs."""
+        raw = (pn.state.session_args.get("overview") or [b""])[0]
+        arg = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip().lower()
+        mode = "rotate" if arg == "rotate" else "grid" if arg in ("1", "true", "yes", "grid") else None
+        if self.view == "monitor" and mode and not self.wall_grid:
+            self.show_wall(mode)
+
+    def show_wall(self, mode: str = "grid") -> None:
+        """Show the control-room wall (:mod:`dashboard.views.wall`) alone or in the rotation."""
+        from .views.wall import WallGrid
+
+        self.stop_rotation()
+        self.wall = mode
+        if self.wall_grid is None:
+            self.wall_grid = WallGrid(hub=self.hub)
+        self._body.objects = [self.wall_grid]
+        if mode == "grid":
+            self.store.run_id = None
+        else:
+            with contextlib.suppress(RuntimeError):
+                self._rotation = asyncio.get_running_loop().create_task(self._rotate_wall())
+
+    async def _rotate_wall(self) -> None:
+        """The grid, then each active run on it, ``rotate_seconds`` each, round and round."""
+        assert self.wall_grid is not None
+        position = 0
+        while not self._closed:
+            runs = [t.run_id for t in self.wall_grid.wall.state.tiles if t.active]
+            slots: list[str | None] = [None, *runs]
+            pick = slots[position % len(slots)]
+            position = (position + 1) % len(slots)
+            with pn.io.hold():
+                if pick is None:
+                    self._body.objects = [self.wall_grid]
+                else:
+                    self.store.run_id = pick
+                    self._body.objects = [self._run_page]
+            await asyncio.sleep(self.rotate_seconds)
+
     # ------------------------------------------------------------------ location and lifecycle
 
     def bind_location(self) -> None:
@@ -321,13 +377,14 @@ class Dashboard(pn.viewable.Viewer):
             pn.state.onload(self.timeline.refresh)
         location.sync(self.store, {"run_id": "runId"})
         if self.view == "full":
-            self.landing.bind_location()  # issue 13: ?window= &workflow= &status= &compare=
+            self.landing.bind_location()  # ?window= &workflow= &status= &compare=
         location.sync(self, {"node_key": "nodeId"})
-        if self.view == "full":  # issue 11: ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
+        if self.view == "full":  # ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
             location.sync(self.detail, {"tab": "tab"})
             location.sync(self.detail.agent, {"iteration": "iteration", "attempt": "attempt"})
         if self.rotating and self.store.run_id and pn.state.session_args.get("runId"):
             self.stop_rotation()
+        self._bind_wall()
 
     def stop_rotation(self) -> None:
         self.rotating = False
@@ -339,10 +396,11 @@ class Dashboard(pn.viewable.Viewer):
         """Release everything this session holds (call from ``on_session_destroyed``)."""
         self._closed = True
         self.stop_rotation()
-        runs = getattr(self, "runs", None)
-        if runs is not None:
-            runs.stop()
-            self.landing.close()  # issue 13
-            self.operate.close()  # issue 12
+        landing = getattr(self, "landing", None)
+        if landing is not None:
+            landing.close()
+            self.operate.close()
+        if self.wall_grid is not None:
+            self.wall_grid.close()
         with contextlib.suppress(Exception):
             self.store.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dashboard.analytics import (
     compare_nodes,
@@ -253,3 +253,33 @@ def test_node_metrics_orders_iterations_and_takes_their_state_from_events() -> N
     )
     assert list(metrics) == ["plan", "refine", "refine [1]", "refine [2]", "ship"]
     assert [metrics[k]["state"] for k in metrics] == ["finished", "finished", "failed", "in-progress", "pending"]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)  # a shared, loaded machine
+@given(run_rows(max_size=60), st.integers(1, 30), st.integers(0, 9_000_000), st.integers(0, 5_000_000))
+def test_runs_over_time_shows_the_brushed_range_run_by_run(rows: list[dict[str, Any]], max_points: int,
+                                                            back: int, width: int) -> None:
+    frame = runs_table(rows, NOW)
+    detail = (NOW - back - width, NOW - back)
+    points = runs_over_time(frame, max_points=max_points, bins=20, detail=detail)
+    assert int(points["count"].sum()) == len(frame)
+    inside = frame[frame["start_ms"].between(*detail)]
+    if len(frame) > max_points and 0 < len(inside) <= max_points:
+        singles = points[points["runId"] != ""]
+        assert sorted(singles["runId"]) == sorted(inside["runId"])
+        assert (singles["count"] == 1).all()
+
+
+def test_workflow_stats_say_how_many_runs_their_usage_covers() -> None:
+    from dashboard.views.overview_frames import stats_html
+
+    rows = [{"runId": f"r{i}", "workflowKey": "agents", "status": "finished", "startedAtMs": NOW - 10_000 * (i + 1),
+             "finishedAtMs": NOW - 10_000 * i} for i in range(3)]
+    full = {f"r{i}": {"tokens": 100.0, "cost_usd": 0.5} for i in range(3)}
+    stats = workflow_stats(runs_table(rows, NOW, usage=full))
+    assert stats.loc[0, "tokens"] == 300 and stats.loc[0, "cost_usd"] == pytest.approx(1.5)
+    assert stats.loc[0, "usage_runs"] == 3
+    assert "$1.50" in stats_html(stats) and "300" in stats_html(stats)
+    partial = workflow_stats(runs_table(rows, NOW, usage={"r0": full["r0"]}))
+    assert partial.loc[0, "usage_runs"] == 1
+    assert "$0.50" not in stats_html(partial)  # a sum over 1 of 3 runs is not shown as the whole

@@ -239,3 +239,25 @@ def test_comparison_of_two_rich_runs(page: Page, server: DashboardServer, histor
     # The output diff pane names both runs (identical outputs say so; different ones are a diff).
     expect(page.get_by_text(a, exact=False).last).to_be_visible(timeout=20_000)
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+
+def test_compare_with_the_previous_run_from_a_run_page(page: Page, server: DashboardServer,
+                                                       history: dict[str, Any]) -> None:
+    gw = history["gw"]
+    early, late = history["early"]["rich"], history["late"]["rich"]
+    # The previous run of the same workflow, by listRuns: the rich run that started last before `late`.
+    rows = [r for r in gw.rpc("listRuns", {"filter": {"limit": 1000}}) if r["workflowKey"] == "rich"]
+    start = {r["runId"]: r["startedAtMs"] for r in rows}
+    previous = max((r for r in rows if r["startedAtMs"] < start[late]), key=lambda r: r["startedAtMs"])["runId"]
+    assert previous == early
+    page.goto(server.url(f"runId={late}"), wait_until="domcontentloaded")
+    link = page.locator('[data-testid="compare-previous"]')
+    expect(link).to_have_attribute("data-previous", early, timeout=30_000)
+    link.click()
+    wait_until(lambda: f"compare={early},{late}" in page.url.replace("%2C", ","), 20,
+               f"?compare={early},{late} (url {page.url})", page)
+    expect(page.locator('[data-testid="compare-row"]').first).to_be_attached(timeout=30_000)
+    # The first run of a workflow has nothing to compare with.
+    page.goto(server.url(f"runId={history['early']['demo']}"), wait_until="domcontentloaded")
+    expect(page.locator('[data-testid="compare-previous"]')).to_have_text("No previous run of this workflow",
+                                                                         timeout=30_000)

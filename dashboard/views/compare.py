@@ -141,10 +141,10 @@ class RunComparison(pn.viewable.Viewer):
         self._table = pn.pane.HTML(compare_table_html([], []), stylesheets=[stylesheet(), _CSS],
                                    sizing_mode="stretch_width", margin=(5, 10))
         self._message = TextPane("", margin=(0, 10))
-        self._nodes = pn.widgets.Select(name="Output of task", options=[], width=260)
+        self._nodes = pn.widgets.Select(label="Output of task", options=[], width=260)
         self._diff = TextPane("", sizing_mode="stretch_width", margin=(5, 10),
                               styles={"max-height": "420px", "overflow": "auto"})
-        self._back = pn.widgets.Button(name="← All runs", width=110, margin=(10, 10))
+        self._back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         self._back.on_click(lambda e: self.on_back() if self.on_back is not None else None)
         self._nodes.param.watch(lambda e: setattr(self, "node", e.new or ""), "value")
         self.param.watch(self._load_later, "compare")

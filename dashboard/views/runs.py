@@ -1,163 +1,146 @@
 # mypy: allow-untyped-calls
-"""RunList: the Gateway's runs, filterable by status and workflow, searchable; click to open.
+"""RunList: the landing page's one run table, paginated on the server; click a run to open it.
 
-``listRuns`` is a read the Gateway does not push, so this is the one view that re-reads
-on a timer: every ``refresh_seconds`` while it is shown, plus on filter changes and the
-Refresh button. Reads go through the hub, so many sessions showing the list share them.
-Clicking a row calls ``on_select(run_id)`` (the app sets ``store.run_id`` and so
-``?runId=``).
+The table shows the runs the overview's filters select (time window, workflow, status, the
+brushed range, the picked workflow) plus a search over run id, workflow and status; the
+rows come from the process's shared run feed (:class:`~dashboard.views.overview_feed.RunsFeed`,
+``listRuns`` paged), so a session reads nothing of its own. It is a Tabulator with
+``pagination="remote"``: the server keeps the whole (sorted, newest first) frame and sends
+the browser only the page shown, so 10,000 runs cost one page of rows on the wire.
+
+Clicking a cell of a run calls ``on_select(run_id)`` (the app sets ``?runId=``); ticking two
+or more runs enables "Compare ticked runs", which calls ``on_compare(run_ids)``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from param.parameters import NoNone
 
-from inspector.errors import GatewayError
-from inspector.vocabulary import RunStatus
-
-from ..format import format_duration, run_elapsed
-from ..hub import GatewayHub
+from ..format import format_duration
 from .widgets import TextPane, plaintext
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable
 
-__all__ = ["STATUSES", "RunList", "runs_frame"]
+__all__ = ["COLUMNS", "RunList", "table_frame"]
 
-STATUSES = ["any", *(status.value for status in (
-    RunStatus.RUNNING, RunStatus.WAITING_APPROVAL, RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED,
-))]
-_COLUMNS = ["status", "workflow", "runId", "started", "elapsed"]
+#: The table's columns, in order.
+COLUMNS = ["status", "workflow", "runId", "started", "duration"]
 
 
-def runs_frame(runs: Sequence[Mapping[str, Any]], search: str = "", now: float | None = None) -> pd.DataFrame:
-    needle = search.strip().lower()
-    rows = []
-    for r in runs:
-        run_id = str(r.get("runId", ""))
-        workflow = str(r.get("workflowName") or r.get("workflowKey") or "")
-        if needle and needle not in f"{run_id} {workflow} {r.get('status', '')}".lower():
-            continue
-        started = r.get("startedAtMs") or r.get("createdAtMs")
-        rows.append(
-            {
-                "status": str(r.get("status", "")),
-                "workflow": workflow,
-                "runId": run_id,
-                "started": datetime.fromtimestamp(started / 1000).strftime("%Y-%m-%d %H:%M:%S")
-                if isinstance(started, int | float)
-                else "",
-                "elapsed": format_duration(run_elapsed(r, now)),
-            }
-        )
-    return pd.DataFrame.from_records(rows, columns=_COLUMNS)
+def _durations(values: np.ndarray[Any, Any]) -> list[str]:
+    """``format_duration`` per run, computed once per distinct value at the precision it shows
+    (tenths below 10 s, whole seconds above: 10,000 runs have far fewer distinct values)."""
+    seconds = np.nan_to_num(values, nan=-1000.0) / 1000.0
+    shown = np.where(seconds < 10, np.round(seconds, 1), np.floor(seconds))
+    unique, inverse = np.unique(shown, return_inverse=True)
+    texts = np.array([format_duration(s) if s >= 0 else "–" for s in unique], dtype=object)
+    return list(texts[inverse])
+
+
+def table_frame(frame: pd.DataFrame, search: str = "") -> pd.DataFrame:
+    """The table's rows (:data:`COLUMNS`, text) for a :func:`~dashboard.analytics.runs_table`
+    frame, newest first, keeping the runs whose id, workflow or status contains ``search``
+    (case-insensitive)."""
+    if search.strip() and len(frame):
+        needle = search.strip().lower()
+        hay = frame["runId"].astype(str) + " " + frame["name"].astype(str) + " " + frame["status"].astype(str)
+        frame = frame[hay.str.lower().str.contains(needle, regex=False)]
+    ordered = frame.sort_values("start_ms", ascending=False, kind="stable", na_position="first")
+    if not len(ordered):
+        return pd.DataFrame({c: pd.Series(dtype=str) for c in COLUMNS})
+    started = pd.to_datetime(ordered["start_ms"].to_numpy(), unit="ms", utc=True).tz_convert(None)
+    return pd.DataFrame({
+        "status": ordered["status"].astype(str).to_numpy(),
+        "workflow": ordered["name"].astype(str).to_numpy(),
+        "runId": ordered["runId"].astype(str).to_numpy(),
+        "started": started.strftime("%Y-%m-%d %H:%M:%S").fillna(""),
+        "duration": _durations(ordered["duration_ms"].to_numpy(dtype=float)),
+    })
 
 
 class RunList(pn.viewable.Viewer):
-    """The runs table (see the module docstring)."""
-
-    hub = param.ClassSelector(class_=GatewayHub, allow_None=NoNone, doc="The process's Gateway hub.")
+    """The run table (see the module docstring). :meth:`set_runs` gives it the runs to list."""
 
     on_select = param.Callable(default=None, doc="Called with the run id of a clicked row.")
 
-    refresh_seconds = param.Number(default=10.0, bounds=(2, None), doc="Re-read interval while shown.")
+    on_compare = param.Callable(default=None, doc="Called with the run ids ticked (two or more).")
 
-    limit = param.Integer(default=100, bounds=(1, 500), doc="How many runs to read.")
+    page_size = param.Integer(default=15, bounds=(5, 200), doc="Rows per page (the page is all the browser gets).")
 
-    error = param.String(default=None, allow_None=True, doc="Why the last read failed.")
+    shown = param.Integer(default=0, doc="Runs in the table (after the search).")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._runs: list[dict[str, Any]] = []
-        self._status = pn.widgets.Select(label="Status", options=STATUSES, value="any", width=170)
-        self._workflow = pn.widgets.TextInput(label="Workflow", placeholder="any", width=170)
-        self._search = pn.widgets.TextInput(label="Search", placeholder="run id, workflow…", width=240)
-        self._refresh = pn.widgets.Button(label="Refresh", width=100, margin=(24, 10))
-        self._message = TextPane("Loading runs…", margin=(5, 10))
+        self._frame = pd.DataFrame(columns=["runId", "workflow", "name", "status", "start_ms", "duration_ms"])
+        self._search = pn.widgets.TextInput(label="Search", placeholder="run id, workflow, status…", width=260)
+        self._compare = pn.widgets.Button(label="Compare ticked runs", width=170, disabled=True, margin=(24, 10))
+        self._message = TextPane("", margin=(0, 10))
         self._table = pn.widgets.Tabulator(
-            runs_frame([]),
-            css_classes=["sd-run-list"],  # the landing page has the overview's run table too
+            table_frame(self._frame),
+            css_classes=["sd-run-list"],
             show_index=False,
             disabled=True,
-            selectable=False,
-            formatters=plaintext(*_COLUMNS),
+            selectable="checkbox",
+            pagination="remote",
+            page_size=self.page_size,
+            formatters=plaintext(*COLUMNS),
             layout="fit_data_stretch",
             sizing_mode="stretch_width",
-            height=520,
-            pagination=None,
         )
-        self._table.on_click(self._clicked)
-        self._status.param.watch(lambda e: self.refresh(), "value")
-        self._workflow.param.watch(lambda e: self.refresh(), "value")
         self._search.param.watch(lambda e: self._render(), "value_input")
-        self._refresh.on_click(lambda e: self.refresh())
-        self._task: asyncio.Task[None] | None = None
-        self._callback: Any = None
-        self.refresh()
-        try:
-            self._callback = pn.state.add_periodic_callback(self.refresh, period=int(self.refresh_seconds * 1000))
-        except Exception:
-            self._callback = None
+        self._compare.on_click(self._compare_ticked)
+        self._table.param.watch(self._ticked, "selection")
+        self._table.on_click(self._clicked)
 
-    def refresh(self) -> None:
-        """Re-read ``listRuns`` in the background (on the loop)."""
-        if self._task is not None and not self._task.done():
+    @property
+    def table(self) -> pn.widgets.Tabulator:
+        return self._table
+
+    def set_runs(self, frame: pd.DataFrame, rows: pd.DataFrame | None = None) -> None:
+        """List the runs of ``frame`` (a :func:`~dashboard.analytics.runs_table` frame);
+        ``rows`` is its :func:`table_frame` when the caller has it already (shared by sessions)."""
+        self._frame = frame
+        self._render(rows)
+
+    def _render(self, rows: pd.DataFrame | None = None) -> None:
+        search = self._search.value_input or ""
+        if rows is None or search.strip():
+            rows = table_frame(self._frame, search)
+        self.shown = len(rows)
+        old = self._table.value
+        if old is rows or (old is not None and len(old) == len(rows) and old.equals(rows)):
             return
-        try:
-            self._task = asyncio.get_running_loop().create_task(self._read())
-        except RuntimeError:
-            self._task = None
-
-    async def _read(self) -> None:
-        flt: dict[str, Any] = {"limit": self.limit}
-        if self._status.value != "any":
-            flt["status"] = self._status.value
-        workflow = (self._workflow.value or "").strip()
-        if workflow:
-            flt["workflow"] = workflow
-        try:
-            result = await self.hub.read("listRuns", {"filter": flt}, max_age=2.0)
-        except GatewayError as exc:
-            self.error = str(exc)
-            self._message.object = f"Cannot list runs: {exc}"
-            return
-        self.error = None
-        self._runs = [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
-        self._render()
-
-    def _render(self) -> None:
-        frame = runs_frame(self._runs, self._search.value_input or "", time.time())
         with pn.io.hold():
-            self._table.value = frame
-            if self.error is None:
-                self._message.object = f"{len(frame)} of {len(self._runs)} runs · click a run to open it"
+            self._table.value = rows
+            self._message.object = f"{len(rows)} runs · click a run to open it, tick two or more to compare them"
+
+    def _ticked(self, event: Any) -> None:
+        self._compare.disabled = len(event.new or []) < 2
+
+    def _compare_ticked(self, *_: Any) -> None:
+        frame = self._table.value
+        ids = [str(frame.iloc[i]["runId"]) for i in self._table.selection if i < len(frame)]
+        if len(ids) >= 2 and self.on_compare is not None:
+            self.on_compare(ids)
 
     def _clicked(self, event: Any) -> None:
-        row = event.row
         frame = self._table.value
-        if row is None or row >= len(frame):
-            return
-        run_id = str(frame.iloc[row]["runId"])
+        if event.row is None or event.row >= len(frame) or event.column not in COLUMNS:
+            return  # the tick box column selects, it does not open
+        run_id = str(frame.iloc[event.row]["runId"])
         if self.on_select is not None and run_id:
             callback: Callable[[str], None] = self.on_select
             callback(run_id)
 
-    def stop(self) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
-            pn.Row(self._status, self._workflow, self._search, self._refresh),
+            pn.Row(pn.pane.HTML("<h3>Runs</h3>", margin=(10, 10)), self._search, self._compare),
             self._message,
             self._table,
             sizing_mode="stretch_width",

@@ -33,8 +33,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import param
@@ -59,16 +58,15 @@ from inspector.vocabulary import (
     APPROVAL_EVENT_PREFIX,
     DONE_NODE_EVENTS,
     NODE_EVENT_PREFIX,
-    NODE_EVENT_STATE,
     RUN_EVENT_PREFIX,
     LogEventName,
     OutputStatus,
     RunEventName,
-    RunStatus,
 )
 
 from .agent_feed import AgentFeed, price_table
-from .events_dedup import RunEventTriage, gap_message
+from .event_records import EventRecord, event_record
+from .events_dedup import RunEventTriage
 
 if TYPE_CHECKING:
     from .hub import GatewayHub, Subscription
@@ -79,86 +77,6 @@ __all__ = ["EventRecord", "RunStore"]
 log = logging.getLogger(__name__)
 
 CONNECTION_STATUSES = [s.value for s in ConnectionStatus]
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """One line of the event log.
-
-    ``event`` is the Gateway's event name (``node.started``) or, for what the
-    subscription itself did, a ``stream.*`` / ``connection.*`` name. ``message`` is plain
-    text from the Gateway (an error message, a reason): show it as text, never as HTML.
-    """
-
-    time: float
-    event: str
-    node_id: str | None = None
-    iteration: int | None = None
-    state: str | None = None
-    attempt: int | None = None
-    message: str = ""
-    seq: int | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        return {
-            "time": self.time,
-            "event": self.event,
-            "nodeId": self.node_id or "",
-            "iteration": self.iteration,
-            "state": self.state or "",
-            "attempt": self.attempt,
-            "message": self.message,
-        }
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _error_message(value: object) -> str:
-    if isinstance(value, Mapping):
-        message = value.get("message")
-        name = value.get("code") or value.get("name")
-        if isinstance(message, str):
-            return f"{name}: {message}" if isinstance(name, str) and name and name != "Error" else message
-    if isinstance(value, str):
-        return value
-    return ""
-
-
-def event_record(item: RunEvent, at: float | None = None) -> EventRecord:
-    """The log line of a run event (``received_at`` from the hub when it has one)."""
-    frame = item.frame
-    payload = frame.payload if isinstance(frame.payload, Mapping) else {}
-    when = getattr(item, "received_at", None) or at or time.time()
-    message = _error_message(payload.get("error"))
-    if not message and frame.event == RunEventName.RUN_COMPLETED:
-        message = f"run {payload.get('status', RunStatus.FINISHED.value)}"
-    if not message:
-        for key in ("reason", "message", "note", "decision"):
-            text = _str(payload.get(key))
-            if text:
-                message = text
-                break
-    if not message and frame.event == RunEventName.RUN_GAP_RESYNC:
-        message = gap_message(payload)
-    state = _str(payload.get("state")) or (_str(payload.get("status")) if frame.event.startswith(RUN_EVENT_PREFIX) else None)
-    if state == "waiting" and frame.event in NODE_EVENT_STATE:  # the live payload says only "waiting"
-        state = NODE_EVENT_STATE[RunEventName(frame.event)].value
-    return EventRecord(
-        time=when,
-        event=frame.event,
-        node_id=_str(payload.get("nodeId")),
-        iteration=_int(payload.get("iteration")),
-        state=state,
-        attempt=_int(payload.get("attempt")),
-        message=message[:2000],
-        seq=frame.seq,
-    )
 
 
 class RunStore(param.Parameterized):

@@ -33,7 +33,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import param
@@ -69,6 +68,8 @@ from .event_records import EventRecord, event_record
 from .events_dedup import RunEventTriage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from .hub import GatewayHub, Subscription
     from .shared import SharedRunView
 

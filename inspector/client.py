@@ -612,6 +612,30 @@ class GatewayClient:
             result = result.get("approvals", [])
         return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
 
+    async def _rest_get(self, path: str, method: str, params: dict[str, Any] | None = None) -> Any:
+        """``data`` of a REST read (``{"ok": true, "data": ...}``), its size capped at
+        :attr:`max_response_bytes`; an error answer raises :class:`GatewayRpcError`."""
+        try:
+            request = self._http.build_request("GET", path, params=params, headers=self._auth_headers())
+            response = await self._http.send(request, stream=True)
+            try:
+                raw = await read_capped(response, method, self.max_response_bytes)
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise _unreachable(f"{method}: ", self.display_url, exc) from None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("ok") is True:
+            return body.get("data")
+        status = response.status_code
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            raise GatewayRpcError(error.get("code", f"HTTP_{status}"), str(error.get("message", "")), status=status, method=method)
+        raise GatewayRpcError(f"HTTP_{status}", "unexpected answer", status=status, method=method)
+
     async def list_run_events(
         self, run_id: str, *, after_seq: int | None = None, limit: int = 1000, max_events: int = 50_000
     ) -> list[dict[str, Any]]:
@@ -627,27 +651,8 @@ class GatewayClient:
             query: dict[str, Any] = {"runId": run_id, "limit": min(limit, max_events - len(out))}
             if cursor is not None:
                 query["afterSeq"] = cursor
-            try:
-                request = self._http.build_request("GET", "/v1/api/events", params=query, headers=self._auth_headers())
-                response = await self._http.send(request, stream=True)
-                try:
-                    raw = await read_capped(response, "events", self.max_response_bytes)
-                finally:
-                    await response.aclose()
-            except httpx.HTTPError as exc:
-                raise _unreachable("events: ", self.display_url, exc) from None
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            if not isinstance(body, dict) or body.get("ok") is not True:
-                error = body.get("error") if isinstance(body, dict) else None
-                if isinstance(error, dict):
-                    raise GatewayRpcError(error.get("code", f"HTTP_{response.status_code}"), str(error.get("message", "")),
-                                          status=response.status_code, method="events")
-                raise GatewayRpcError(f"HTTP_{response.status_code}", "unexpected answer", status=response.status_code,
-                                      method="events")
-            rows = [r for r in body.get("data") or [] if isinstance(r, dict)]
+            data = await self._rest_get("/v1/api/events", "events", params=query)
+            rows = [r for r in data or [] if isinstance(r, dict)] if isinstance(data, list) else []
             out.extend(rows)
             seqs = [r["seq"] for r in rows if isinstance(r.get("seq"), int)]
             if len(rows) < query["limit"] or not seqs:
@@ -665,22 +670,7 @@ class GatewayClient:
         bounded by a replay window.
         """
         path = f"/v1/api/runs/{quote(run_id, safe='')}/token-usage"
-        try:
-            response = await self._http.get(path, headers=self._auth_headers())
-        except httpx.HTTPError as exc:
-            raise _unreachable("token-usage: ", self.base_url, exc) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or body.get("ok") is not True:
-            error = body.get("error") if isinstance(body, dict) else None
-            if isinstance(error, dict):
-                raise GatewayRpcError(error.get("code", f"HTTP_{response.status_code}"), str(error.get("message", "")),
-                                      status=response.status_code, method="listRunTokenUsage")
-            raise GatewayRpcError(f"HTTP_{response.status_code}", "unexpected answer", status=response.status_code,
-                                  method="listRunTokenUsage")
-        data = body.get("data")
+        data = await self._rest_get(path, "listRunTokenUsage")
         events = data.get("events") if isinstance(data, dict) else None
         return [row for row in events if isinstance(row, dict)] if isinstance(events, list) else []
 

@@ -22,8 +22,15 @@ export function render({model, el}) {
   let seq = 0
 
   const nearBottom = () => out.scrollHeight - out.scrollTop - out.clientHeight < 32
-  const trim = (first) => {
+  // Chunks the server dropped are removed in batches of TRIM_BATCH, not one per message:
+  // removing the first lines of the <pre> lays out all of it again (appending at its end
+  // does not), so once an attempt is at its byte cap, trimming on every append made each
+  // message a full layout of ~256 KiB of text and the pane fell seconds behind. The page
+  // holds at most TRIM_BATCH chunks more than the server's cap.
+  const TRIM_BATCH = 64
+  const trim = (first, always) => {
     let child = out.firstElementChild
+    if (!always && (!child || first - Number(child.dataset.c) < TRIM_BATCH)) { return }
     while (child && Number(child.dataset.c) < first) {
       const next = child.nextElementSibling
       child.remove()
@@ -47,7 +54,7 @@ export function render({model, el}) {
     const follow = msg.type === "reset" || nearBottom()
     seq = msg.seq
     out.insertAdjacentHTML("beforeend", msg.html)
-    trim(msg.first)
+    trim(msg.first, msg.type === "reset")
     out.dataset.attempt = msg.key ?? ""
     out.dataset.seq = String(seq)
     dropped.hidden = !msg.dropped

@@ -17,6 +17,7 @@ hierarchy follows the layers::
         ├── GatewayRpcError      an error answer, its code normalised (:class:`ErrorCode`)
         ├── GatewayUnavailable   no answer at all: refused, cut, timed out, HTTP 5xx
         │   └── GatewayStalled   the socket went silent past the stall timeout
+        ├── ResponseTooLarge     an answer over the client's size cap (nothing of it applied)
         └── ProtocolUnsupported  the Gateway speaks a protocol version we do not: no retry
 
 Every error a caller may want to branch on is a class, never a string to parse.

@@ -109,7 +109,7 @@ def test_live_rich_run_shows_every_true_state(
     server = serve_dashboard(gw.url)
     # Load the app once (the first session pays for the imports), so the run is watched live.
     page.goto(server.url(), wait_until="domcontentloaded")
-    expect(page.get_by_text(re.compile(r"runs · click a run to open it$"))).to_be_visible(timeout=30_000)
+    expect(page.locator(".sd-run-list").first).to_be_visible(timeout=30_000)
     run_id = gw.launch_run("rich")
     launched = time.monotonic()
     open_run(page, server, run_id)

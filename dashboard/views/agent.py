@@ -41,6 +41,7 @@ from inspector.agents import output_from_history
 from inspector.ansi import AnsiStream, spans_to_html, strip_ansi
 from inspector.errors import GatewayError
 from inspector.pricing import usage_cost
+from inspector.vocabulary import TaskState
 
 from ..format import format_duration, state_colour
 from ..htmlpane import TextHTML
@@ -65,8 +66,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 AGENT_CSS = (ASSETS / "agent.css").read_text(encoding="utf-8")
 
 #: The task state whose colour an attempt status borrows.
-_STATUS_STATE = {"running": "in-progress", "pending": "pending", "finished": "finished", "failed": "failed",
-                 "skipped": "skipped", "cancelled": "cancelled"}
+_STATUS_STATE = {"running": TaskState.IN_PROGRESS, "pending": TaskState.PENDING, "finished": TaskState.FINISHED,
+                 "failed": TaskState.FAILED, "skipped": TaskState.SKIPPED, "cancelled": TaskState.CANCELLED}
 #: A transcript longer than this (characters of JSON) is cut in the view (the download has it all).
 _TRANSCRIPT_CHARS = 200_000
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")

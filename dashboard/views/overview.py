@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 import holoviews as hv
 import panel as pn
 import param
-from panel.io.state import set_curdoc
 
 from ..analytics import WINDOWS, filter_runs, runs_table, score_trends, window_start_ms, workflow_stats
 from ..format import run_status_colour
@@ -67,7 +66,7 @@ from .overview_frames import (
     trends_frame,
 )
 from .runs import RunList, table_frame
-from .widgets import TextPane, stylesheet
+from .widgets import TextPane, in_document, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -247,20 +246,8 @@ class RunsOverview(pn.viewable.Viewer):
             self._in_session(self._refresh)
 
     def _in_session(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` as a callback of this session's document: the feed's poll is shared by
-        every session and runs outside theirs, and HoloViews pushes a ``Pipe`` update to the
-        browser only from inside the document's own callbacks."""
-        doc = self._doc
-        if doc is None or doc.session_context is None:
-            fn()
-            return
-
-        def in_doc() -> None:
-            # Panel's current document is process state: without this it is whichever
-            # session ran last, and ``hold()`` / HoloViews would push to that one.
-            with set_curdoc(doc):
-                fn()
-        doc.add_next_tick_callback(in_doc)
+        """The feed's poll is shared by every session: apply it in this session's document."""
+        in_document(self._doc, fn)
 
     def _filters_changed(self, *events: Any) -> None:
         self._refresh()

@@ -36,7 +36,6 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
-from panel.io.state import set_curdoc
 
 from inspector.agents import RunAgents
 from inspector.pricing import (
@@ -50,7 +49,7 @@ from inspector.pricing import (
 
 from ..htmlpane import TextHTML
 from .base import StoreView
-from .widgets import TextPane, plaintext, stylesheet
+from .widgets import TextPane, in_document, plaintext, stylesheet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -384,17 +383,8 @@ class TokenBreakdown(StoreView):
         self._in_session(apply)
 
     def _in_session(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` in this session's document: store ticks come from the hub's loop, and
-        HoloViews pushes a ``Pipe`` update to the browser only from the document's callbacks."""
-        doc = self._doc
-        if doc is None or doc.session_context is None:
-            fn()
-            return
-
-        def in_doc() -> None:
-            with set_curdoc(doc):
-                fn()
-        doc.add_next_tick_callback(in_doc)
+        """Store ticks come from the hub's loop: apply them in this session's document."""
+        in_document(self._doc, fn)
 
     def _clicked(self, event: Any) -> None:
         frame = self._tables["node"].value

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import panel as pn
 import param
-from panel.io.state import set_curdoc
 from panel.reactive import ReactiveHTML
 
 from inspector.errors import GatewayError
@@ -50,6 +49,7 @@ from inspector.protocol import TERMINAL_RUN_STATUSES
 
 from ..format import run_status_colour
 from .overview_feed import ACTIVE_STATUSES, RunsFeed
+from .widgets import in_document
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -392,15 +392,7 @@ class WallGrid(ReactiveHTML):
             wall._on_poll(True)
 
     def _on_state(self, state: WallState) -> None:
-        doc = self._doc
-        if doc is None or doc.session_context is None:
-            self._apply(state)
-            return
-
-        def in_doc() -> None:
-            with set_curdoc(doc):
-                self._apply(state)
-        doc.add_next_tick_callback(in_doc)
+        in_document(self._doc, lambda: self._apply(state))
 
     def _apply(self, state: WallState) -> None:
         if state.version <= self._version:

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
+from panel.io.state import set_curdoc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["TextPane", "Throttle", "plaintext", "stylesheet"]
+    from bokeh.document import Document
+
+__all__ = ["TextPane", "Throttle", "in_document", "plaintext", "stylesheet"]
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -100,3 +103,23 @@ class Throttle:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+def in_document(doc: Document | None, fn: Callable[[], None]) -> None:
+    """Run ``fn`` as a callback of ``doc``'s session (now, when there is no session).
+
+    Work shared by every session (the hub's ticks, a feed's poll) runs outside theirs; a
+    change made there must reach the right browser: Panel's current document is process
+    state (without :func:`set_curdoc` it is whichever session ran last, and ``hold()`` or a
+    HoloViews ``Pipe`` would push to that one), and HoloViews sends a ``Pipe`` update only
+    from inside the document's own callbacks.
+    """
+    if doc is None or doc.session_context is None:
+        fn()
+        return
+
+    def in_doc() -> None:
+        with set_curdoc(doc):
+            fn()
+
+    doc.add_next_tick_callback(in_doc)

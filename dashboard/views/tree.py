@@ -198,14 +198,16 @@ class NodeTree(StoreView):
         self.tree.param.watch(self._tree_selected, "selected")
         # A wrapping flex row: the tree often gets under half a screen beside the node
         # details, where five controls in one row would overflow into the next panel.
-        self._state_slot = pn.Column(self._state, margin=0, width=158)
         self._toolbar = pn.FlexBox(
-            self._search, self._state_slot, self._expand, self._collapse, self._follow,
+            self._search, self._state, self._expand, self._collapse, self._follow,
             flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
         )
         self._watchers: list[Any] = []
         self._tokens = Throttle(self._send_tokens, 1.0)
         self._extra_states: frozenset[str] | None = None
+        self._page_ready = False
+        self._pending_states: dict[str, str] | None = None
+        pn.state.onload(self._on_page_ready)
         self._bind_store(None, self.store)
         self.param.watch(lambda e: self._bind_store(e.old, e.new), "store")
 
@@ -255,17 +257,32 @@ class NodeTree(StoreView):
         options = {"All states": ""}
         for state in (*COMMON_STATES, *sorted(extra)):
             options[state] = state
-        # A new Select, not new options on the shown one: Bokeh's Select view throws on an
-        # ``options`` change that reaches it before it rendered (a page still loading when a
-        # run with a new state ticks), and the rest of that patch is lost. A changed child of
-        # a plain Bokeh column is a plain layout update (the toolbar's FlexBox, a templated
-        # component, does not redraw a replaced child).
+        if self._page_ready:
+            self._offer_states(options)
+        else:
+            self._pending_states = options
+
+    def _on_page_ready(self) -> None:
+        """Send the filter's options held back while the page was still rendering.
+
+        Bokeh's Select view throws on an ``options`` change that reaches it before it
+        rendered (a page still loading when a run with a new state ticks), and the rest of
+        that patch is lost; replacing the Select instead is lost the same way on a page
+        that is still building its views. Panel's ``onload`` runs on the browser's
+        ``document_ready``, once every view exists.
+        """
+        self._page_ready = True
+        if self._pending_states is not None:
+            options, self._pending_states = self._pending_states, None
+            self._offer_states(options)
+
+    def _offer_states(self, options: dict[str, str]) -> None:
         value = self._state.value if self._state.value in options.values() else ""
-        self._state = self._state_select(options, value)
-        self._state_slot.objects = [self._state]
+        self._state.param.update(options=options, value=value)
 
     def _state_select(self, options: dict[str, str], value: str) -> pn.widgets.Select:
-        select = pn.widgets.Select(options=options, value=value, width=150, margin=(4, 4))
+        select = pn.widgets.Select(options=options, value=value, width=150, margin=(4, 4),
+                                   css_classes=["sd-state-filter"])
         select.param.watch(lambda e: setattr(self.tree, "state_filter", e.new or ""), "value")
         return select
 

@@ -260,7 +260,10 @@ def panel_command(
     """The ``panel serve`` command line (no secret on it: those go in the environment)."""
     allowed = list(dict.fromkeys([*origins, f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]))
     cmd = [sys.executable, "-m", "panel", "serve", str(apps_dir()), "--port", str(port), "--address", address,
-           "--plugins", OPS_PLUGIN, "--unused-session-lifetime", "60000", "--check-unused-sessions", "15000"]
+           "--plugins", OPS_PLUGIN, "--unused-session-lifetime", "60000", "--check-unused-sessions", "15000",
+           # One session built at start: imports, the run history's first page and the
+           # charts' first build are paid there, not by the first visitor.
+           "--warm"]
     for origin in allowed:
         cmd += ["--allow-websocket-origin", origin]
     if auth_module is not None:

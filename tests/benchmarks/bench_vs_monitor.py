@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     browser.start_tracing(page=pages["ours"], categories=CATEGORIES)
                 # Warm both servers' first page load before the run exists.
                 pages["ours"].goto(panel.url, wait_until="networkidle", timeout=120_000)
-                pages["monitor"].goto(f"{gw.url}/monitor", wait_until="networkidle", timeout=120_000)
+                # "load", not "networkidle": the Monitor holds an event stream (/v1/api/stream) open.
+                pages["monitor"].goto(f"{gw.url}/monitor", wait_until="load", timeout=120_000)
                 run_id = gw.rpc("launchRun", {"workflow": "wide", "input": {}})["runId"]
                 launched = time.time()
                 recorder = FrameRecorder(gw.url, run_id)

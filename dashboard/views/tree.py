@@ -98,6 +98,7 @@ class TreeComponent(JSComponent):
         self._echo: object = _NO_ECHO
         self.param.watch(self._selected_changed, "selected")
         self.param.watch(lambda _e: self._send_tokens(), "tokens")
+        self._on_ready: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------- Python -> browser
 
@@ -128,6 +129,10 @@ class TreeComponent(JSComponent):
                 return
             shared = self._shared_source()
             self._send_msg(self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None)))
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the browser reports this component rendered."""
+        self._on_ready.append(callback)
 
     def _send_tokens(self) -> None:
         if self._models:
@@ -161,6 +166,8 @@ class TreeComponent(JSComponent):
                 self.resend()
             if self.tokens != "{}":
                 self._send_tokens()
+            for callback in self._on_ready:
+                callback()
         elif kind == "select":
             node_id = data.get("id")
             if isinstance(node_id, int) and not isinstance(node_id, bool):
@@ -207,7 +214,7 @@ class NodeTree(StoreView):
         self._extra_states: frozenset[str] | None = None
         self._page_ready = False
         self._pending_states: dict[str, str] | None = None
-        pn.state.onload(self._on_page_ready)
+        self.tree.on_ready(self._on_page_ready)
         self._bind_store(None, self.store)
         self.param.watch(lambda e: self._bind_store(e.old, e.new), "store")
 
@@ -263,13 +270,13 @@ class NodeTree(StoreView):
             self._pending_states = options
 
     def _on_page_ready(self) -> None:
-        """Send the filter's options held back while the page was still rendering.
+        """Send the filter's options held back while the toolbar was not yet rendered.
 
         Bokeh's Select view throws on an ``options`` change that reaches it before it
-        rendered (a page still loading when a run with a new state ticks), and the rest of
-        that patch is lost; replacing the Select instead is lost the same way on a page
-        that is still building its views. Panel's ``onload`` runs on the browser's
-        ``document_ready``, once every view exists.
+        rendered, and the rest of that patch is lost; a replaced Select is lost the same way.
+        The run page joins the document after it loaded (so ``document_ready`` is too early),
+        and BokehJS builds its views asynchronously: the tree component's ``ready`` message,
+        sent when it rendered, comes after the toolbar above it rendered.
         """
         self._page_ready = True
         if self._pending_states is not None:

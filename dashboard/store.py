@@ -68,7 +68,7 @@ from .event_records import EventRecord, event_record
 from .events_dedup import RunEventTriage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Hashable
 
     from .hub import GatewayHub, Subscription
     from .shared import SharedRunView
@@ -84,7 +84,8 @@ class RunStore(param.Parameterized):
     """One session's view of one run (see the module docstring).
 
     ``hub`` is the process's :class:`~dashboard.hub.GatewayHub`; RPC reads go through it
-    (``hub.read`` shares them between sessions). Call :meth:`close` when the session ends.
+    (``hub.read`` shares them between sessions). ``owner`` is the visitor the hub counts this
+    session's subscription against. Call :meth:`close` when the session ends.
     """
 
     run_id = param.String(default=None, allow_None=True, doc="""
@@ -214,7 +215,7 @@ class RunStore(param.Parameterized):
     run_refresh_interval = param.Number(default=1.0, bounds=(0, None), doc="""
         Minimum seconds between two ``getRun`` reads triggered by events.""")
 
-    def __init__(self, hub: GatewayHub | None = None, **params: Any) -> None:
+    def __init__(self, hub: GatewayHub | None = None, *, owner: Hashable | None = None, **params: Any) -> None:
         run_id = params.pop("run_id", None)
         selected = params.pop("selected_node", None)
         super().__init__(**params)  # type: ignore[no-untyped-call]
@@ -223,6 +224,9 @@ class RunStore(param.Parameterized):
         if self.prices is None:
             self.prices = price_table()
         self.hub = hub
+        #: The visitor this session belongs to (:func:`dashboard.roles.session_visitor`): the hub
+        #: caps the unconfirmed runs one visitor makes it subscribe to (``None``: uncapped).
+        self.owner = owner
         self._agent_feed = AgentFeed(None)
         self.agents = self._agent_feed.agents
         self._pending_attempts: set[tuple[str, int, int]] = set()
@@ -303,7 +307,7 @@ class RunStore(param.Parameterized):
         if self.run_id and self.hub is not None and not self._closed:
             # Attach first: the catch-up items land in the (just emptied) buffer and are
             # applied by the next flush, after the reset below.
-            self._handle = self.hub.attach(self.run_id, lambda item: self._on_item(gen, item))
+            self._handle = self.hub.attach(self.run_id, lambda item: self._on_item(gen, item), owner=self.owner)
             tree = self.hub.tree(self.run_id)
         self._agent_feed = self._feed_of_run()
         self.param.update(

@@ -32,11 +32,13 @@ Then the run streams and, over ``--seconds`` after ``--warmup``:
   ``smithers_dashboard_upstream_streams``; one per instance is the goal;
 - per instance: CPU share (user+system seconds of its process per wall second, 1.0 = one core),
   RSS before the sessions and at the window's end, deltas applied (``smithers_dashboard_deltas_total``);
-  nginx's CPU share (master and worker), the replay gateway thread's CPU share, the machine's busy
-  cores (``/proc/stat``) and the load average.
+  nginx's CPU share (master and worker), the replay gateway thread's CPU share, this process's
+  (the replay gateway, the client sessions, Playwright), the machine's busy cores (``/proc/stat``)
+  and the load average.
 
-Run time: about 3 minutes for the default ``--sessions 0 100`` (each point starts its instances
-and nginx; opening 100 sessions takes ~1 minute on a quiet machine; 30 s window).
+Run time: about 4 minutes for the default ``--sessions 0 100`` or for ``--sessions 0 80 100`` (each
+point starts its instances and nginx; opening 100 sessions took 16–76 s on the shared machine;
+30 s window): 155 s for ``0 100`` and 222–236 s for ``0 80 100`` measured on the shared machine.
 
     .venv/bin/python tests/benchmarks/bench_nginx.py [--sessions 0 100] [--instances 2] [--pages 2] [--json PATH]
 
@@ -240,10 +242,12 @@ def measure(n: int, replay: ReplayThread, stamps: SendStamps, browser: Any, args
             seq0 = replay.call(lambda: replay.gateway.run_seq(run_id))
             deltas0 = [metric(b, "smithers_dashboard_deltas_total") for b in proxy.instances]
             cpu0, nginx0, replay0 = [cpu_seconds(p) for p in pids], tree_cpu(nginx_pids), thread_cpu(replay.thread.native_id)
+            own0 = cpu_seconds(os.getpid())
             busy0, t0 = busy_cores(), time.time()
             while time.time() < t0 + args.seconds and not replay.call(lambda: replay.gateway.run_done(run_id)):
                 wait_seconds(clock, 0.5)  # measurement window, polled
             cpu1, nginx1, replay1 = [cpu_seconds(p) for p in pids], tree_cpu(nginx_pids), thread_cpu(replay.thread.native_id)
+            own1 = cpu_seconds(os.getpid())
             busy1, t1 = busy_cores(), time.time()
             seq1 = replay.call(lambda: replay.gateway.run_seq(run_id))
             deltas1 = [metric(b, "smithers_dashboard_deltas_total") for b in proxy.instances]
@@ -281,7 +285,7 @@ def measure(n: int, replay: ReplayThread, stamps: SendStamps, browser: Any, args
         missing=sum(p["missing"] for p in pages), pairs=sum(p["pairs"] for p in pages),
         pairs_sent=sum(p["pairs_sent"] for p in pages),
         gateway=on_run | {"devtools_streams_opened": streams_opened},
-        replay_cpu_share=round((replay1 - replay0) / window, 3),
+        replay_cpu_share=round((replay1 - replay0) / window, 3), bench_cpu_share=round((own1 - own0) / window, 2),
         nginx_cpu_share=round((nginx1 - nginx0) / window, 3), machine_busy_cores=round(cores, 2),
         instances=[
             {"instance": i, "wall_sessions": walls[i], "sessions_held": held[i], "nginx_connections": proxied[i],
@@ -327,15 +331,17 @@ def fmt(value: float | None) -> str:
 def tables(results: list[dict[str, Any]]) -> str:
     lines = ["| wall sessions + pages | opened (s to open) | deltas/s sent | pairs shown / sent (all pages) | missing "
              "| p50 (ms) | p95 (ms) | Gateway: connections / DevTools streams / run-event streams on the run "
-             "| DevTools streams opened | nginx CPU share | replay gateway CPU share | machine busy cores | load (1 min) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| DevTools streams opened | nginx CPU share | replay gateway CPU share | bench process CPU share "
+             "| machine busy cores | load (1 min) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         g = r["gateway"]
         lines.append(
             f"| {r['sessions']} + {len(r['pages'])} | {r['opened']} ({r['seconds_to_open']}) | {r['deltas_per_s']:.1f} "
             f"| {r['pairs']:,} / {r['pairs_sent']:,} | {r['missing']} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} "
             f"| {g['connections']} / {g['devtools_streams']} / {g['run_event_streams']} | {g['devtools_streams_opened']} "
-            f"| {r['nginx_cpu_share']:.3f} | {r['replay_cpu_share']:.3f} | {r['machine_busy_cores']:.2f} "
+            f"| {r['nginx_cpu_share']:.3f} | {r['replay_cpu_share']:.3f} | {r['bench_cpu_share']:.2f} "
+            f"| {r['machine_busy_cores']:.2f} "
             f"| {r['load_before'].split()[0]} → {r['load_after'].split()[0]} |")
     lines += ["", "| wall sessions (total) | instance | wall sessions on it | nginx connections to it (websockets) | measured pages "
               "| page p50 / p95 (ms) | pairs shown / sent | upstream_streams metric | deltas applied /s | CPU share "

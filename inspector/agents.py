@@ -53,6 +53,20 @@ kept text starts at a line). :attr:`AgentAttempt.dropped_lines` counts the newli
 keep the full text of a long attempt: :func:`output_from_history` rebuilds it, uncapped, from
 the durable history (``/v1/api/events``), which is where a download of it comes from.
 
+**Transcript.** ``agent.session`` brings one row of the provider's session transcript per event
+(Smithers' ``AgentTraceCollector`` emits an ``AgentSessionEvent`` per structured stdout line of a
+``stream-json`` agent, at the end of the attempt). The rows are kept in arrival order, an
+event's list of rows extends them, and the k-th row of an attempt is applied once whichever
+source brings it; at most :data:`TRANSCRIPT_MAX_ROWS` per attempt (the newest).
+
+**Rewinds.** Smithers' ``jumpToFrame`` deletes the attempts started after the target frame but
+keeps every event row (it appends a ``TimeTravelJumped``), so the durable history and
+``listRunTokenUsage`` still hold the discarded attempts' output, actions and usage, and a
+re-executed task reuses their attempt numbers. :func:`discard_rewound` cuts each rewound
+stretch out of the history (the rows after the target frame's ``FrameCommitted`` up to the
+jump) and :meth:`RunAgents.rebuilt` folds what is left into a fresh model that a live source
+can continue, so the model holds what the run now is.
+
 **Order.** Chunks are kept in arrival order. Smithers 0.32 emits an agent's output chunks
 after an asynchronous heartbeat-ownership check per chunk, so a burst of ``onStdout`` calls
 can reach the event log out of print order (seen on the real engine: lines 6 and 7 of a
@@ -72,17 +86,26 @@ from .pricing import CostEstimate, PriceTable, TokenCounts, estimate_cost
 __all__ = [
     "DEFAULT_OUTPUT_CAP_BYTES",
     "DURABLE_EVENT_NAMES",
+    "TRANSCRIPT_MAX_ROWS",
+    "Rewound",
     "AgentAction",
     "AgentAttempt",
     "AttemptKey",
     "OutputChunk",
     "RunAgents",
     "UsageRow",
+    "discard_rewound",
     "output_from_history",
 ]
 
 #: Output kept per attempt (bytes of UTF-8): 256 KiB, about 3,000 lines of 80 characters.
 DEFAULT_OUTPUT_CAP_BYTES: Final = 256 * 1024
+
+#: The ``source`` of durable history rows (:meth:`RunAgents.apply_history_row`).
+_HISTORY_SOURCE: Final = "history"
+
+#: Transcript rows kept per attempt (``agent.session``), the newest.
+TRANSCRIPT_MAX_ROWS: Final = 2000
 
 #: ``(nodeId, iteration, attempt)``.
 AttemptKey: TypeAlias = tuple[str, int, int]
@@ -183,7 +206,8 @@ class AgentAttempt:
     ok: bool | None = None
     usage: TokenCounts | None = None
     usage_ms: float | None = None
-    transcript: Any = None
+    transcript: list[Any] = field(default_factory=list)
+    transcript_dropped: int = 0
     trace_events: int = 0
     trace_summary: Mapping[str, Any] | None = None
     last_heartbeat_ms: float | None = None
@@ -371,7 +395,7 @@ class RunAgents:
         if name == "run.completed" and "status" not in payload:
             status = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
             payload = {**payload, "status": status[str(row.get("event"))]}
-        return self.apply(name, payload, seq=_int(row.get("seq")), source="history", t_ms=_num(row.get("timestampMs")))
+        return self.apply(name, payload, seq=_int(row.get("seq")), source=_HISTORY_SOURCE, t_ms=_num(row.get("timestampMs")))
 
     def apply_history(self, rows: Iterable[Mapping[str, Any]]) -> set[AttemptKey]:
         """Fold durable history rows (in ``seq`` order); the attempts they changed."""
@@ -390,6 +414,45 @@ class RunAgents:
             if key is not None:
                 changed.add(key)
         return changed
+
+    @classmethod
+    def rebuilt(
+        cls,
+        history: Iterable[Mapping[str, Any]],
+        usage: Iterable[Mapping[str, Any]] = (),
+        *,
+        run_id: str | None = None,
+        output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
+        live_source: str | None = None,
+    ) -> RunAgents:
+        """The run as it now is: durable ``history`` rows with every rewound stretch cut out
+        (:func:`discard_rewound`), then ``usage`` (``listRunTokenUsage`` rows) except those
+        reported inside a rewound stretch.
+
+        ``live_source`` names a live stream that starts at the last rewind (a subscription
+        resumed after ``run.time_travel_jumped``): it never sent what came before, so its k-th
+        output chunk of a node, action or transcript row is lined up with the history's k-th
+        one *after* that rewind, and what both bring is applied once.
+        """
+        model = cls(run_id, output_cap_bytes=output_cap_bytes)
+        cut = discard_rewound(history)
+        model.apply_history(cut.rows[: cut.resume])
+        if live_source is not None:
+            for (source, scope), count in list(model._positions.items()):
+                if source == _HISTORY_SOURCE:
+                    model._positions[(live_source, scope)] = count
+        model.apply_history(cut.rows[cut.resume :])
+        model.apply_token_usage_rows(row for row in usage if not cut.discards(row))
+        return model
+
+    def adopt(self, other: RunAgents) -> None:
+        """Become ``other`` (a :meth:`rebuilt` model) in place, so every holder of this object
+        sees the run as ``other`` has it; ``version`` still only goes up."""
+        version = self.version
+        state = vars(self)
+        state.clear()
+        state.update(vars(other))
+        self.version = version + other.version + 1
 
     # ------------------------------------------------------------------ reading
 
@@ -609,7 +672,16 @@ class RunAgents:
         attempt = self._target(payload, source)
         if attempt is None or "transcript" not in payload:
             return None
-        attempt.transcript = payload["transcript"]
+        rows = payload["transcript"]
+        fresh = [row for row in (rows if isinstance(rows, list) else [rows])
+                 if self._next_position(source, ("session", attempt.key))]
+        if not fresh:
+            return None
+        attempt.transcript.extend(fresh)
+        over = len(attempt.transcript) - TRANSCRIPT_MAX_ROWS
+        if over > 0:
+            del attempt.transcript[:over]
+            attempt.transcript_dropped += over
         return attempt
 
     def _on_trace(self, payload: Mapping[str, Any], source: str, at: float | None) -> AgentAttempt | None:
@@ -709,6 +781,68 @@ class RunAgents:
             self.run_finished_ms = max(at, self.run_finished_ms or at)
         return None
 
+
+@dataclass(frozen=True, slots=True)
+class Rewound:
+    """A durable history with its rewound stretches cut out (:func:`discard_rewound`)."""
+
+    #: The rows the run still stands on, in ``seq`` order (jump rows included).
+    rows: list[Mapping[str, Any]]
+    #: Index in ``rows`` just past the last ``TimeTravelJumped`` (0 without a rewind).
+    resume: int
+    #: ``(from_ms, to_ms]`` of each cut stretch on the Gateway's clock (``None``: unbounded).
+    windows: tuple[tuple[float | None, float | None], ...]
+
+    def discards(self, row: Mapping[str, Any]) -> bool:
+        """Whether a ``listRunTokenUsage`` row (or any row with ``timestampMs``) was reported
+        inside a cut stretch. A row without a time cannot be placed and is kept."""
+        at = _num(row.get("timestampMs"))
+        if at is None:
+            return False
+        return any((start is None or at > start) and (end is None or at <= end) for start, end in self.windows)
+
+
+def discard_rewound(rows: Iterable[Mapping[str, Any]]) -> Rewound:
+    """Cut what each rewind discarded out of a run's durable history rows.
+
+    Smithers' ``jumpToFrame`` (time-travel ``jumpToFrame.js``) deletes the frames after the
+    target and the attempts started after the target frame was created, and appends a
+    ``TimeTravelJumped`` row, but leaves the event rows of the discarded future in place.
+    Walking the rows in ``seq`` order, a ``TimeTravelJumped`` to frame F drops every row after
+    the latest ``FrameCommitted`` of frame F (frames are renumbered after a rewind, so the
+    latest one is the frame the run went back to); with no such row everything before the jump
+    goes. The time between that commit and the jump is a cut window, for rows that carry no
+    seq (``listRunTokenUsage``).
+    """
+    def seq_of(row: Mapping[str, Any]) -> int:
+        seq = _int(row.get("seq"))
+        return seq if seq is not None else -1
+
+    kept: list[Mapping[str, Any]] = []
+    frames: dict[int, tuple[int, float | None]] = {}  # frameNo -> (index in kept, commit time)
+    windows: list[tuple[float | None, float | None]] = []
+    resume = 0
+    for row in sorted(rows, key=seq_of):
+        event = row.get("event")
+        raw = row.get("payload")
+        payload: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        at = _num(row.get("timestampMs"))
+        at = at if at is not None else _num(payload.get("timestampMs"))
+        if event == "FrameCommitted":
+            frame = _int(payload.get("frameNo"))
+            if frame is not None:
+                frames[frame] = (len(kept), at)
+        elif event == "TimeTravelJumped":
+            target = _int(payload.get("toFrameNo"))
+            index, since = frames.get(target, (-1, None)) if target is not None else (-1, None)
+            del kept[index + 1 :]
+            frames = {frame: mark for frame, mark in frames.items() if mark[0] <= index}
+            windows.append((since, at))
+            kept.append(row)
+            resume = len(kept)
+            continue
+        kept.append(row)
+    return Rewound(kept, resume, tuple(windows))
 
 _Handler: TypeAlias = Callable[[RunAgents, Mapping[str, Any], str, "float | None"], "AgentAttempt | None"]
 

@@ -17,7 +17,7 @@ deduplication keeps the same event from two sources from counting twice.
 discarded, and the Gateway's history and ``listRunTokenUsage`` still list them (Smithers keeps
 event rows; a re-executed task even reuses their attempt numbers). :meth:`AgentFeed.rewind`
 re-reads both once per jump for every session, folds them with the rewound stretches cut out
-(:meth:`~inspector.agents.RunAgents.rebuilt`) plus the live events that came meanwhile, and
+(:func:`~inspector.agent_history.rebuilt_agents`) plus the live events that came meanwhile, and
 the model becomes that in place. The live stream goes on under a source name of its own
 (``live#1``, ...) lined up with the history after the jump; live events from before it (a
 late joiner's catch-up) and replayed durable rows are old news and are dropped. A finished run
@@ -37,7 +37,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from inspector.agents import RunAgents, discard_rewound
+from inspector.agent_history import discard_rewound, rebuilt_agents
+from inspector.agents import RunAgents
 from inspector.errors import GatewayError
 from inspector.pricing import PRICES_ENV, PriceTable, load_price_table
 from inspector.protocol import TimeTravelJump
@@ -194,7 +195,7 @@ class AgentFeed:
             self._stale.popitem(last=False)
         self.generation += 1
         self._cut_windows = discard_rewound(history)
-        model = RunAgents.rebuilt(history, usage, run_id=self.agents.run_id,
+        model = rebuilt_agents(history, usage, run_id=self.agents.run_id,
                                   output_cap_bytes=self.agents.output_cap_bytes, live_source=self.live_source)
         for item in meanwhile:
             self._fold(model, item)

@@ -50,7 +50,8 @@ events that carry an attempt number make a new attempt.
 single chunk larger than the cap keeps its end, cut after a newline when one is near (so the
 kept text starts at a line). :attr:`AgentAttempt.dropped_lines` counts the newlines dropped
 ("N earlier lines") and :attr:`AgentAttempt.dropped_bytes` their bytes. The model does not
-keep the full text of a long attempt: :func:`output_from_history` rebuilds it, uncapped, from
+keep the full text of a long attempt: :func:`inspector.agent_history.output_from_history`
+rebuilds it, uncapped, from
 the durable history (``/v1/api/events``), which is where a download of it comes from.
 
 **Transcript.** ``agent.session`` brings one row of the provider's session transcript per event
@@ -62,10 +63,9 @@ source brings it; at most :data:`TRANSCRIPT_MAX_ROWS` per attempt (the newest).
 **Rewinds.** Smithers' ``jumpToFrame`` deletes the attempts started after the target frame but
 keeps every event row (it appends a ``TimeTravelJumped``), so the durable history and
 ``listRunTokenUsage`` still hold the discarded attempts' output, actions and usage, and a
-re-executed task reuses their attempt numbers. :func:`discard_rewound` cuts each rewound
-stretch out of the history (the rows after the target frame's ``FrameCommitted`` up to the
-jump) and :meth:`RunAgents.rebuilt` folds what is left into a fresh model that a live source
-can continue, so the model holds what the run now is.
+re-executed task reuses their attempt numbers: :mod:`inspector.agent_history` cuts the
+rewound stretches out and folds the rest into a fresh model (:meth:`RunAgents.adopt` puts it in
+place), which a live source can continue (:meth:`RunAgents.start_source`).
 
 **Order.** Chunks are kept in arrival order. Smithers 0.32 emits an agent's output chunks
 after an asynchronous heartbeat-ownership check per chunk, so a burst of ``onStdout`` calls
@@ -86,23 +86,21 @@ from .pricing import CostEstimate, PriceTable, TokenCounts, estimate_cost
 __all__ = [
     "DEFAULT_OUTPUT_CAP_BYTES",
     "DURABLE_EVENT_NAMES",
+    "HISTORY_SOURCE",
     "TRANSCRIPT_MAX_ROWS",
-    "Rewound",
     "AgentAction",
     "AgentAttempt",
     "AttemptKey",
     "OutputChunk",
     "RunAgents",
     "UsageRow",
-    "discard_rewound",
-    "output_from_history",
 ]
 
 #: Output kept per attempt (bytes of UTF-8): 256 KiB, about 3,000 lines of 80 characters.
 DEFAULT_OUTPUT_CAP_BYTES: Final = 256 * 1024
 
 #: The ``source`` of durable history rows (:meth:`RunAgents.apply_history_row`).
-_HISTORY_SOURCE: Final = "history"
+HISTORY_SOURCE: Final = "history"
 
 #: Transcript rows kept per attempt (``agent.session``), the newest.
 TRANSCRIPT_MAX_ROWS: Final = 2000
@@ -395,7 +393,7 @@ class RunAgents:
         if name == "run.completed" and "status" not in payload:
             status = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
             payload = {**payload, "status": status[str(row.get("event"))]}
-        return self.apply(name, payload, seq=_int(row.get("seq")), source=_HISTORY_SOURCE, t_ms=_num(row.get("timestampMs")))
+        return self.apply(name, payload, seq=_int(row.get("seq")), source=HISTORY_SOURCE, t_ms=_num(row.get("timestampMs")))
 
     def apply_history(self, rows: Iterable[Mapping[str, Any]]) -> set[AttemptKey]:
         """Fold durable history rows (in ``seq`` order); the attempts they changed."""
@@ -415,38 +413,17 @@ class RunAgents:
                 changed.add(key)
         return changed
 
-    @classmethod
-    def rebuilt(
-        cls,
-        history: Iterable[Mapping[str, Any]],
-        usage: Iterable[Mapping[str, Any]] = (),
-        *,
-        run_id: str | None = None,
-        output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
-        live_source: str | None = None,
-    ) -> RunAgents:
-        """The run as it now is: durable ``history`` rows with every rewound stretch cut out
-        (:func:`discard_rewound`), then ``usage`` (``listRunTokenUsage`` rows) except those
-        reported inside a rewound stretch.
-
-        ``live_source`` names a live stream that starts at the last rewind (a subscription
-        resumed after ``run.time_travel_jumped``): it never sent what came before, so its k-th
-        output chunk of a node, action or transcript row is lined up with the history's k-th
-        one *after* that rewind, and what both bring is applied once.
-        """
-        model = cls(run_id, output_cap_bytes=output_cap_bytes)
-        cut = discard_rewound(history)
-        model.apply_history(cut.rows[: cut.resume])
-        if live_source is not None:
-            for (source, scope), count in list(model._positions.items()):
-                if source == _HISTORY_SOURCE:
-                    model._positions[(live_source, scope)] = count
-        model.apply_history(cut.rows[cut.resume :])
-        model.apply_token_usage_rows(row for row in usage if not cut.discards(row))
-        return model
+    def start_source(self, source: str, like: str) -> None:
+        """Count ``source`` as having brought, so far, what ``like`` brought: its next item
+        of an output, action or transcript row lines up with ``like``'s next one. For a live
+        stream that starts where the history stands (after a rewind, see
+        :func:`inspector.agent_history.rebuilt_agents`)."""
+        for (name, scope), count in list(self._positions.items()):
+            if name == like:
+                self._positions[(source, scope)] = count
 
     def adopt(self, other: RunAgents) -> None:
-        """Become ``other`` (a :meth:`rebuilt` model) in place, so every holder of this object
+        """Become ``other`` (a rebuilt model) in place, so every holder of this object
         sees the run as ``other`` has it; ``version`` still only goes up."""
         version = self.version
         state = vars(self)
@@ -782,68 +759,6 @@ class RunAgents:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Rewound:
-    """A durable history with its rewound stretches cut out (:func:`discard_rewound`)."""
-
-    #: The rows the run still stands on, in ``seq`` order (jump rows included).
-    rows: list[Mapping[str, Any]]
-    #: Index in ``rows`` just past the last ``TimeTravelJumped`` (0 without a rewind).
-    resume: int
-    #: ``(from_ms, to_ms]`` of each cut stretch on the Gateway's clock (``None``: unbounded).
-    windows: tuple[tuple[float | None, float | None], ...]
-
-    def discards(self, row: Mapping[str, Any]) -> bool:
-        """Whether a ``listRunTokenUsage`` row (or any row with ``timestampMs``) was reported
-        inside a cut stretch. A row without a time cannot be placed and is kept."""
-        at = _num(row.get("timestampMs"))
-        if at is None:
-            return False
-        return any((start is None or at > start) and (end is None or at <= end) for start, end in self.windows)
-
-
-def discard_rewound(rows: Iterable[Mapping[str, Any]]) -> Rewound:
-    """Cut what each rewind discarded out of a run's durable history rows.
-
-    Smithers' ``jumpToFrame`` (time-travel ``jumpToFrame.js``) deletes the frames after the
-    target and the attempts started after the target frame was created, and appends a
-    ``TimeTravelJumped`` row, but leaves the event rows of the discarded future in place.
-    Walking the rows in ``seq`` order, a ``TimeTravelJumped`` to frame F drops every row after
-    the latest ``FrameCommitted`` of frame F (frames are renumbered after a rewind, so the
-    latest one is the frame the run went back to); with no such row everything before the jump
-    goes. The time between that commit and the jump is a cut window, for rows that carry no
-    seq (``listRunTokenUsage``).
-    """
-    def seq_of(row: Mapping[str, Any]) -> int:
-        seq = _int(row.get("seq"))
-        return seq if seq is not None else -1
-
-    kept: list[Mapping[str, Any]] = []
-    frames: dict[int, tuple[int, float | None]] = {}  # frameNo -> (index in kept, commit time)
-    windows: list[tuple[float | None, float | None]] = []
-    resume = 0
-    for row in sorted(rows, key=seq_of):
-        event = row.get("event")
-        raw = row.get("payload")
-        payload: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        at = _num(row.get("timestampMs"))
-        at = at if at is not None else _num(payload.get("timestampMs"))
-        if event == "FrameCommitted":
-            frame = _int(payload.get("frameNo"))
-            if frame is not None:
-                frames[frame] = (len(kept), at)
-        elif event == "TimeTravelJumped":
-            target = _int(payload.get("toFrameNo"))
-            index, since = frames.get(target, (-1, None)) if target is not None else (-1, None)
-            del kept[index + 1 :]
-            frames = {frame: mark for frame, mark in frames.items() if mark[0] <= index}
-            windows.append((since, at))
-            kept.append(row)
-            resume = len(kept)
-            continue
-        kept.append(row)
-    return Rewound(kept, resume, tuple(windows))
-
 _Handler: TypeAlias = Callable[[RunAgents, Mapping[str, Any], str, "float | None"], "AgentAttempt | None"]
 
 #: Live event name -> the method folding it.
@@ -865,30 +780,3 @@ _HANDLERS: Final[Mapping[str, _Handler]] = {
     "run.started": RunAgents._on_run_started,
     "run.completed": RunAgents._on_run_completed,
 }
-
-
-def output_from_history(
-    rows: Iterable[Mapping[str, Any]], node_id: str, iteration: int = 0, attempt: int = 1
-) -> list[OutputChunk]:
-    """An attempt's whole output, uncapped, from durable history rows (``NodeOutput``), in seq order.
-
-    What a "download the full text" reads: the model itself keeps only the newest
-    ``output_cap_bytes`` of each attempt.
-    """
-    chunks: list[tuple[int, OutputChunk]] = []
-    seen: set[int] = set()
-    for row in rows:
-        payload = row.get("payload")
-        seq = _int(row.get("seq"), -1)
-        if row.get("event") != "NodeOutput" or not isinstance(payload, Mapping) or seq is None or seq in seen:
-            continue
-        if (payload.get("nodeId"), _int(payload.get("iteration"), 0), _int(payload.get("attempt"), 1)) != (
-            node_id, iteration, attempt
-        ):
-            continue
-        text = payload.get("text")
-        if isinstance(text, str):
-            seen.add(seq)
-            stream: Stream = "stderr" if payload.get("stream") == "stderr" else "stdout"
-            chunks.append((seq, OutputChunk(stream, text, _num(payload.get("timestampMs")))))
-    return [chunk for _, chunk in sorted(chunks, key=lambda c: c[0])]

@@ -3,7 +3,7 @@
 Smithers' ``jumpToFrame`` deletes the attempts started after the target frame but keeps every
 event row, so the durable history and ``listRunTokenUsage`` of a rewound run still list the
 discarded attempts, and a re-executed task reuses their attempt numbers. The pure part
-(:func:`inspector.agents.discard_rewound`, :meth:`RunAgents.rebuilt`) is tested on history rows
+(:func:`inspector.agent_history.discard_rewound`, :func:`~inspector.agent_history.rebuilt_agents`) is tested on history rows
 shaped like the engine's; :class:`dashboard.agent_feed.AgentFeed` with a scripted client; the
 whole dashboard stack on the real Gateway's ``agent-steps`` workflow.
 """
@@ -14,7 +14,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from dashboard.agent_feed import AgentFeed
-from inspector.agents import RunAgents, discard_rewound
+from inspector.agent_history import discard_rewound, rebuilt_agents
+from inspector.agents import RunAgents
 from inspector.items import RunEvent
 from inspector.pricing import TokenCounts
 from inspector.protocol import EventFrame, TimeTravelJump
@@ -92,7 +93,7 @@ def test_a_second_rewind_goes_back_to_the_frame_as_renumbered() -> None:
     h.frame(4, 1400)
     h.attempt("c", 1410, "c after the first rewind\n", 50)
     h.add("TimeTravelJumped", 1500, fromFrameNo=4, toFrameNo=3)
-    model = RunAgents.rebuilt(h.rows, h.usage(), run_id=RUN)
+    model = rebuilt_agents(h.rows, h.usage(), run_id=RUN)
     assert sorted(a.key for a in model) == [("a", 0, 1)]
     assert model.totals().input == 100
     assert discard_rewound(h.rows).windows == ((1100, 1300), (1310, 1500))
@@ -100,7 +101,7 @@ def test_a_second_rewind_goes_back_to_the_frame_as_renumbered() -> None:
     h.attempt("b", 1520, "b, third time\n", 800)
     h.frame(5, 1600)
     h.add("TimeTravelJumped", 1700, fromFrameNo=5, toFrameNo=5)  # to the newest frame: nothing after it
-    model = RunAgents.rebuilt(h.rows, h.usage(), run_id=RUN)
+    model = rebuilt_agents(h.rows, h.usage(), run_id=RUN)
     b = model.attempt("b")
     assert b is not None and b.text() == "b, third time\n" and model.totals().input == 900
 
@@ -111,7 +112,7 @@ def test_a_jump_to_a_frame_the_history_does_not_hold_discards_everything_before_
     h.add("TimeTravelJumped", 50, fromFrameNo=1, toFrameNo=0)
     cut = discard_rewound(h.rows)
     assert [r["event"] for r in cut.rows] == ["TimeTravelJumped"] and cut.resume == 1
-    assert RunAgents.rebuilt(h.rows, h.usage()).attempts == {}
+    assert rebuilt_agents(h.rows, h.usage()).attempts == {}
 
 
 def test_the_rebuilt_model_holds_the_run_as_it_now_is() -> None:
@@ -125,7 +126,7 @@ def test_the_rebuilt_model_holds_the_run_as_it_now_is() -> None:
     assert old_b is not None and old_b.text() == "old b\nnew b\n" and old_b.usage == TokenCounts(input=200)
     assert before.attempt("c") is not None
 
-    model = RunAgents.rebuilt(h.rows, h.usage(), run_id=RUN)
+    model = rebuilt_agents(h.rows, h.usage(), run_id=RUN)
     b = model.attempt("b")
     assert b is not None and b.text() == "new b\n" and b.actions == {} and b.usage == TokenCounts(input=400)
     assert b.status == "finished"
@@ -139,7 +140,7 @@ def test_a_live_stream_resumed_after_the_rewind_lines_up_with_the_history() -> N
     of ``b`` is the history's first after the jump (a duplicate), and ``a``'s next chunk is
     its second (new), not a repeat of its first."""
     h = rewound_run()
-    model = RunAgents.rebuilt(h.rows, h.usage(), run_id=RUN, live_source="live#1")
+    model = rebuilt_agents(h.rows, h.usage(), run_id=RUN, live_source="live#1")
     live = [("node.started", {"nodeId": "b"}), ("task.output", {"nodeId": "b", "output": "new b\n"}),
             ("task.output", {"nodeId": "b", "output": "more b\n"}), ("task.output", {"nodeId": "a", "output": "a again\n"})]
     for seq, (event, payload) in enumerate(live, start=40):
@@ -155,7 +156,7 @@ def test_adopt_keeps_the_object_and_moves_the_version_on() -> None:
     model.apply_history(h.rows)
     version = model.version
     holder = model
-    model.adopt(RunAgents.rebuilt(h.rows, h.usage(), run_id=RUN))
+    model.adopt(rebuilt_agents(h.rows, h.usage(), run_id=RUN))
     assert holder is model and model.attempt("c") is None and model.version > version
 
 

@@ -18,7 +18,7 @@ Three parts:
 - :class:`AgentView`: the tab: iteration and attempt pickers (``iteration`` / ``attempt``,
   ``None`` meaning "the tree's iteration, the newest attempt"), the attempt's status, model,
   tokens and cost, the output with "N earlier lines" and a download of the whole text (read
-  from the durable history, uncapped, by :func:`inspector.agents.output_from_history`), the
+  from the durable history, uncapped, by :func:`inspector.agent_history.output_from_history`), the
   actions (``data-testid="agent-action"`` with ``data-status``), the answer and the
   transcript. Everything the agent wrote is escaped text.
 """
@@ -38,7 +38,7 @@ import panel as pn
 import param
 from panel.custom import JSComponent
 
-from inspector.agents import output_from_history
+from inspector.agent_history import output_from_history
 from inspector.ansi import AnsiStream, spans_to_html, strip_ansi
 from inspector.errors import GatewayError
 from inspector.pricing import usage_cost

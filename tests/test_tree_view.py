@@ -384,9 +384,10 @@ def test_tree_js_never_drops_a_gap_for_good(tmp_path: Any) -> None:
 
 def test_served_tree_js_gets_its_icons_and_states_from_the_vocabulary() -> None:
     """The module the browser receives opens with the vocabulary's icon table (emoji and
-    plain glyph for every node type) and running states; tree.js itself declares none."""
+    plain glyph for every node type) and running states, then the tree's parts in order;
+    no part declares a table of its own."""
     from dashboard.treerows import tree_vocabulary_js
-    from dashboard.views.tree import ASSETS
+    from dashboard.views.tree import ASSETS, TREE_MODULES, tree_module_js
     from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, TaskState
 
     served = TreeComponent._render_esm(compiled=True, server=False)
@@ -395,5 +396,7 @@ def test_served_tree_js_gets_its_icons_and_states_from_the_vocabulary() -> None:
     vocabulary = json.loads(first.removeprefix("const VOCABULARY = "))
     assert vocabulary["icons"] == {str(t): list(icon) for t, icon in NODE_ICONS.items()}
     assert set(vocabulary["running"]) == RUNNING_TASK_STATES and vocabulary["failed"] == TaskState.FAILED
-    source = (ASSETS / "tree.js").read_text(encoding="utf-8")
-    assert "const VOCABULARY" not in source and rest.strip() == source.strip()
+    assert rest.strip() == tree_module_js().strip()
+    for name in TREE_MODULES:
+        part = (ASSETS / name).read_text(encoding="utf-8")
+        assert "const VOCABULARY" not in part and part.strip() in rest

@@ -81,6 +81,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
+from .echoes import EchoFilter
 from .pricing import CostEstimate, PriceTable, TokenCounts, estimate_cost
 
 __all__ = [
@@ -101,6 +102,8 @@ DEFAULT_OUTPUT_CAP_BYTES: Final = 256 * 1024
 
 #: The ``source`` of durable history rows (:meth:`RunAgents.apply_history_row`).
 HISTORY_SOURCE: Final = "history"
+#: The source name of ``listRunTokenUsage`` rows.
+TOKEN_USAGE_SOURCE: Final = "token-usage"
 
 #: Transcript rows kept per attempt (``agent.session``), the newest.
 TRANSCRIPT_MAX_ROWS: Final = 2000
@@ -340,6 +343,7 @@ class RunAgents:
         self.run_finished_ms: float | None = None
         self.run_status: str | None = None
         self._seen: dict[str, _SeqSet] = {}
+        self._echoes: dict[str, EchoFilter] = {}  # per live source: the Gateway's echo (inspector.echoes)
         self._positions: dict[tuple[str, object], int] = {}  # (source, scope) -> items seen
         self._applied: dict[object, int] = {}  # scope -> items applied
         self._cursor: dict[tuple[str, str], tuple[int, int | None]] = {}  # (source, node) -> (iteration, attempt)
@@ -359,7 +363,8 @@ class RunAgents:
         """Fold one run event; return the attempt it changed (``None``: nothing, or not an attempt).
 
         ``seq`` is the event's number in ``source`` (dropped if already applied: layer 1 of
-        the dedup); ``t_ms`` its time on the Gateway's clock when the payload has none
+        the dedup; the Gateway's echo of a live source is dropped too, see
+        :mod:`inspector.echoes`); ``t_ms`` its time on the Gateway's clock when the payload has none
         (``timestampMs`` in the payload wins). Events of another run are ignored.
         """
         if not isinstance(payload, Mapping):
@@ -368,6 +373,8 @@ class RunAgents:
         if self.run_id is not None and isinstance(run_id, str) and run_id != self.run_id:
             return None
         if seq is not None and not self._seen.setdefault(source, _SeqSet()).add(seq):
+            return None
+        if source not in _UNECHOED and self._echoes.setdefault(source, EchoFilter()).is_echo(event, payload):
             return None
         at = _num(payload.get("timestampMs"))
         at = at if at is not None else t_ms
@@ -408,7 +415,7 @@ class RunAgents:
         """Fold ``listRunTokenUsage``'s ``events`` (one per attempt; first report wins)."""
         changed = set()
         for row in rows:
-            key = self.apply("token.usage", row, source="token-usage")
+            key = self.apply("token.usage", row, source=TOKEN_USAGE_SOURCE)
             if key is not None:
                 changed.add(key)
         return changed
@@ -762,6 +769,9 @@ class RunAgents:
 _Handler: TypeAlias = Callable[[RunAgents, Mapping[str, Any], str, "float | None"], "AgentAttempt | None"]
 
 #: Live event name -> the method folding it.
+#: Sources the Gateway's bridge does not echo: each of their rows comes once.
+_UNECHOED: Final = frozenset({HISTORY_SOURCE, TOKEN_USAGE_SOURCE})
+
 _HANDLERS: Final[Mapping[str, _Handler]] = {
     "task.output": RunAgents._on_output,
     "agent.event": RunAgents._on_agent_event,

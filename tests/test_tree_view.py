@@ -197,10 +197,12 @@ def test_toolbar_drives_component_params(rendered: Rendered) -> None:
     assert rendered.sent[-2:] == [{"type": "expand-all"}, {"type": "collapse-all"}]
 
 
-def test_state_filter_lists_unknown_states_by_name() -> None:
-    store = StubStore()
+def test_state_filter_lists_unknown_states_by_name(rendered: Rendered) -> None:
+    store, view = rendered.store, rendered.view
     store.apply(snap(node(1, [task(2, "q", "waiting-quota"), task(3, "r", "in-progress")], type="workflow")))
-    view = NodeTree(store=store)
+    # Held back until the component says it rendered (Bokeh's Select drops an early options patch).
+    assert list(view._state.options) == ["All states"]
+    rendered.ready()
     options = view._state.options
     assert options["waiting-quota"] == "waiting-quota"
     assert options["in-progress"] == "in-progress"

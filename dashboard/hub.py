@@ -335,10 +335,12 @@ class GatewayHub:
         return feed.history.states_at(frame) if feed else None
 
     def runs_of(self, owner: Hashable, *, unconfirmed: bool = False) -> list[str]:
-        """The runs ``owner`` holds a subscription to (only those the Gateway has not
-        confirmed, with ``unconfirmed``). Owners are equal values (a user or address key)."""
+        """The runs ``owner`` holds a subscription to (with ``unconfirmed``, only those the
+        Gateway has neither confirmed nor denied: a run found missing holds no upstream
+        stream, so a visitor who mistyped four run ids can still open a fifth page).
+        Owners are equal values (a user or address key)."""
         return [f.run_id for f in self._feeds.values()
-                if owner in f.owners.values() and not (unconfirmed and f.confirmed)]
+                if owner in f.owners.values() and not (unconfirmed and (f.confirmed or f.missing))]
 
     def _refusal(self, run_id: str, owner: Hashable | None) -> str | None:
         if run_id in self._feeds and self._feeds[run_id].listeners:

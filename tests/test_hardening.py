@@ -179,8 +179,9 @@ async def test_a_run_the_gateway_does_not_know_stops_with_a_message() -> None:
     gateway = make_gateway([RICH])
     async with gateway:
         hub = GatewayHub(GatewayClient(gateway.url, TOKEN), grace=0)
+        hub.max_runs_per_owner = 1
         seen: list[SubscriptionItem] = []
-        handle = hub.attach("no-such-run", seen.append)
+        handle = hub.attach("no-such-run", seen.append, owner="address:203.0.113.7")
 
         def said_not_found() -> bool:
             return any(isinstance(i, StatusChanged) and "run no-such-run not found on the Gateway" in (i.state.error or "")
@@ -192,6 +193,11 @@ async def test_a_run_the_gateway_does_not_know_stops_with_a_message() -> None:
         last = [i for i in seen if isinstance(i, StatusChanged)][-1]
         assert last.state.status is ConnectionStatus.OFFLINE and last.state.retry_in is None
         assert hub.stats.runs_not_found == 1
+        # Found missing, it holds no upstream: the visitor who mistyped it may open another page.
+        assert hub.runs_of("address:203.0.113.7", unconfirmed=True) == []
+        other = hub.attach("also-missing", [].append, owner="address:203.0.113.7")
+        assert not other.released
+        other.release()
         streams = gateway.streams_total
         late: list[SubscriptionItem] = []
         hub.attach("no-such-run", late.append).release()  # a late joiner is told at once

@@ -35,7 +35,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from inspector.agent_history import discard_rewound, rebuilt_agents
 from inspector.agents import RunAgents
@@ -52,6 +52,8 @@ __all__ = ["AgentFeed", "price_table"]
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 
 @functools.lru_cache(maxsize=4)
 def _price_table(user_file: str | None) -> PriceTable:
@@ -63,6 +65,17 @@ def price_table() -> PriceTable:
     ``SMITHERS_DASHBOARD_PRICES`` laid over it: loaded once per process (per value of the
     variable)."""
     return _price_table(os.environ.get(PRICES_ENV) or None)
+
+
+async def _shared(futures: dict[Any, asyncio.Future[_T]], key: object, future: asyncio.Future[_T]) -> _T:
+    """Await ``future``, the one read every session of the run shares (a caller that goes away
+    does not cancel it for the others); a failed one is forgotten, so the next caller tries again."""
+    try:
+        return await asyncio.shield(future)
+    except GatewayError:
+        if futures.get(key) is future:
+            del futures[key]
+        raise
 
 
 class AgentFeed:
@@ -164,12 +177,9 @@ class AgentFeed:
         docstring). True when the model was rebuilt; a failed read leaves it as it was, and is
         forgotten so the next caller tries again."""
         key = (jump.from_frame_no, jump.to_frame_no, jump.timestamp_ms, jump.caller)
-        future = self.begin_rewind(client, run_id, jump)
         try:
-            return await asyncio.shield(future)
+            return await _shared(self._rewinds, key, self.begin_rewind(client, run_id, jump))
         except GatewayError as exc:
-            if self._rewinds.get(key) is future:
-                del self._rewinds[key]
             log.info("agents of %s not rebuilt after a rewind: %s", run_id, exc)
             return False
 
@@ -216,10 +226,8 @@ class AgentFeed:
             future = asyncio.ensure_future(self._read_usage(client, run_id))
             self._usage_reads[when] = future
         try:
-            return await asyncio.shield(future)
+            return await _shared(self._usage_reads, when, future)
         except GatewayError as exc:
-            if self._usage_reads.get(when) is future:
-                del self._usage_reads[when]
             log.info("no token usage for %s: %s", run_id, exc)
             return frozenset()
 

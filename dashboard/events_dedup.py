@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .store import RunStore
 
-__all__ = ["RunEventTriage", "gap_message"]
+__all__ = ["RunEventTriage", "gap_message", "heartbeat_of"]
 
 
 def _int(value: object) -> int | None:
@@ -39,6 +39,19 @@ def gap_message(payload: Mapping[str, Any]) -> str:
     first, last = _int(payload.get("fromSeq")), _int(payload.get("toSeq"))
     span = f"events {first}–{last}" if first is not None and last is not None else "some events"
     return f"The Gateway no longer holds {span} of this run: the log may miss them (the tree is complete)."
+
+
+def heartbeat_of(item: RunEvent) -> tuple[tuple[str, int], float] | None:
+    """``((nodeId, iteration), when)`` of a ``task.heartbeat`` event, else ``None``."""
+    frame = item.frame
+    if frame.event != RunEventName.TASK_HEARTBEAT:
+        return None
+    payload = frame.payload if isinstance(frame.payload, Mapping) else {}
+    node_id = payload.get("nodeId")
+    if not isinstance(node_id, str):
+        return None
+    at = getattr(item, "received_at", None) or item.at or time.time()
+    return (node_id, _int(payload.get("iteration")) or 0), at
 
 
 def _error_text(value: object) -> str:
@@ -65,11 +78,14 @@ class RunEventTriage:
         frame = item.frame
         payload = frame.payload if isinstance(frame.payload, Mapping) else {}
         if frame.event == RunEventName.TASK_HEARTBEAT:
-            node_id = payload.get("nodeId")
-            if isinstance(node_id, str):
-                beats = pending.setdefault("task_heartbeats", dict(store.task_heartbeats))
-                at = getattr(item, "received_at", None) or item.at or time.time()
-                beats[(node_id, _int(payload.get("iteration")) or 0)] = at
+            beat = heartbeat_of(item)
+            if beat is not None:
+                # One copy per batch, not per beat: a run with thousands of tasks beats
+                # hundreds of times a second.
+                beats = pending.get("task_heartbeats")
+                if beats is None:
+                    beats = pending["task_heartbeats"] = dict(store.task_heartbeats)
+                beats[beat[0]] = beat[1]
             return True
         if self.transitions.is_repeat(frame.event, payload):
             return True

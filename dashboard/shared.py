@@ -24,6 +24,11 @@ that the hub keeps beside the run's tree (``GatewayHub.shared_view``):
 - :attr:`SharedRunView.agents` is the run's :class:`~dashboard.agent_feed.AgentFeed`: the
   agents model (output, actions, tokens per attempt), fed once per run event whatever the
   number of sessions.
+- :meth:`SharedRunView.beat` folds a ``task.heartbeat`` (into the agents model and the run's
+  map of last beats) once for every session: a 7,500-node run beats hundreds of times a second,
+  and a per-session fold of each beat was the largest per-session cost on such a run; each
+  store takes the map's copy of the tick (:meth:`SharedRunView.heartbeats`, one copy per tick
+  for all sessions) instead.
 - :meth:`SharedRunView.memo` keeps the last few results of a pure renderer (the header's HTML,
   the wall's event list) keyed by their inputs.
 
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .agent_feed import AgentFeed
+from .events_dedup import heartbeat_of
 from .treerows import Message, encode, is_empty, patch_for, rows_for
 
 if TYPE_CHECKING:
@@ -66,6 +72,8 @@ class SharedStats:
 
     ticks: int = 0
     flushes: int = 0
+    beats_folded: int = 0
+    beats_shared: int = 0
     patches_computed: int = 0
     patches_shared: int = 0
     records_computed: int = 0
@@ -212,6 +220,10 @@ class SharedRunView:
         self._max_renders = max_renders
         #: The run's agents (``RunStore.agents`` of every session points at its model).
         self.agents = AgentFeed(run_id)
+        self._beats: dict[tuple[str, int], float] = {}
+        self._beats_version = 0
+        self._beats_copy: tuple[int, dict[tuple[str, int], float]] = (-1, {})
+        self._last_beat: tuple[RunEvent | None, Any] = (None, None)
 
     def __repr__(self) -> str:
         return f"SharedRunView({self.run_id!r}, {self.stats})"
@@ -254,6 +266,34 @@ class SharedRunView:
             self._renders.popitem(last=False)
         self.stats.renders_computed += 1
         return value
+
+    def beat(self, item: RunEvent) -> Any:
+        """Fold the ``task.heartbeat`` ``item`` into the agents model and the run's last beats,
+        once for every session (the hub hands the same item to each store in turn); the
+        attempt it changed (:meth:`AgentFeed.feed`), the same answer for every session."""
+        last, attempt = self._last_beat
+        if last is item:
+            self.stats.beats_shared += 1
+            return attempt
+        attempt = self.agents.feed(item)
+        found = heartbeat_of(item)
+        if found is not None:
+            key, at = found
+            if at >= self._beats.get(key, 0.0):  # a catch-up replays older beats
+                self._beats[key] = at
+                self._beats_version += 1
+        self._last_beat = (item, attempt)
+        self.stats.beats_folded += 1
+        return attempt
+
+    def heartbeats(self) -> dict[tuple[str, int], float]:
+        """The run's last beat per ``(nodeId, iteration)``, a copy made once per change for
+        every store of the run: read it, never change it (stores replace, never mutate it)."""
+        version, copy = self._beats_copy
+        if version != self._beats_version:
+            copy = dict(self._beats)
+            self._beats_copy = (self._beats_version, copy)
+        return copy
 
     def record(self, item: RunEvent, make: Callable[[RunEvent], EventRecord]) -> EventRecord:
         """The event log's record of ``item``, made once for every store that receives it."""

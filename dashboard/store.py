@@ -80,6 +80,9 @@ __all__ = ["EventRecord", "RunStore"]
 
 log = logging.getLogger(__name__)
 
+#: In a store's pending update: "take the run's shared map of task heartbeats" at the flush.
+_RUN_BEATS = object()
+
 CONNECTION_STATUSES = [s.value for s in ConnectionStatus]
 
 
@@ -402,6 +405,16 @@ class RunStore(param.Parameterized):
             shared_view = getattr(self.hub, "shared_view", None)
             self.shared = shared_view(self.run_id) if callable(shared_view) else None
         pending = self._pending
+        if (self.shared is not None and isinstance(item, RunEvent)
+                and item.frame.event == RunEventName.TASK_HEARTBEAT):
+            # The run's beats are folded once for every session (dashboard/shared.py); this
+            # store only takes the run's map at its next flush.
+            attempt = self.shared.beat(item)
+            if attempt is not None:
+                self._pending_attempts.add(attempt)
+            pending["task_heartbeats"] = _RUN_BEATS
+            self._schedule_flush()
+            return
         if isinstance(item, TreeUpdated):
             self._pending_changes.append(item.change)
         elif isinstance(item, StatusChanged):
@@ -508,6 +521,8 @@ class RunStore(param.Parameterized):
         updates = self._pending
         self._pending = {}
         jump_to = updates.pop("_jump_to", None)
+        if updates.get("task_heartbeats") is _RUN_BEATS:
+            updates["task_heartbeats"] = self.shared.heartbeats() if self.shared is not None else {}
         changes = self._pending_changes
         self._pending_changes = []
         if changes:

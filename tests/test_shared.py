@@ -139,6 +139,30 @@ async def test_sessions_tick_together_and_share_event_records_and_html() -> None
     await wall.close()
 
 
+async def test_task_heartbeats_are_folded_once_per_beat_for_every_session() -> None:
+    wall = Wall(SESSIONS)
+    await wall.start()
+    beats = [run_event(RUN, "task.heartbeat", nodeId=f"a-{i % 3}", iteration=0, attempt=1) for i in range(9)]
+    for beat in beats:
+        wall.feeds.push(RUN, beat)
+    await until(lambda: all(len(s.task_heartbeats) == 3 for s in wall.stores), what="every store's beats")
+    view = wall.hub.shared_view(RUN)
+    assert view is not None
+    assert view.stats.beats_folded == len(beats)
+    assert view.stats.beats_shared == (SESSIONS - 1) * len(beats)
+    # Each task's latest beat, the same map in every store, and no beat in the event log.
+    first = wall.stores[0]
+    assert set(first.task_heartbeats) == {("a-0", 0), ("a-1", 0), ("a-2", 0)}
+    assert all(s.task_heartbeats is first.task_heartbeats for s in wall.stores)  # one copy per tick
+    assert not any(r.event == "task.heartbeat" for s in wall.stores for r in s.events)
+    # A store that missed the beats (it joins later) takes the run's map at its next flush.
+    late = RunStore(hub=wall.hub, run_id=RUN)
+    wall.feeds.push(RUN, run_event(RUN, "task.heartbeat", nodeId="b-0", iteration=0, attempt=1))
+    await until(lambda: len(late.task_heartbeats) == 4, what="the late store's beats")
+    late.close()
+    await wall.close()
+
+
 async def test_a_store_holding_its_batch_is_not_flushed_by_the_others() -> None:
     wall = Wall(2)
     await wall.start()

@@ -6,8 +6,9 @@ run (``synthetic_wide.py``, ``--wide`` sequences, ``--rate`` task-state changes 
 ``updateTask`` per delta, ~37 deltas/s actually sent at the default 40, as in ``bench_fanout.py``).
 For each N in ``--sessions``: a fresh ``smithers-dashboard serve`` process (one process, no
 ``--num-procs``) and a fresh run (``launchRun``); the replay is held while N Bokeh client sessions
-(``bench_fanout.Sessions``: ``bokeh.client.pull_session`` on ``/apps?runId=RUN&view=monitor``, the
-whole app per session; the clients do not render) and ONE headless Chromium page on the same URL
+(``harness.ReadingSessions`` on ``/apps?runId=RUN&view=monitor``: the whole app per session,
+clients that read every frame but do not render; ``--clients pull`` for ``bench_fanout.Sessions``,
+``bokeh.client.pull_session`` clients that never read their sockets) and ONE headless Chromium page on the same URL
 are opened; then the run streams and, over a ``--seconds`` window after ``--warmup`` seconds:
 
 - **latency** per (nodeId, state): from the moment the replay gateway handed the delta to its
@@ -49,6 +50,7 @@ from tests.benchmarks.bench_vs_monitor import OURS_RECORDER, first_times, latenc
 from tests.benchmarks.harness import (  # noqa: E402
     LONGTASKS,
     PanelServer,
+    ReadingSessions,
     chromium,
     cpu_seconds,
     load_average,
@@ -148,7 +150,9 @@ def measure(n: int, replay: ReplayThread, stamps: SendStamps, browser: Any, args
         run_id = fresh_run(replay, 30)
         query = {"runId": run_id, "view": "monitor"}
         opened = time.time()
-        sessions = off_loop(lambda: Sessions(f"http://127.0.0.1:{panel.port}/apps", query, n))
+        url = f"http://127.0.0.1:{panel.port}/apps"
+        sessions: Any = (off_loop(lambda: Sessions(url, query, n)) if args.clients == "pull"
+                         else ReadingSessions(url, query, n))
         row["seconds_to_open"] = round(time.time() - opened, 1)
         row["opened"] = len(sessions.sessions)
         row["errors"] = sessions.errors[:3]
@@ -183,7 +187,10 @@ def measure(n: int, replay: ReplayThread, stamps: SendStamps, browser: Any, args
             tasks = long_tasks(page, since_ms)
         finally:
             context.close()
-            off_loop(sessions.close)
+            if args.clients == "pull":
+                off_loop(sessions.close)
+            else:
+                sessions.close()
     cores = (busy1[0] - busy0[0]) / max(1.0, busy1[1] - busy0[1]) * (os.cpu_count() or 1)
     row.update(
         run_id=run_id, window_s=round(t1 - t0, 1), deltas_per_s=round((seq1 - seq0) / max(1e-9, t1 - t0), 1),
@@ -223,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=3, help="seconds after the window for the last deltas")
     parser.add_argument("--wide", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=40, help="task-state changes per second of the recording")
+    parser.add_argument("--clients", choices=["read", "pull"], default="read",
+                        help="the N sessions: harness.ReadingSessions (read every frame, as browsers do) or "
+                             "bench_fanout.Sessions (pull_session clients that never read; the figures before issue 14)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    out: dict[str, Any] = {"wide": args.wide, "rate": args.rate, "seconds": args.seconds, "load_before": load_average()}
+    out: dict[str, Any] = {"clients": args.clients, "wide": args.wide, "rate": args.rate, "seconds": args.seconds, "load_before": load_average()}
     replay = ReplayThread([wide_run(args.wide, rate=args.rate)], speed=1.0, loop=False)
     stamps = SendStamps(replay)
     results: list[dict[str, Any]] = []

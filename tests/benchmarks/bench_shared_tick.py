@@ -11,7 +11,8 @@ N :class:`~dashboard.app.Dashboard` s in ``view="monitor"``, each rendered into 
 ``Document`` (so every pane, the tree component and the event list have models to update),
 deltas released at ``--rate`` per second of the loop's clock.
 
-    .venv/bin/python tests/benchmarks/bench_shared_tick.py [--sessions 1 10 40 100] [--seconds 10]
+    .venv/bin/python tests/benchmarks/bench_shared_tick.py [--sessions 1 10 40 100] [--seconds 10] \
+        [--workload wide|heavy] [--profile PATH]
 
 Printed per N: CPU ms per delta (whole process: hub, stores, views, Panel/Bokeh model updates),
 per delta per session, the ``patch_for`` calls per store tick, and header / event-list renders.
@@ -45,7 +46,7 @@ try:
 except ImportError:  # before the sans-I/O split (for before/after figures)
     from inspector.stream import RunEvent  # type: ignore[no-redef,attr-defined]
 from tests.benchmarks.harness import load_average, rss_mb  # noqa: E402
-from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
+from tests.benchmarks.synthetic_wide import heavy_run, wide_run  # noqa: E402
 from tests.test_hub import FakeFeeds, FakeRpc, make_hub, online  # noqa: E402
 
 try:
@@ -75,7 +76,7 @@ class Counter:
 
 
 async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    recording = wide_run(args.wide, rate=args.rate)
+    recording = heavy_run() if args.workload == "heavy" else wide_run(args.wide, rate=args.rate)
     run_id = recording.run_id
     feeds = FakeFeeds()
     rpc = FakeRpc({"getRun": {"runId": run_id, "workflowName": "wide", "status": "running",
@@ -118,6 +119,12 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     window = args.seconds * 1000
     steps = [s for s in steps if s[0] <= window]
     deltas = sum(1 for _, item in steps if isinstance(item, dict))
+    profile = None
+    if args.profile is not None:
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     cpu0, t0 = time.process_time(), loop.time()
     for at_ms, item in steps:
         wait = t0 + at_ms / 1000 - loop.time()
@@ -126,6 +133,9 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         feeds.push(run_id, item)
     await asyncio.sleep(0.3)  # the last batch's flush
     cpu1, t1 = time.process_time(), loop.time()
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(f"{args.profile}.{n}")
     for c in counters:
         c.restore()
     out = {
@@ -152,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10, help="recorded seconds of the run to play")
     parser.add_argument("--wide", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=40)
+    parser.add_argument("--workload", choices=["wide", "heavy"], default="wide",
+                        help="heavy: issue 14's 7,498-node run, ~8 frames/s, ~90 task changes/s, ~390 run events/s")
+    parser.add_argument("--profile", type=Path, help="cProfile the measured window into PATH.N (N sessions)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--batch", type=float, default=None, help="store batch interval (s); default the store's")
     args = parser.parse_args(argv)

@@ -279,3 +279,107 @@ def summary_counts(page: Any) -> dict[str, int] | None:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------- reading wall sessions
+
+#: What BokehJS sends once a page has rendered: Panel runs its ``onload`` callbacks on it.
+_DOCUMENT_READY = (
+    json.dumps({"msgid": "ready-1", "msgtype": "PATCH-DOC"}),
+    "{}",
+    json.dumps({"events": [{"kind": "MessageSent", "msg_type": "bokeh_event",
+                            "msg_data": {"type": "event", "name": "document_ready",
+                                         "values": {"type": "map", "entries": []}}}]}),
+)
+
+
+class ReadingSessions:
+    """N wall sessions that behave like browser tabs on the wire: they read every byte.
+
+    Each session is what a browser does with a served page, minus the rendering: an HTTP GET of
+    the page (the server runs the app and makes the session), then Bokeh's WebSocket
+    (``/ws`` beside the page, subprotocols ``["bokeh", token]`` with the token embedded in the
+    page), the ``document_ready`` event BokehJS sends once rendered, then **reading every
+    frame** the server pushes until closed. All N run on one asyncio loop on a thread of their
+    own (cheap: receiving is a socket read per frame; nothing is parsed).
+
+    ``bokeh.client.pull_session`` clients (``bench_fanout.Sessions``) are lighter to write but
+    their loop does not run after the pull, so they never read: once the kernel's socket
+    buffers are full the server queues everything it sends them in its own memory, which is
+    not what a wall of browsers costs a server.
+    """
+
+    def __init__(self, url: str, args: dict[str, str], n: int, *, timeout: float = 120.0) -> None:
+        import asyncio
+        import threading
+
+        self.url = url
+        self.args = args
+        self.frames = [0] * n
+        self.bytes = [0] * n
+        self.errors: list[str] = []
+        self.sessions: list[Any] = []  # open websockets (len() = sessions opened)
+        self._loop = asyncio.new_event_loop()
+        self._tasks: list[Any] = []
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="reading-sessions")
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._open_all(n), self._loop)
+        future.result(timeout)
+
+    async def _open_all(self, n: int) -> None:
+        import asyncio
+
+        async with httpx.AsyncClient(timeout=60) as http:
+            for index in range(n):  # one at a time, as screens come up (N concurrent GETs would
+                try:                # measure the app's build under contention instead)
+                    socket = await self._open(http)
+                except Exception as exc:  # report, do not hide
+                    self.errors.append(repr(exc))
+                    continue
+                self.sessions.append(socket)
+                self._tasks.append(asyncio.ensure_future(self._read(index, socket)))
+
+    async def _open(self, http: Any) -> Any:
+        import re
+
+        from websockets.asyncio.client import connect
+        from websockets.typing import Subprotocol
+
+        page = await http.get(self.url, params=self.args)
+        page.raise_for_status()
+        match = re.search(r'"token"\s*:\s*"([^"]+)"', page.text)
+        if match is None:
+            raise RuntimeError("no Bokeh session token in the page")
+        ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
+        socket = await connect(ws_url, subprotocols=[Subprotocol("bokeh"), Subprotocol(match.group(1))],
+                               max_size=None, compression=None, open_timeout=60)
+        await socket.recv()  # the server's ACK (header frame; its metadata and content follow)
+        for fragment in _DOCUMENT_READY:
+            await socket.send(fragment)
+        return socket
+
+    async def _read(self, index: int, socket: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for frame in socket:
+                self.frames[index] += 1
+                self.bytes[index] += len(frame)
+        except ConnectionClosed:
+            pass
+
+    def total_bytes(self) -> int:
+        return sum(self.bytes)
+
+    def close(self) -> None:
+        import asyncio
+
+        async def shut() -> None:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*(s.close() for s in self.sessions), return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -10,7 +10,11 @@ Samples every ``--every`` seconds: Gateway deltas released so far, the panel ser
 and the page's DOM node count. Growth is reported after a warm-up of ``--warmup`` deltas.
 Goals: server RSS growth < 20 MB, JS heap growth < 20 MB.
 
-    .venv/bin/python tests/benchmarks/soak_monitor.py [--deltas 100000] [--speed 20] [--seconds S]
+With ``--sessions N``, N more wall sessions watch the same URL: by default
+``harness.ReadingSessions`` (each reads every frame the server pushes, as a browser does).
+
+    .venv/bin/python tests/benchmarks/soak_monitor.py [--deltas 100000] [--speed 20] [--seconds S] \
+        [--sessions 20 [--clients read|pull]]
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 from tests.benchmarks.bench_browser_wide import ReplayThread  # noqa: E402
 from tests.benchmarks.bench_fanout import Sessions  # noqa: E402
 from tests.benchmarks.bench_knee import off_loop  # noqa: E402
-from tests.benchmarks.harness import LONGTASKS, PanelServer, chromium, load_average, long_tasks, rss_mb  # noqa: E402
+from tests.benchmarks.harness import (  # noqa: E402
+    LONGTASKS,
+    PanelServer,
+    ReadingSessions,
+    chromium,
+    load_average,
+    long_tasks,
+    rss_mb,
+)
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
 
 
@@ -41,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=20)
     parser.add_argument("--every", type=float, default=15)
     parser.add_argument("--sessions", type=int, default=0,
-                        help="extra wall sessions on the same URL (bench_fanout.Sessions: Bokeh clients, not rendering)")
+                        help="extra wall sessions on the same URL (see --clients)")
+    parser.add_argument("--clients", choices=["read", "pull"], default="read",
+                        help="the extra sessions: harness.ReadingSessions (read every frame, as browsers do) or "
+                             "bench_fanout.Sessions (pull_session clients that never read their sockets)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="also stop after this long (a soak of hours: a large --deltas and a time limit)")
     args = parser.parse_args(argv)
@@ -54,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 PanelServer(replay.gateway.url, None, log=Path(tmp) / "panel.log",
                             env={"SMITHERS_MONITOR_ROTATE": "3"}) as panel, chromium() as browser:
             (pid,) = panel.server_pids()
-            extra = off_loop(lambda: Sessions(panel.url, {"view": "monitor"}, args.sessions)) if args.sessions else None
+            extra: Any = None
+            if args.sessions and args.clients == "pull":
+                extra = off_loop(lambda: Sessions(panel.url, {"view": "monitor"}, args.sessions))
+            elif args.sessions:
+                extra = ReadingSessions(panel.url, {"view": "monitor"}, args.sessions)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.add_init_script(LONGTASKS)
             cdp = page.context.new_cdp_session(page)
@@ -74,19 +93,22 @@ def main(argv: list[str] | None = None) -> int:
                 heap = cdp.send("Runtime.getHeapUsage")
                 nodes = page.evaluate("document.getElementsByTagName('*').length")
                 sample = {"t": round(time.time() - started), "deltas": deltas, "rss_mb": round(rss_mb(pid), 1),
+                          "sessions_open": len(extra.sessions) if extra is not None else 0,
                           "heap_mb": round(heap["usedSize"] / 2**20, 1), "dom_nodes": nodes,
                           "longest_task_ms": max(long_tasks(page, 0) or [0.0])}
                 samples.append(sample)
                 print(sample, file=sys.stderr, flush=True)
-            if extra is not None:
+            if extra is not None and args.clients == "pull":
                 off_loop(extra.close)
+            elif extra is not None:
+                extra.close()
     finally:
         replay.stop()
     warm = next((s for s in samples if s["deltas"] >= args.warmup), samples[0])
     last = samples[-1]
     peak_rss = max(s["rss_mb"] for s in samples if s["deltas"] >= warm["deltas"])
     peak_heap = max(s["heap_mb"] for s in samples if s["deltas"] >= warm["deltas"])
-    report = {"load": load_average(), "samples": samples, "warm": warm, "last": last,
+    report = {"load": load_average(), "sessions": args.sessions, "clients": args.clients, "samples": samples, "warm": warm, "last": last,
               "rss_growth_mb": round(last["rss_mb"] - warm["rss_mb"], 1),
               "rss_peak_growth_mb": round(peak_rss - warm["rss_mb"], 1),
               "heap_growth_mb": round(last["heap_mb"] - warm["heap_mb"], 1),

@@ -437,10 +437,6 @@ class Dashboard(pn.viewable.Viewer):
         location = pn.state.location
         if location is None:
             return
-        if self.view == "full":
-            # History that reached the store before the page's models existed marked the
-            # timeline stale; draw it once the page has loaded.
-            pn.state.onload(self.timeline.refresh)
         location.sync(self.store, {"run_id": "runId"})
         if self.view == "full":
             self._location_bound = True

@@ -331,11 +331,21 @@ class Timeline(StoreView):
         self._source.selected.on_change("indices", self._on_tap)
         self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
         self._chart = self._plot.pane
+        # The chart joins the page once the page has loaded (at once outside a served session):
+        # its plot is the largest part of a run page's first document after the tree, and the
+        # tree's first rows should not wait for BokehJS to build it.
+        self._layout = pn.Column(self._note, sizing_mode="stretch_width")
         self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
         self._slots = 0  # rows the figure is sized for (row_slots); 0 while it shows nothing
         self.store.param.watch(self._changed, ["events", "tree_version", "run"])
         self._update()
+        pn.state.onload(self._show_chart)
+
+    def _show_chart(self) -> None:
+        if self._chart not in self._layout.objects:
+            self._layout.append(self._chart)
+        self.refresh()
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
@@ -420,4 +430,4 @@ class Timeline(StoreView):
         self.store.select_task(str(self._source.data["node"][i]), int(self._source.data["iteration"][i]))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._note, self._chart, sizing_mode="stretch_width")
+        return self._layout

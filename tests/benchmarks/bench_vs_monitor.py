@@ -171,8 +171,9 @@ if (document.documentElement) __start(); else document.addEventListener("DOMCont
 
 #: Each page's clock marks (epoch ms, the Gateway's clock): its navigation start (timeOrigin),
 #: the end of its load event (ms after navigation) and its first progress shown.
-PAGE_MARKS = """(() => ({origin: performance.timeOrigin, first: window.__first,
-  load_end: (performance.getEntriesByType("navigation")[0] || {}).loadEventEnd || 0}))()"""
+PAGE_MARKS = """(() => { const nav = performance.getEntriesByType("navigation")[0] || {};
+  return {origin: performance.timeOrigin, first: window.__first, load_end: nav.loadEventEnd || 0,
+          response_start: nav.responseStart || 0, dom_content_loaded: nav.domContentLoadedEventEnd || 0} })()"""
 
 #: Monitor label -> Gateway task state.
 MONITOR_STATES = {"running": "in-progress", "ok": "finished", "failed": "failed", "queued": "pending"}
@@ -464,7 +465,11 @@ def main(argv: list[str] | None = None) -> int:
                         "steady": lag_figures(latencies(gw_first, mapped, steady_from)),
                         "recorder_stamped": lag_figures(latencies(recorder_first, mapped, ready[name])),
                         "first_view_ms": m["first"] - m["origin"],
-                        "load_end_ms": m["load_end"],
+                        # Where the first view went: the server's answer (for ours, the session
+                        # built), the document parsed (scripts run), the load event.
+                        "first_view_parts_ms": {"response_start": m["response_start"],
+                                                "dom_content_loaded": m["dom_content_loaded"],
+                                                "load_end": m["load_end"]},
                         "longest_task_ms": max(tasks or [0.0]), "longtasks": len(tasks),
                         "load_longest_task_ms": load_longest[name],
                     }

@@ -281,6 +281,18 @@ class FrameRecorder:
         self.thread.join(10)
 
 
+def batch_stretch(port: int) -> float:
+    """The server's ``smithers_dashboard_batch_stretch`` gauge (1.0 if it cannot be read)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 1.0
+    for line in text.splitlines():
+        if line.startswith("smithers_dashboard_batch_stretch "):
+            return float(line.split()[1])
+    return 1.0
+
+
 def frame_times(workspace: Path, run_id: str) -> dict[int, float]:
     """``frameNo -> createdAtMs`` of the run's frames, read from the CLI gateway's database.
 
@@ -350,7 +362,9 @@ def side_by_side(result: dict[str, Any]) -> str:
         ("long tasks while streaming", f"{ours['longtasks']}", f"{mon['longtasks']}"),
         ("longest task during page load", _ms(ours["load_longest_task_ms"]), _ms(mon["load_longest_task_ms"])),
     ]
-    lines = [f"load average {result['load_before']} -> {result['load_after']}; steady state from "
+    lines = [f"our server's batch stretch: max {result['batch_stretch']['max']:.2f}, "
+             f"mean {result['batch_stretch']['mean']:.2f}",
+             f"load average {result['load_before']} -> {result['load_after']}; steady state from "
              f"{result['steady_from_s']:.1f} s after launch; {result['frames_timed']} / "
              f"{result['gateway_task_states']} Gateway pairs timed by their frame's createdAtMs",
              "| figure | ours | Monitor |", "|---|---:|---:|"]
@@ -430,9 +444,11 @@ def main(argv: list[str] | None = None) -> int:
                 steady_from = max(max(m["first"], m["origin"] + m["load_end"]) for m in marks.values()) \
                     + STEADY_AFTER_S * 1000
                 status = "?"
+                stretches: list[float] = []
                 while True:
                     run = gw.rpc("getRun", {"runId": run_id})
                     status = str(run.get("status"))
+                    stretches.append(batch_stretch(panel.port))
                     if status in ("finished", "failed", "cancelled"):
                         break
                     if time.time() - launched > args.timeout:
@@ -455,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["gateway_task_states"] = len(gw_first)
                 result["frames_timed"] = sum(1 for key in recorder_first if recorder.frames.get(key, -1) in created)
                 result["steady_from_s"] = steady_from / 1000 - launched
+                # How far the server stretched its batches (dashboard/shared.py RunTicker), sampled once a second.
+                result["batch_stretch"] = {"max": max(stretches, default=1.0),
+                                           "mean": sum(stretches) / len(stretches) if stretches else 1.0}
                 for name, page in pages.items():
                     seen = page.evaluate("window.__seen")
                     mapped = first_times(seen, MONITOR_STATES if name == "monitor" else None)

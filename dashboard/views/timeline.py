@@ -130,8 +130,12 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
 #: Most task rows the chart draws, at :data:`ROW_HEIGHT` px a row. The browser's cost of a
 #: redraw is mostly handing the repainted canvas to the compositor, which grows with the
 #: canvas: traced on a big live run (2 cores, software compositing), 150 rows (a 3,360 px
-#: canvas) cost ~0.3 s of main thread per second of redraws, 50 rows ~0.17 s.
-MAX_ROWS = 50
+#: canvas) cost ~0.3 s of main thread per second of redraws, 50 rows ~0.17 s. One repaint
+#: is one main-thread task, and on the full page beside a streaming tree it was the page's
+#: longest (a 50-row repaint: 20-130 ms on a quiet machine, the axis labels' extents and
+#: BokehJS's computed-style reads most of it): 30 rows keep it under the 100 ms a page may
+#: block for while a run streams (docs/performance.md, "Issue 14: full page vs the Monitor").
+MAX_ROWS = 30
 
 #: Seconds between redraws at least (the chart's own clock: running bars grow). See
 #: :meth:`Timeline._update` for the upper part of the interval.

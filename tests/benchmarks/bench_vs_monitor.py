@@ -358,6 +358,8 @@ def side_by_side(result: dict[str, Any]) -> str:
         ("recorder-stamped p95 (negative)", f"{_ms(ours['recorder_stamped']['p95_ms'])} "
          f"({ours['recorder_stamped']['negative']})",
          f"{_ms(mon['recorder_stamped']['p95_ms'])} ({mon['recorder_stamped']['negative']})"),
+        ("(both) frame created -> a subscriber received it, p50 / p95",
+         f"{_ms(result['gateway_emit']['p50_ms'])} / {_ms(result['gateway_emit']['p95_ms'])}", ""),
         ("longest task while streaming", _ms(ours["longest_task_ms"]), _ms(mon["longest_task_ms"])),
         ("long tasks while streaming", f"{ours['longtasks']}", f"{mon['longtasks']}"),
         ("longest task during page load", _ms(ours["load_longest_task_ms"]), _ms(mon["load_longest_task_ms"])),
@@ -470,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
                 result["gateway_deltas"] = recorder.deltas
                 result["gateway_task_states"] = len(gw_first)
                 result["frames_timed"] = sum(1 for key in recorder_first if recorder.frames.get(key, -1) in created)
+                # The Gateway's own part, paid by both pages: frame created -> on a subscriber's
+                # socket (the recorder's decode; it shares a process with Playwright, so late).
+                gateway_part = [recorder_first[key] - gw_first[key] for key in recorder_first
+                                if key[1] in ("in-progress", "finished")]
+                result["gateway_emit"] = lag_figures(gateway_part)
                 result["steady_from_s"] = steady_from / 1000 - launched
                 # How far the server stretched its batches (dashboard/shared.py RunTicker), sampled once a second.
                 result["batch_stretch"] = {"max": max(stretches, default=1.0),

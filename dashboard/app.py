@@ -191,6 +191,9 @@ class Dashboard(pn.viewable.Viewer):
         """The page without a run: the Runs and Operate tabs (full view; built when first needed)."""
         return self._landing_page()[2]
 
+    def _build_landing(self) -> None:
+        self._landing_page()
+
     def _landing_page(self) -> tuple[LandingPage, OperatePage, pn.Tabs]:
         # A run page (``?runId=``) may never show the runs overview: building it (and its
         # models) only when it is first shown keeps it out of the run page's first view.
@@ -442,6 +445,11 @@ class Dashboard(pn.viewable.Viewer):
             self._location_bound = True
             if self._landing is not None or not self.store.run_id:
                 self.landing.bind_location()  # ?window= &workflow= &status= &compare=
+            else:
+                # A run page builds the overview once it has loaded: not in its first view,
+                # and not while "All runs" is being opened (syncing re-applies the page URL,
+                # which still names the run then, to every synced parameter).
+                pn.state.onload(self._build_landing)
         location.sync(self, {"node_key": "nodeId"})
         if self.view == "full":  # ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
             location.sync(self.detail, {"tab": "tab"})

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
 from inspector.errors import GatewayError
 from inspector.vocabulary import ACTIVE_RUN_STATUSES
@@ -191,8 +192,20 @@ class Dashboard(pn.viewable.Viewer):
         """The page without a run: the Runs and Operate tabs (full view; built when first needed)."""
         return self._landing_page()[2]
 
-    def _build_landing(self) -> None:
-        self._landing_page()
+    #: Seconds after a run page has loaded before its session builds the runs overview.
+    LANDING_AFTER_LOAD = 3.0
+
+    def _build_landing_later(self) -> None:
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            self._landing_page()
+            return
+
+        def build() -> None:
+            with set_curdoc(doc):
+                self._landing_page()
+
+        doc.add_timeout_callback(build, int(self.LANDING_AFTER_LOAD * 1000))
 
     def _landing_page(self) -> tuple[LandingPage, OperatePage, pn.Tabs]:
         # A run page (``?runId=``) may never show the runs overview: building it (and its
@@ -203,7 +216,11 @@ class Dashboard(pn.viewable.Viewer):
             tabs = pn.Tabs(("Runs", landing), ("Operate", operate), dynamic=True, sizing_mode="stretch_width")
             tabs.param.watch(lambda e: operate.set_shown(e.new == 1), "active")
             self._landing = (landing, operate, tabs)
-            if self._location_bound:
+            # Not while the run is being closed ("All runs" opened before the build below):
+            # syncing re-applies the page URL, which still names the run, to every synced
+            # parameter, and would open the run again. That session's overview then leaves
+            # its filters out of the URL.
+            if self._location_bound and self.store.run_id:
                 landing.bind_location()  # ?window= &workflow= &status= &compare=
         return self._landing
 
@@ -446,10 +463,9 @@ class Dashboard(pn.viewable.Viewer):
             if self._landing is not None or not self.store.run_id:
                 self.landing.bind_location()  # ?window= &workflow= &status= &compare=
             else:
-                # A run page builds the overview once it has loaded: not in its first view,
-                # and not while "All runs" is being opened (syncing re-applies the page URL,
-                # which still names the run then, to every synced parameter).
-                pn.state.onload(self._build_landing)
+                # A run page builds the overview a while after it has loaded: not in its first
+                # view, nor beside the tree's first rows, which follow the load.
+                pn.state.onload(self._build_landing_later)
         location.sync(self, {"node_key": "nodeId"})
         if self.view == "full":  # ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
             location.sync(self.detail, {"tab": "tab"})

@@ -140,7 +140,7 @@ class Dashboard(pn.viewable.Viewer):
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None
         self.wall_grid: Any = None  # the control-room wall's grid, once shown
-        self._landing: tuple[LandingPage, OperatePage, pn.Tabs] | None = None  # built when first shown
+        self._landing: tuple[LandingPage, OperatePage, pn.Tabs] | None = None  # see _landing_page
         self._location_bound = False
         self._closed = False
         large = self.view == "monitor"
@@ -202,14 +202,16 @@ class Dashboard(pn.viewable.Viewer):
             return
 
         def build() -> None:
+            if self._closed:  # the session ended first: nothing would close what is built now
+                return
             with set_curdoc(doc):
                 self._landing_page()
 
         doc.add_timeout_callback(build, int(self.LANDING_AFTER_LOAD * 1000))
 
     def _landing_page(self) -> tuple[LandingPage, OperatePage, pn.Tabs]:
-        # A run page (``?runId=``) may never show the runs overview: building it (and its
-        # models) only when it is first shown keeps it out of the run page's first view.
+        # A run page (``?runId=``) does not show the runs overview: it is built when first
+        # shown or a while after the page loaded (_build_landing_later), out of the first view.
         if self._landing is None:
             landing = LandingPage(hub=self.hub, on_open=self.open_run)
             operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)

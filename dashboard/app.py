@@ -40,7 +40,7 @@ from .audit import audit_log
 from .config import DashboardConfig, load_config
 from .hub import GatewayHub
 from .panel_compat import keep_assets_local
-from .roles import Role, session_role
+from .roles import Role, session_role, session_visitor
 from .store import RunStore
 from .views import (
     ConnectionBadge,
@@ -136,7 +136,7 @@ class Dashboard(pn.viewable.Viewer):
         url = gateway_url or self.config.gateway_url
         self.hub = hub or (GatewayHub.shared(url, token) if token is not None else
                            GatewayHub.shared(url, self.config.token, token_file=self.config.token_file))
-        self.store = RunStore(hub=self.hub, max_events=self.config.event_log_size)
+        self.store = RunStore(hub=self.hub, owner=session_visitor(), max_events=self.config.event_log_size)
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None
         self.wall_grid: Any = None  # the control-room wall's grid, once shown

@@ -20,6 +20,9 @@ Environment:
 - ``SMITHERS_DASHBOARD_LOGIN=1``: the server requires a login (``serve`` sets it), so a
   session without a user is never an operator
 - ``SMITHERS_DASHBOARD_AUDIT_LOG=FILE``: every action appended to FILE as a JSON line
+- ``SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS=FILE``: the JSON Schema of each workflow's input
+  (``{workflow key: schema}``), for the launch form (``serve --workflow-schemas FILE``); the
+  Gateway does not publish them (see :mod:`dashboard.schema_form`)
 
 Who is an operator is decided by :mod:`dashboard.roles` from these settings.
 """
@@ -37,9 +40,11 @@ from inspector.errors import ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_GATEWAY_URL", "DashboardConfig", "load_config", "parse_claim", "parse_operators", "read_token_file"]
+__all__ = ["DEFAULT_GATEWAY_URL", "SCHEMAS_ENV", "DashboardConfig", "load_config", "parse_claim", "parse_operators", "read_token_file"]
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
+#: The environment variable naming the launch form's workflow input schemas file.
+SCHEMAS_ENV = "SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -58,6 +63,8 @@ class DashboardConfig:
     operator_claim: tuple[str, str] | None = None
     login_required: bool = False
     audit_log: str | None = None
+    #: The ``{workflow key: JSON Schema}`` file of the launch form (re-read when it changes).
+    workflow_schemas: str | None = None
 
     @property
     def names_operators(self) -> bool:
@@ -86,6 +93,13 @@ def _float(env: Mapping[str, str], key: str, default: float, minimum: float) -> 
         return max(minimum, float(raw))
     except ValueError:
         raise ValueError(f"{key} must be a number, got {raw!r}") from None
+
+
+def _path(raw: str | None) -> str | None:
+    """A file setting as an absolute path (``None`` when unset or blank)."""
+    if raw is None or not raw.strip():
+        return None
+    return str(Path(raw.strip()).expanduser().resolve())
 
 
 def parse_operators(raw: str | None) -> frozenset[str]:
@@ -131,4 +145,5 @@ def load_config(env: Mapping[str, str] | None = None) -> DashboardConfig:
         operator_claim=claim,
         login_required=(env.get("SMITHERS_DASHBOARD_LOGIN", "").strip().lower() in _TRUE),
         audit_log=(env.get("SMITHERS_DASHBOARD_AUDIT_LOG") or "").strip() or None,
+        workflow_schemas=_path(env.get(SCHEMAS_ENV)),
     )

@@ -22,9 +22,13 @@ out to every attached listener:
   records, header and event-list HTML) computed once for all of them.
 
 Limits, so that one visitor cannot make the server hold unbounded upstream work: at most
-``max_upstreams`` runs are subscribed at once per process, and one ``owner`` (a session)
-holds at most ``max_runs_per_owner`` runs; a refused attach gets a :class:`Refused` status
-that says why, and nothing is subscribed. A run the Gateway does not know (``?runId=`` of a
+``max_upstreams`` runs are subscribed at once per process, and one ``owner`` (a visitor:
+:func:`dashboard.roles.session_visitor`) waits on at most ``max_runs_per_owner`` runs the
+Gateway has not confirmed (no tree received, ``getRun`` not answered). Run ids are free text,
+so only unconfirmed runs are unbounded: runs that exist are as many as the Gateway holds, and
+a person with a tab per real run is not refused. Joining a run someone already watches costs
+the Gateway nothing and is never refused. A refused attach gets an offline status that says
+why, and nothing is subscribed. A run the Gateway does not know (``?runId=`` of a
 typo) is asked about once with ``getRun`` after its first failure: ``RunNotFound`` stops its
 subscription (no resync loop) with "run X not found on the Gateway".
 
@@ -42,7 +46,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -82,7 +86,7 @@ log = logging.getLogger(__name__)
 
 #: Runs subscribed at once by one process (each costs the Gateway a socket and a stream).
 DEFAULT_MAX_UPSTREAMS = 200
-#: Runs one owner (a browser session) may hold at once.
+#: Runs not (yet) confirmed by the Gateway that one owner (a visitor) may wait on at once.
 DEFAULT_MAX_RUNS_PER_OWNER = 4
 #: Seconds between retries after the Gateway rejected the token, when a token file can be
 #: rewritten to fix it (without one, a human must restart the server: 30 s).
@@ -141,9 +145,17 @@ class _Feed:
     stop_timer: asyncio.TimerHandle | None = None
     history: TaskStateHistory = field(default_factory=TaskStateHistory)
     view: SharedRunView | None = None
-    owners: dict[int, object] = field(default_factory=dict)
-    #: ``None``: not asked yet; False: the run exists; True: the Gateway does not know it.
+    owners: dict[int, Hashable] = field(default_factory=dict)
+    #: ``None``: not asked yet; False: not known to be missing; True: the Gateway does not know it.
     missing: bool | None = None
+    #: ``getRun`` answered with the run (an error other than not-found proves nothing: a
+    #: malformed run id is refused as ``InvalidRunId``).
+    exists: bool = False
+
+    @property
+    def confirmed(self) -> bool:
+        """Does the Gateway know this run (a tree arrived, or ``getRun`` answered it)?"""
+        return self.exists or not self.tree.empty
 
     def observe(self, item: SubscriptionItem) -> None:
         if isinstance(item, StatusChanged):
@@ -322,27 +334,34 @@ class GatewayHub:
         feed = self._feeds.get(run_id)
         return feed.history.states_at(frame) if feed else None
 
-    def runs_of(self, owner: object) -> list[str]:
-        """The runs ``owner`` holds a subscription to."""
-        return [f.run_id for f in self._feeds.values() if any(o is owner for o in f.owners.values())]
+    def runs_of(self, owner: Hashable, *, unconfirmed: bool = False) -> list[str]:
+        """The runs ``owner`` holds a subscription to (with ``unconfirmed``, only those the
+        Gateway has neither confirmed nor denied: a run found missing holds no upstream
+        stream, so a visitor who mistyped four run ids can still open a fifth page).
+        Owners are equal values (a user or address key)."""
+        return [f.run_id for f in self._feeds.values()
+                if owner in f.owners.values() and not (unconfirmed and (f.confirmed or f.missing))]
 
-    def _refusal(self, run_id: str, owner: object | None) -> str | None:
+    def _refusal(self, run_id: str, owner: Hashable | None) -> str | None:
         if run_id in self._feeds and self._feeds[run_id].listeners:
             return None  # already watched: joining costs the Gateway nothing
-        if owner is not None and len(set(self.runs_of(owner)) - {run_id}) >= self.max_runs_per_owner:
-            return f"refused: this session already watches {self.max_runs_per_owner} runs; close one first"
+        if owner is not None and len(set(self.runs_of(owner, unconfirmed=True)) - {run_id}) >= self.max_runs_per_owner:
+            return (f"refused: you already wait on {self.max_runs_per_owner} runs the Gateway has not confirmed "
+                    "(mistyped run ids?); close one first")
         watched = sum(1 for f in self._feeds.values() if f.listeners and f.run_id != run_id)
         if run_id not in self._feeds and watched >= self.max_upstreams:
             return f"refused: the server already watches {self.max_upstreams} runs; try again later"
         return None
 
-    def attach(self, run_id: str, listener: Listener, *, owner: object | None = None) -> Subscription:
+    def attach(self, run_id: str, listener: Listener, *, owner: Hashable | None = None) -> Subscription:
         """Start receiving ``run_id``'s subscription items.
 
         The listener is called on the loop, once per item; it is called for the catch-up
         items before this method returns. It must not block (hand the work to the loop).
-        ``owner`` (a session, any object) is counted against ``max_runs_per_owner``. Past a
-        limit the listener gets one offline status saying why, and the handle holds nothing.
+        ``owner`` (the visitor, a hashable key compared by value: every tab of one visitor
+        counts together) is counted against ``max_runs_per_owner``; ``None`` is not capped.
+        Past a limit the listener gets one offline status saying why, and the handle holds
+        nothing.
         """
         if self._closed:
             raise RuntimeError("the hub is closed")
@@ -476,7 +495,7 @@ class GatewayHub:
         except GatewayError:
             return False  # unreachable: the subscription's own retries handle that
         else:
-            feed.missing = False
+            feed.missing, feed.exists = False, True
         if not feed.missing:
             return False
         self.stats.runs_not_found += 1

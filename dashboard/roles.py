@@ -13,6 +13,9 @@ Two independent gates decide whether a control that changes a run exists:
   is not shown (:func:`token_scopes`, :func:`may_call`). A ``FORBIDDEN`` answer naming the
   scope it wanted is remembered too (:func:`note_forbidden`).
 
+:func:`session_visitor` names who is visiting (the user, else the client address) for the
+hub's per-visitor limit on upstream subscriptions.
+
 The person's role is checked again by the server-side handler of every action
 (:func:`dashboard.operate.perform`), never taken from the page. The user comes from Panel's
 signed ``user`` cookie, decoded here rather than through ``pn.state.user``, which believes an
@@ -30,7 +33,9 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from inspector.client import MUTATING_METHODS
 from inspector.errors import GatewayError, SmithersDashboardError
+from inspector.replay.rpc import METHOD_ALIASES, METHOD_SCOPES as GATEWAY_METHOD_SCOPES
 
 if TYPE_CHECKING:
     from .config import DashboardConfig
@@ -49,6 +54,7 @@ __all__ = [
     "session_claims",
     "session_role",
     "session_user",
+    "session_visitor",
     "token_scopes",
 ]
 
@@ -93,6 +99,34 @@ def session_user() -> str | None:
         return None
     decoded = decode_signed_value(secret, "user", raw)
     return decoded.decode("utf-8") if decoded else None
+
+
+def session_visitor() -> str | None:
+    """Who is visiting, as a key the hub caps upstream subscriptions by (``None``: no session).
+
+    - With a login, the user (``user:NAME``, from the signed cookie of :func:`session_user`):
+      every tab of one person counts together, and colleagues behind one NAT or proxy address
+      are not lumped into one visitor.
+    - Without one, the client's address (``address:IP``): ``remote_ip`` of the HTTP request
+      that opened the session, as tornado reports it. That is the TCP peer, unless the server
+      runs behind a reverse proxy it was told to trust (``serve --trusted-proxy``, Bokeh's
+      ``--use-xheaders``): then tornado takes the address the proxy wrote in ``X-Real-Ip`` /
+      ``X-Forwarded-For``. Those headers are never read here: sent by a client straight to the
+      port they are whatever the client likes, and a visitor could claim a new address per tab
+      and escape the cap. (Behind an untrusted proxy every visitor is the proxy's address and
+      shares one cap; login or ``--trusted-proxy`` fixes that.)
+    """
+    user = session_user()
+    if user is not None:
+        return f"user:{user}"
+    import panel as pn
+
+    try:
+        request = pn.state.curdoc.session_context.request  # type: ignore[union-attr]
+        address = getattr(request, "remote_ip", None)
+    except Exception:  # not in a served session (a notebook, a test)
+        return None
+    return f"address:{address}" if isinstance(address, str) and address else None
 
 
 def session_claims() -> Mapping[str, Any]:
@@ -152,17 +186,11 @@ def require_operator(config: DashboardConfig, action: str) -> str | None:
 
 # ------------------------------------------------------------------ the token
 
-#: The scope each run-changing Gateway method needs (the Gateway's own table, 0.32).
+#: The scope each run-changing Gateway method needs: the Gateway's own table (0.32), kept
+#: once in :data:`inspector.replay.rpc.METHOD_SCOPES` (checked against its JavaScript), for
+#: every method a control may call (``MUTATING_METHODS`` of the client, aliases included).
 METHOD_SCOPES: dict[str, str] = {
-    "launchRun": "run:write",
-    "resumeRun": "run:write",
-    "cancelRun": "run:write",
-    "pauseRun": "run:write",
-    "runs.rerun": "run:write",
-    "rewindRun": "run:admin",
-    "jumpToFrame": "run:admin",
-    "submitApproval": "approval:submit",
-    "submitSignal": "signal:submit",
+    method: GATEWAY_METHOD_SCOPES[METHOD_ALIASES.get(method, method)] for method in sorted(MUTATING_METHODS)
 }
 
 _RUN_LADDER = ("run:read", "run:write", "run:admin")

@@ -10,7 +10,8 @@ therefore the only place a typo gets a useful message.
 
 The schemas come from the operator: a JSON file mapping each workflow key to the JSON Schema
 of its input (what zod's ``z.toJSONSchema(schema)`` prints for a ``createSmithers({input})``
-schema), named by ``SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS`` (:func:`workflow_schemas`). A workflow
+schema), given by ``serve --workflow-schemas FILE`` or ``SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS``
+(:attr:`dashboard.config.DashboardConfig.workflow_schemas`, :func:`workflow_schemas`). A workflow
 without one gets a JSON text area for its whole input.
 
 - :func:`fields_from_schema` (pure): the top-level properties as :class:`FieldSpec` s; the basic
@@ -41,6 +42,8 @@ import param
 
 from inspector.errors import SmithersDashboardError
 
+from .config import SCHEMAS_ENV
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -59,8 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The environment variable naming the JSON file of input schemas (workflow key -> JSON Schema).
-SCHEMAS_ENV = "SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS"
 
 
 class InputProblem(SmithersDashboardError):
@@ -205,9 +206,12 @@ def load_workflow_schemas(path: str | os.PathLike[str]) -> dict[str, dict[str, A
 _CACHE: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
 
 
-def workflow_schemas(env: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """The schemas named by :data:`SCHEMAS_ENV` (re-read when the file changes; {} without one)."""
-    path = (env if env is not None else os.environ).get(SCHEMAS_ENV, "").strip()
+def workflow_schemas(env: Mapping[str, str] | None = None, *, path: str | None = None) -> dict[str, dict[str, Any]]:
+    """The schemas in ``path`` (the server's :attr:`~dashboard.config.DashboardConfig.workflow_schemas`)
+    or, without one, in the file named by :data:`SCHEMAS_ENV` of ``env`` (default: the process
+    environment). Re-read when the file changes; {} without one or when it cannot be read (logged)."""
+    if path is None:
+        path = (env if env is not None else os.environ).get(SCHEMAS_ENV, "").strip()
     if not path:
         return {}
     try:

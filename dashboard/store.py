@@ -22,7 +22,8 @@ process's :class:`~dashboard.hub.GatewayHub` and turns them into parameter value
 - **Agents.** ``agents`` is the run's :class:`~inspector.agents.RunAgents` (shared by the
   run's sessions through :class:`~dashboard.agent_feed.AgentFeed`), fed from the run events
   and ``listRunTokenUsage``; ``agents_version`` ticks once per batch that changed it and
-  ``changed_attempts`` says which attempts.
+  ``changed_attempts`` says which attempts. A rewind rebuilds it from the Gateway
+  (:meth:`~dashboard.agent_feed.AgentFeed.rewind`), so discarded attempts do not linger.
 - **Freshness.** Scores and the selected node's output are re-read (debounced) when a
   node finishes or fails; the run record is re-read (throttled) on run and node events.
 """
@@ -68,7 +69,9 @@ from .event_records import EventRecord, event_record
 from .events_dedup import RunEventTriage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Hashable
+
+    from inspector.protocol import TimeTravelJump
 
     from .hub import GatewayHub, Subscription
     from .shared import SharedRunView
@@ -84,7 +87,8 @@ class RunStore(param.Parameterized):
     """One session's view of one run (see the module docstring).
 
     ``hub`` is the process's :class:`~dashboard.hub.GatewayHub`; RPC reads go through it
-    (``hub.read`` shares them between sessions). Call :meth:`close` when the session ends.
+    (``hub.read`` shares them between sessions). ``owner`` is the visitor the hub counts this
+    session's subscription against. Call :meth:`close` when the session ends.
     """
 
     run_id = param.String(default=None, allow_None=True, doc="""
@@ -214,7 +218,7 @@ class RunStore(param.Parameterized):
     run_refresh_interval = param.Number(default=1.0, bounds=(0, None), doc="""
         Minimum seconds between two ``getRun`` reads triggered by events.""")
 
-    def __init__(self, hub: GatewayHub | None = None, **params: Any) -> None:
+    def __init__(self, hub: GatewayHub | None = None, *, owner: Hashable | None = None, **params: Any) -> None:
         run_id = params.pop("run_id", None)
         selected = params.pop("selected_node", None)
         super().__init__(**params)  # type: ignore[no-untyped-call]
@@ -223,9 +227,14 @@ class RunStore(param.Parameterized):
         if self.prices is None:
             self.prices = price_table()
         self.hub = hub
+        #: The visitor this session belongs to (:func:`dashboard.roles.session_visitor`): the hub
+        #: caps the unconfirmed runs one visitor makes it subscribe to (``None``: uncapped).
+        self.owner = owner
         self._agent_feed = AgentFeed(None)
         self.agents = self._agent_feed.agents
         self._pending_attempts: set[tuple[str, int, int]] = set()
+        #: The agents model was rebuilt after a rewind: the next flush says "read everything".
+        self._agents_rebuilt = False
         self._handle: Subscription | None = None
         self._run_gen = 0
         self._node_gen = 0
@@ -303,7 +312,7 @@ class RunStore(param.Parameterized):
         if self.run_id and self.hub is not None and not self._closed:
             # Attach first: the catch-up items land in the (just emptied) buffer and are
             # applied by the next flush, after the reset below.
-            self._handle = self.hub.attach(self.run_id, lambda item: self._on_item(gen, item))
+            self._handle = self.hub.attach(self.run_id, lambda item: self._on_item(gen, item), owner=self.owner)
             tree = self.hub.tree(self.run_id)
         self._agent_feed = self._feed_of_run()
         self.param.update(
@@ -361,6 +370,7 @@ class RunStore(param.Parameterized):
         self._pending_events.clear()
         self._pending_refresh.clear()
         self._pending_attempts.clear()
+        self._agents_rebuilt = False
 
     def _feed_of_run(self) -> AgentFeed:
         """The run's shared agents feed (with a hub), else this store's own."""
@@ -371,9 +381,14 @@ class RunStore(param.Parameterized):
 
     def _feed_agents(self, item: RunEvent) -> bool:
         """Fold ``item`` into the agents model (every event, logged or not); always False."""
-        attempt = (self.shared.agents if self.shared is not None else self._agent_feed).feed(item)
+        feed = self.shared.agents if self.shared is not None else self._agent_feed
+        attempt = feed.feed(item)
         if attempt is not None:
             self._pending_attempts.add(attempt)
+        jump = feed.replayed_jump(item)
+        if jump is not None and self.hub is not None and self.run_id:
+            feed.begin_rewind(self.hub.client, self.run_id, jump)
+            self._spawn(self._rewind_agents(self._run_gen, jump))
         return False
 
     # ------------------------------------------------------------------ subscription items
@@ -442,6 +457,9 @@ class RunStore(param.Parameterized):
         elif isinstance(item, TimeTravelled):
             self._triage.reset()
             jump = item.jump
+            if self.hub is not None and self.run_id:
+                self._feed_of_run().begin_rewind(self.hub.client, self.run_id, jump)
+                self._spawn(self._rewind_agents(self._run_gen, jump))
             now = time.time()
             pending["last_jump"] = {"from": jump.from_frame_no, "to": jump.to_frame_no, "at": now, "caller": jump.caller}
             pending["notice"] = f"Rewound from frame {jump.from_frame_no} to {jump.to_frame_no}"
@@ -501,7 +519,12 @@ class RunStore(param.Parameterized):
             self._events.extend(records)
             updates["events"] = tuple(self._events)
             updates["new_events"] = records[-self.max_events :]
-        if self._pending_attempts:
+        if self._agents_rebuilt:  # every attempt may have changed: views read everything
+            self._agents_rebuilt = False
+            self._pending_attempts = set()
+            updates["agents_version"] = self.agents_version + 1
+            updates["changed_attempts"] = ()
+        elif self._pending_attempts:
             updates["agents_version"] = self.agents_version + 1
             updates["changed_attempts"] = tuple(sorted(self._pending_attempts))
             self._pending_attempts = set()
@@ -668,6 +691,15 @@ class RunStore(param.Parameterized):
         changed = await feed.read_token_usage(self.hub.client, self.run_id, when)
         if gen == self._run_gen and changed and not self._closed:
             self._pending_attempts.update(changed)
+            self._schedule_flush()
+
+    async def _rewind_agents(self, gen: int, jump: TimeTravelJump) -> None:
+        """Rebuild the agents after a rewind (once per jump for all sessions, see
+        :meth:`AgentFeed.rewind`), then tell the views to read everything again."""
+        assert self.hub is not None and self.run_id
+        rebuilt = await self._feed_of_run().rewind(self.hub.client, self.run_id, jump)
+        if rebuilt and gen == self._run_gen and not self._closed:
+            self._agents_rebuilt = True
             self._schedule_flush()
 
     async def _read_scores(self, gen: int) -> None:

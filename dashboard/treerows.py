@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, NodeType, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from inspector.agents import RunAgents
     from inspector.tree import DevToolsTree, TreeChange, TreeNode
@@ -61,6 +61,7 @@ __all__ = [
     "patch_for",
     "row_for",
     "rows_for",
+    "task_heartbeats_json",
     "task_tokens",
     "tree_vocabulary_js",
 ]
@@ -293,6 +294,20 @@ def task_tokens(agents: RunAgents | None) -> str:
         entry = out.setdefault(row.node_id, [0, ""])
         entry[0] += row.tokens.total
         entry[1] = row.agent or entry[1]
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def task_heartbeats_json(beats: Mapping[tuple[str, int], float]) -> str:
+    """Each task's last heartbeat for the tree rows, as the JSON text of ``tree.js``'
+    ``beats`` message: ``{nodeId: {iteration: ms}}`` from ``RunStore.task_heartbeats``
+    (``{(nodeId, iteration): time.time()}``), in milliseconds on the server's clock.
+
+    Apart from the rows for the reason :func:`task_tokens` is: a heartbeat is a run event,
+    several a second on an agentic run, and must cost one small message, not row upserts.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for (node_id, iteration), at in beats.items():
+        out.setdefault(node_id, {})[str(iteration)] = round(at * 1000.0, 1)
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 

@@ -50,8 +50,22 @@ events that carry an attempt number make a new attempt.
 single chunk larger than the cap keeps its end, cut after a newline when one is near (so the
 kept text starts at a line). :attr:`AgentAttempt.dropped_lines` counts the newlines dropped
 ("N earlier lines") and :attr:`AgentAttempt.dropped_bytes` their bytes. The model does not
-keep the full text of a long attempt: :func:`output_from_history` rebuilds it, uncapped, from
+keep the full text of a long attempt: :func:`inspector.agent_history.output_from_history`
+rebuilds it, uncapped, from
 the durable history (``/v1/api/events``), which is where a download of it comes from.
+
+**Transcript.** ``agent.session`` brings one row of the provider's session transcript per event
+(Smithers' ``AgentTraceCollector`` emits an ``AgentSessionEvent`` per structured stdout line of a
+``stream-json`` agent, at the end of the attempt). The rows are kept in arrival order, an
+event's list of rows extends them, and the k-th row of an attempt is applied once whichever
+source brings it; at most :data:`TRANSCRIPT_MAX_ROWS` per attempt (the newest).
+
+**Rewinds.** Smithers' ``jumpToFrame`` deletes the attempts started after the target frame but
+keeps every event row (it appends a ``TimeTravelJumped``), so the durable history and
+``listRunTokenUsage`` still hold the discarded attempts' output, actions and usage, and a
+re-executed task reuses their attempt numbers: :mod:`inspector.agent_history` cuts the
+rewound stretches out and folds the rest into a fresh model (:meth:`RunAgents.adopt` puts it in
+place), which a live source can continue (:meth:`RunAgents.start_source`).
 
 **Order.** Chunks are kept in arrival order. Smithers 0.32 emits an agent's output chunks
 after an asynchronous heartbeat-ownership check per chunk, so a burst of ``onStdout`` calls
@@ -67,22 +81,32 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
+from .echoes import EchoFilter
 from .pricing import CostEstimate, PriceTable, TokenCounts, estimate_cost
 
 __all__ = [
     "DEFAULT_OUTPUT_CAP_BYTES",
     "DURABLE_EVENT_NAMES",
+    "HISTORY_SOURCE",
+    "TRANSCRIPT_MAX_ROWS",
     "AgentAction",
     "AgentAttempt",
     "AttemptKey",
     "OutputChunk",
     "RunAgents",
     "UsageRow",
-    "output_from_history",
 ]
 
 #: Output kept per attempt (bytes of UTF-8): 256 KiB, about 3,000 lines of 80 characters.
 DEFAULT_OUTPUT_CAP_BYTES: Final = 256 * 1024
+
+#: The ``source`` of durable history rows (:meth:`RunAgents.apply_history_row`).
+HISTORY_SOURCE: Final = "history"
+#: The source name of ``listRunTokenUsage`` rows.
+TOKEN_USAGE_SOURCE: Final = "token-usage"
+
+#: Transcript rows kept per attempt (``agent.session``), the newest.
+TRANSCRIPT_MAX_ROWS: Final = 2000
 
 #: ``(nodeId, iteration, attempt)``.
 AttemptKey: TypeAlias = tuple[str, int, int]
@@ -183,7 +207,8 @@ class AgentAttempt:
     ok: bool | None = None
     usage: TokenCounts | None = None
     usage_ms: float | None = None
-    transcript: Any = None
+    transcript: list[Any] = field(default_factory=list)
+    transcript_dropped: int = 0
     trace_events: int = 0
     trace_summary: Mapping[str, Any] | None = None
     last_heartbeat_ms: float | None = None
@@ -318,6 +343,7 @@ class RunAgents:
         self.run_finished_ms: float | None = None
         self.run_status: str | None = None
         self._seen: dict[str, _SeqSet] = {}
+        self._echoes: dict[str, EchoFilter] = {}  # per live source: the Gateway's echo (inspector.echoes)
         self._positions: dict[tuple[str, object], int] = {}  # (source, scope) -> items seen
         self._applied: dict[object, int] = {}  # scope -> items applied
         self._cursor: dict[tuple[str, str], tuple[int, int | None]] = {}  # (source, node) -> (iteration, attempt)
@@ -337,7 +363,8 @@ class RunAgents:
         """Fold one run event; return the attempt it changed (``None``: nothing, or not an attempt).
 
         ``seq`` is the event's number in ``source`` (dropped if already applied: layer 1 of
-        the dedup); ``t_ms`` its time on the Gateway's clock when the payload has none
+        the dedup; the Gateway's echo of a live source is dropped too, see
+        :mod:`inspector.echoes`); ``t_ms`` its time on the Gateway's clock when the payload has none
         (``timestampMs`` in the payload wins). Events of another run are ignored.
         """
         if not isinstance(payload, Mapping):
@@ -346,6 +373,8 @@ class RunAgents:
         if self.run_id is not None and isinstance(run_id, str) and run_id != self.run_id:
             return None
         if seq is not None and not self._seen.setdefault(source, _SeqSet()).add(seq):
+            return None
+        if source not in _UNECHOED and self._echoes.setdefault(source, EchoFilter()).is_echo(event, payload):
             return None
         at = _num(payload.get("timestampMs"))
         at = at if at is not None else t_ms
@@ -371,7 +400,7 @@ class RunAgents:
         if name == "run.completed" and "status" not in payload:
             status = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
             payload = {**payload, "status": status[str(row.get("event"))]}
-        return self.apply(name, payload, seq=_int(row.get("seq")), source="history", t_ms=_num(row.get("timestampMs")))
+        return self.apply(name, payload, seq=_int(row.get("seq")), source=HISTORY_SOURCE, t_ms=_num(row.get("timestampMs")))
 
     def apply_history(self, rows: Iterable[Mapping[str, Any]]) -> set[AttemptKey]:
         """Fold durable history rows (in ``seq`` order); the attempts they changed."""
@@ -386,10 +415,28 @@ class RunAgents:
         """Fold ``listRunTokenUsage``'s ``events`` (one per attempt; first report wins)."""
         changed = set()
         for row in rows:
-            key = self.apply("token.usage", row, source="token-usage")
+            key = self.apply("token.usage", row, source=TOKEN_USAGE_SOURCE)
             if key is not None:
                 changed.add(key)
         return changed
+
+    def start_source(self, source: str, like: str) -> None:
+        """Count ``source`` as having brought, so far, what ``like`` brought: its next item
+        of an output, action or transcript row lines up with ``like``'s next one. For a live
+        stream that starts where the history stands (after a rewind, see
+        :func:`inspector.agent_history.rebuilt_agents`)."""
+        for (name, scope), count in list(self._positions.items()):
+            if name == like:
+                self._positions[(source, scope)] = count
+
+    def adopt(self, other: RunAgents) -> None:
+        """Become ``other`` (a rebuilt model) in place, so every holder of this object
+        sees the run as ``other`` has it; ``version`` still only goes up."""
+        version = self.version
+        state = vars(self)
+        state.clear()
+        state.update(vars(other))
+        self.version = version + other.version + 1
 
     # ------------------------------------------------------------------ reading
 
@@ -609,7 +656,16 @@ class RunAgents:
         attempt = self._target(payload, source)
         if attempt is None or "transcript" not in payload:
             return None
-        attempt.transcript = payload["transcript"]
+        rows = payload["transcript"]
+        fresh = [row for row in (rows if isinstance(rows, list) else [rows])
+                 if self._next_position(source, ("session", attempt.key))]
+        if not fresh:
+            return None
+        attempt.transcript.extend(fresh)
+        over = len(attempt.transcript) - TRANSCRIPT_MAX_ROWS
+        if over > 0:
+            del attempt.transcript[:over]
+            attempt.transcript_dropped += over
         return attempt
 
     def _on_trace(self, payload: Mapping[str, Any], source: str, at: float | None) -> AgentAttempt | None:
@@ -713,6 +769,9 @@ class RunAgents:
 _Handler: TypeAlias = Callable[[RunAgents, Mapping[str, Any], str, "float | None"], "AgentAttempt | None"]
 
 #: Live event name -> the method folding it.
+#: Sources the Gateway's bridge does not echo: each of their rows comes once.
+_UNECHOED: Final = frozenset({HISTORY_SOURCE, TOKEN_USAGE_SOURCE})
+
 _HANDLERS: Final[Mapping[str, _Handler]] = {
     "task.output": RunAgents._on_output,
     "agent.event": RunAgents._on_agent_event,
@@ -731,30 +790,3 @@ _HANDLERS: Final[Mapping[str, _Handler]] = {
     "run.started": RunAgents._on_run_started,
     "run.completed": RunAgents._on_run_completed,
 }
-
-
-def output_from_history(
-    rows: Iterable[Mapping[str, Any]], node_id: str, iteration: int = 0, attempt: int = 1
-) -> list[OutputChunk]:
-    """An attempt's whole output, uncapped, from durable history rows (``NodeOutput``), in seq order.
-
-    What a "download the full text" reads: the model itself keeps only the newest
-    ``output_cap_bytes`` of each attempt.
-    """
-    chunks: list[tuple[int, OutputChunk]] = []
-    seen: set[int] = set()
-    for row in rows:
-        payload = row.get("payload")
-        seq = _int(row.get("seq"), -1)
-        if row.get("event") != "NodeOutput" or not isinstance(payload, Mapping) or seq is None or seq in seen:
-            continue
-        if (payload.get("nodeId"), _int(payload.get("iteration"), 0), _int(payload.get("attempt"), 1)) != (
-            node_id, iteration, attempt
-        ):
-            continue
-        text = payload.get("text")
-        if isinstance(text, str):
-            seen.add(seq)
-            stream: Stream = "stderr" if payload.get("stream") == "stderr" else "stdout"
-            chunks.append((seq, OutputChunk(stream, text, _num(payload.get("timestampMs")))))
-    return [chunk for _, chunk in sorted(chunks, key=lambda c: c[0])]

@@ -14,7 +14,10 @@
 (``--basic-auth`` through :mod:`dashboard.auth`, or ``--oauth-*``), its secrets passed in the
 environment, never on ``panel serve``'s command line. ``--operators`` / ``--operator-claim``
 name who may change runs and ``--audit-log`` where actions are recorded (:mod:`dashboard.roles`,
-:mod:`dashboard.audit`), also passed in the environment.
+:mod:`dashboard.audit`), ``--workflow-schemas`` the launch form's input schemas
+(:mod:`dashboard.schema_form`), all passed in the environment. ``--trusted-proxy`` (Bokeh's
+``--use-xheaders``) takes a visitor's address from a reverse proxy's headers, for the
+per-visitor subscription limit (:func:`dashboard.roles.session_visitor`).
 
 The Gateway comes from ``--gateway URL`` or ``SMITHERS_GATEWAY_URL``; the token only from
 ``SMITHERS_TOKEN`` or ``--token-file``: never from the command line, where ``ps`` and
@@ -256,8 +259,12 @@ def panel_command(
     auth_module: Path | None = None,
     oauth: Sequence[str] = (),
     log_level: str | None = None,
+    trusted_proxy: bool = False,
 ) -> list[str]:
-    """The ``panel serve`` command line (no secret on it: those go in the environment)."""
+    """The ``panel serve`` command line (no secret on it: those go in the environment).
+
+    ``trusted_proxy`` is Bokeh's ``--use-xheaders``: the client address comes from the
+    proxy's ``X-Real-Ip`` / ``X-Forwarded-For`` (only behind a proxy that sets them)."""
     allowed = list(dict.fromkeys([*origins, f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]))
     cmd = [sys.executable, "-m", "panel", "serve", str(apps_dir()), "--port", str(port), "--address", address,
            "--plugins", OPS_PLUGIN, "--unused-session-lifetime", "60000", "--check-unused-sessions", "15000",
@@ -271,6 +278,8 @@ def panel_command(
     cmd += list(oauth)
     if log_level:
         cmd += ["--log-level", log_level]
+    if trusted_proxy:
+        cmd.append("--use-xheaders")
     if num_procs != 1:
         cmd += ["--num-procs", str(num_procs)]
     if show:
@@ -365,6 +374,25 @@ def _roles_env(args: argparse.Namespace, env: dict[str, str], login: bool) -> No
         env["SMITHERS_DASHBOARD_AUDIT_LOG"] = str(path)
 
 
+def _schemas_env(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """``--workflow-schemas FILE`` for the launch form (``dashboard.config`` reads it from
+    ``env``), checked now so a broken file stops the start, not the first launch."""
+    if not args.workflow_schemas:
+        return
+    from dashboard.schema_form import SCHEMAS_ENV, InputProblem, load_workflow_schemas
+
+    path = Path(args.workflow_schemas).expanduser().resolve()
+    try:
+        load_workflow_schemas(path)
+    except OSError as exc:
+        raise ServeRefused(f"cannot read the workflow schemas file {str(path)!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ServeRefused(f"the workflow schemas file {str(path)!r} is not JSON: {exc}") from None
+    except InputProblem as exc:
+        raise ServeRefused(str(exc)) from None
+    env[SCHEMAS_ENV] = str(path)
+
+
 def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     """Check ``serve``'s login and network options, put secrets in ``env``, return the command."""
     from dashboard.auth import AUTH_MODULE_PATH, USERS_FILE_ENV
@@ -419,9 +447,11 @@ def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     origins = list(args.allow_websocket_origin or [])
     if not is_loopback(args.address):
         origins.append(f"{socket.gethostname()}:{args.port}")
+    _schemas_env(args, env)
     _log_env(env, args)
     return panel_command(args.port, num_procs=args.num_procs, address=args.address, origins=origins,
-                         auth_module=auth_module, oauth=oauth, log_level=args.log_level)
+                         auth_module=auth_module, oauth=oauth, log_level=args.log_level,
+                         trusted_proxy=args.trusted_proxy)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -545,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--num-procs", type=int, default=1)
     serve.add_argument("--actions", action="store_true", help="enable approve/cancel/rewind controls (with confirmation)")
     serve.add_argument("--audit-log", metavar="FILE", help="append every action to FILE, one JSON object a line")
+    serve.add_argument("--workflow-schemas", metavar="FILE",
+                       help="JSON file {workflow key: JSON Schema of its input} for the launch form "
+                            "(default $SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS)")
+    serve.add_argument("--trusted-proxy", action="store_true",
+                       help="behind a reverse proxy that sets X-Real-Ip / X-Forwarded-For: take the client "
+                            "address from them (Bokeh's --use-xheaders)")
     log_opts(serve)
     login = serve.add_argument_group("login (Panel's auth: /login, /logout)")
     login.add_argument("--basic-auth", metavar="FILE",

@@ -1,10 +1,12 @@
 """Which run events are news: re-emitted transitions told apart from new ones.
 
 Pure (no I/O). Smithers 0.32's live stream re-emits transitions it already sent, with new
-``seq`` numbers: when the engine re-renders a workflow (after an approval, say) it sends a
-finished node's ``node.pending`` / ``node.started`` / ``node.finished`` again, repeats
-``approval.requested`` and ``node.waiting_approval``, and sends ``run.completed`` two or
-three times (the ``gated`` recording: ``build`` started at seq 4 and again at seq 11,
+``seq`` numbers: its out-of-process event bridge re-sends the database rows of a run that was
+not executing in the Gateway's process at its last poll (waiting for an approval, or ended
+between two polls; see :mod:`inspector.echoes`, which drops the agent events of that echo),
+so a finished node's ``node.pending`` / ``node.started`` / ``node.finished`` come again, as do
+``approval.requested``, ``node.waiting_approval`` and ``run.completed`` (two or
+three times in all: the ``gated`` recording has ``build`` started at seq 4 and again at seq 11,
 ``run.completed`` at seqs 20, 21 and 26). The durable history (``/v1/api/events``) has each
 once, with its ``attempt``. Logged as they come, a run with no retry shows "4 attempts on 2
 tasks · 2 retries" and the wall lists ``run.completed`` twice.

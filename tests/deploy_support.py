@@ -108,9 +108,10 @@ def wait_status(url: str, status: int, timeout: float = 30.0, **kwargs: Any) -> 
 
 
 def start_replay_gateway(files: Sequence[Path], log_path: Path, *, token_file: Path | None = None,
-                         env: Mapping[str, str] | None = None, speed: float = 1.0) -> tuple[Served, str]:
-    """``smithers-dashboard replay FILES --loop`` on a free port; returns it and its URL."""
-    port = free_port()
+                         env: Mapping[str, str] | None = None, speed: float = 1.0,
+                         port: int | None = None) -> tuple[Served, str]:
+    """``smithers-dashboard replay FILES --loop`` on ``port`` (default: a free one); returns it and its URL."""
+    port = port or free_port()
     args = ["replay", *map(str, files), "--port", str(port), "--loop", "--speed", str(speed)]
     if token_file is not None:
         args += ["--token-file", str(token_file)]

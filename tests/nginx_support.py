@@ -7,6 +7,9 @@ under ``/etc`` or ``/var``). The proxy's configuration is ``docs/nginx.conf.temp
 file docs/deploy.md documents) rendered by :func:`render_site`, included from a minimal
 main ``nginx.conf``. The certificate is a fresh self-signed one for ``localhost`` and
 ``127.0.0.1`` (the ``cryptography`` package).
+
+:func:`serve_behind_nginx` is the same setup without pytest and without the Gateway (the
+caller brings one): the fixture and ``tests/benchmarks/bench_nginx.py`` both use it.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from tests.deploy_support import Served, cli, free_port, poll, start_replay_gate
 from tests.recordings import recording
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["NGINX", "TEMPLATE", "TOKEN", "NginxProxy", "make_certificate", "nginx_proxy", "render_site"]
+__all__ = ["NGINX", "TEMPLATE", "TOKEN", "NginxProxy", "make_certificate", "nginx_proxy", "render_site",
+           "serve_behind_nginx"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "docs" / "nginx.conf.template"
@@ -84,16 +88,17 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def main_conf(prefix: Path, site: Path) -> str:
+def main_conf(prefix: Path, site: Path, *, worker_connections: int = 256) -> str:
     """The smallest main ``nginx.conf`` around the site file: everything under ``prefix``.
 
     The access log names each request's upstream and route (the test reads which instance
-    served what)."""
+    served what). A proxied websocket holds two of the worker's ``worker_connections`` (the
+    browser's and the upstream's) for as long as it is open."""
     temp = prefix / "tmp"
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers write under our (0700) temp dirs
     return (
         f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n"
-        "events { worker_connections 256; }\n"
+        f"events {{ worker_connections {worker_connections}; }}\n"
         "http {\n"
         f"    include {site};\n"
         "    log_format routes '$request_uri $status $upstream_addr $sd_route';\n"
@@ -105,7 +110,11 @@ def main_conf(prefix: Path, site: Path) -> str:
 
 @dataclass
 class NginxProxy:
-    """What the fixture started: ``base`` is nginx's public https URL."""
+    """What :func:`serve_behind_nginx` started: ``base`` is nginx's public https URL.
+
+    ``instances[i]`` is the plain-HTTP base URL of the dashboard ``servers[i]`` (loopback,
+    reached directly, not through nginx); ``certificate`` is the test certificate nginx
+    presents (a client that should verify it trusts this file)."""
 
     base: str
     port: int
@@ -113,10 +122,67 @@ class NginxProxy:
     gateway: str
     nginx: Served
     prefix: Path
+    servers: list[Served]
+    certificate: Path
 
     def access_log(self) -> str:
         path = self.prefix / "access.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+@contextlib.contextmanager
+def serve_behind_nginx(directory: Path, gateway_url: str, *, instances: int = 2, token_file: Path | None = None,
+                       env: Mapping[str, str] | None = None, worker_connections: int = 256,
+                       certificate: tuple[Path, Path] | None = None) -> Iterator[NginxProxy]:
+    """``instances`` dashboards (``smithers-dashboard serve``) on free loopback ports, nginx in front.
+
+    Under ``directory``: ``serve-N.log`` (instance N's output), ``cert.pem`` / ``key.pem``
+    (unless ``certificate`` gives nginx's ``(certificate, key)``: a client process that
+    trusts one certificate can then meet several of these setups), and nginx's prefix
+    ``prefix/`` (its configuration, ``access.log``, ``error.log``). ``env`` is the instances'
+    whole environment (default: this process's). Everything started is stopped on exit; the
+    logs stay."""
+    if not Path(NGINX).exists():
+        raise FileNotFoundError(f"{NGINX} is missing: scripts/test installs Debian's nginx-light")
+    prefix = directory / "prefix"
+    (prefix / "tmp").mkdir(parents=True)
+    started: list[Served] = []
+    try:
+        nginx_port = free_port()
+        bases: list[str] = []
+        for index in range(instances):
+            port = free_port()
+            token = ["--token-file", str(token_file)] if token_file is not None else []
+            served = Served(cli("serve", "--gateway", gateway_url, *token, "--port", str(port),
+                                "--allow-websocket-origin", f"localhost:{nginx_port}"),
+                            directory / f"serve-{index}.log", env=env)
+            started.append(served)
+            bases.append(f"http://127.0.0.1:{port}")
+        servers = list(started)
+        for served, base in zip(servers, bases, strict=True):
+            served.wait_status(f"{base}/healthz")
+        cert, key = certificate or make_certificate(directory)
+        site = prefix / "smithers-dashboard.conf"
+        site.write_text(render_site(listen=f"127.0.0.1:{nginx_port}", server_name="localhost", certificate=cert,
+                                    certificate_key=key, upstreams=[b.removeprefix("http://") for b in bases]))
+        conf = prefix / "nginx.conf"
+        conf.write_text(main_conf(prefix, site, worker_connections=worker_connections))
+        check = Served([NGINX, "-t", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
+                       directory / "nginx-t.log")
+        poll(lambda: not check.alive(), 30, "nginx -t")
+        assert check.process.returncode == 0, f"nginx -t refused the rendered template:\n{check.log()}"
+        check.stop()
+        nginx = Served([NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
+                        "-g", "daemon off;"], directory / "nginx.log")
+        started.append(nginx)
+        base = f"https://localhost:{nginx_port}"
+        nginx.wait_status(f"{base}/healthz", verify=False)
+        yield NginxProxy(base, nginx_port, bases, gateway_url, nginx, prefix, servers, cert)
+    finally:
+        for served in reversed(started):
+            with contextlib.suppress(Exception):
+                served.stop()
+        shutil.rmtree(prefix / "tmp", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -125,49 +191,19 @@ def nginx_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProxy
     if not Path(NGINX).exists():
         pytest.fail(f"{NGINX} is missing: scripts/test installs Debian's nginx-light")
     tmp = tmp_path_factory.mktemp("nginx")
-    prefix = tmp / "prefix"
-    (prefix / "tmp").mkdir(parents=True)
     token_file = tmp / "gateway-token"
     token_file.write_text(TOKEN)
-    started: list[Served] = []
+    gateway: Served | None = None
     try:
         # The wide run streams for ~30 s: long enough to watch it move after a page connects.
         gateway, gateway_url = start_replay_gateway([recording("rich-run.jsonl"), recording("wide-run.jsonl")],
                                                     tmp / "gateway.log", token_file=token_file)
-        started.append(gateway)
-        nginx_port = free_port()
-        instances: list[str] = []
-        for index in range(2):
-            port = free_port()
-            served = Served(cli("serve", "--gateway", gateway_url, "--token-file", str(token_file),
-                                "--port", str(port), "--allow-websocket-origin", f"localhost:{nginx_port}"),
-                            tmp / f"serve-{index}.log")
-            started.append(served)
-            instances.append(f"http://127.0.0.1:{port}")
-        for served, base in zip(started[1:], instances, strict=True):
-            served.wait_status(f"{base}/healthz")
-        cert, key = make_certificate(tmp)
-        site = prefix / "smithers-dashboard.conf"
-        site.write_text(render_site(listen=f"127.0.0.1:{nginx_port}", server_name="localhost", certificate=cert,
-                                    certificate_key=key, upstreams=[b.removeprefix("http://") for b in instances]))
-        conf = prefix / "nginx.conf"
-        conf.write_text(main_conf(prefix, site))
-        check = Served([NGINX, "-t", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
-                       tmp / "nginx-t.log")
-        poll(lambda: not check.alive(), 30, "nginx -t")
-        assert check.process.returncode == 0, f"nginx -t refused the rendered template:\n{check.log()}"
-        check.stop()
-        nginx = Served([NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
-                        "-g", "daemon off;"], tmp / "nginx.log")
-        started.append(nginx)
-        base = f"https://localhost:{nginx_port}"
-        nginx.wait_status(f"{base}/healthz", verify=False)
-        yield NginxProxy(base, nginx_port, instances, gateway_url, nginx, prefix)
+        with serve_behind_nginx(tmp, gateway_url, token_file=token_file) as proxy:
+            yield proxy
     finally:
-        for served in reversed(started):
+        if gateway is not None:
             with contextlib.suppress(Exception):
-                served.stop()
-        shutil.rmtree(prefix / "tmp", ignore_errors=True)
+                gateway.stop()
 
 
 def fetch_metrics(base: str) -> dict[str, float]:

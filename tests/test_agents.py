@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from inspector.agents import RunAgents, output_from_history
+from inspector.agent_history import output_from_history
+from inspector.agents import RunAgents
 from inspector.pricing import TokenCounts, load_price_table
 
 RUN = "run-1"

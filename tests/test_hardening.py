@@ -7,7 +7,8 @@
 - HTTP answers size-capped (:class:`~inspector.errors.ResponseTooLarge`, nothing decoded);
 - a token provider read again after ``UNAUTHORIZED`` (one more try with the new token);
 - a run the Gateway does not know stops its subscription ("run X not found on the Gateway");
-- the hub's caps on upstream subscriptions (per process, per owner);
+- the hub's caps on upstream subscriptions (per process, per visitor: unconfirmed runs);
+- the replay's and the controls' scope tables equal the real Gateway's (read from its JavaScript);
 - untrusted text escaped by ``html.escape`` through Panel's public ``sanitize_hook``.
 """
 
@@ -17,9 +18,11 @@ import html
 import inspect
 import json
 import logging
+import re
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import pytest
@@ -34,11 +37,9 @@ from inspector.status import ConnectionStatus
 from inspector.stream import StatusChanged
 from tests.faulty_replay import FaultyReplayGateway
 from tests.replay_support import RICH, TOKEN, make_gateway, open_session
-from tests.test_hub import FakeFeeds, make_hub, until
+from tests.test_hub import FakeFeeds, make_hub, snapshot_event, task_node, until
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from inspector.stream import SubscriptionItem
     from tests.gateway.server import GatewayServer
 
@@ -178,8 +179,9 @@ async def test_a_run_the_gateway_does_not_know_stops_with_a_message() -> None:
     gateway = make_gateway([RICH])
     async with gateway:
         hub = GatewayHub(GatewayClient(gateway.url, TOKEN), grace=0)
+        hub.max_runs_per_owner = 1
         seen: list[SubscriptionItem] = []
-        handle = hub.attach("no-such-run", seen.append)
+        handle = hub.attach("no-such-run", seen.append, owner="address:203.0.113.7")
 
         def said_not_found() -> bool:
             return any(isinstance(i, StatusChanged) and "run no-such-run not found on the Gateway" in (i.state.error or "")
@@ -191,6 +193,11 @@ async def test_a_run_the_gateway_does_not_know_stops_with_a_message() -> None:
         last = [i for i in seen if isinstance(i, StatusChanged)][-1]
         assert last.state.status is ConnectionStatus.OFFLINE and last.state.retry_in is None
         assert hub.stats.runs_not_found == 1
+        # Found missing, it holds no upstream: the visitor who mistyped it may open another page.
+        assert hub.runs_of("address:203.0.113.7", unconfirmed=True) == []
+        other = hub.attach("also-missing", [].append, owner="address:203.0.113.7")
+        assert not other.released
+        other.release()
         streams = gateway.streams_total
         late: list[SubscriptionItem] = []
         hub.attach("no-such-run", late.append).release()  # a late joiner is told at once
@@ -206,39 +213,163 @@ async def test_a_run_the_gateway_does_not_know_stops_with_a_message() -> None:
 async def test_upstream_subscriptions_are_capped_per_process_and_per_owner() -> None:
     feeds = FakeFeeds()
     hub = make_hub(feeds, grace=0)
-    hub.max_upstreams, hub.max_runs_per_owner = 3, 2
-    visitor, other = object(), object()
+    hub.max_upstreams, hub.max_runs_per_owner = 4, 2
+    # Owners are compared by value: each tab of a visitor builds its own key string.
+    visitor, other = "address:" + "203.0.113.7", "address:198.51.100.9"
     statuses: dict[str, list[SubscriptionItem]] = {}
 
     def listener(run: str) -> Any:
         return statuses.setdefault(run, []).append
 
+    def error_of(run: str) -> str:
+        return statuses[run][0].state.error or ""  # type: ignore[union-attr]
+
     a = hub.attach("a", listener("a"), owner=visitor)
-    b = hub.attach("b", listener("b"), owner=visitor)
-    refused = hub.attach("c", listener("c"), owner=visitor)
+    b = hub.attach("b", listener("b"), owner="address:203.0.113.7")
+    assert hub.runs_of(visitor, unconfirmed=True) == ["a", "b"]
+    refused = hub.attach("c", listener("c"), owner="address:203.0.113.7")
     assert refused.released and "c" not in hub.runs
-    assert "this session already watches 2 runs" in (statuses["c"][0].state.error or "")  # type: ignore[union-attr]
+    assert "you already wait on 2 runs the Gateway has not confirmed" in error_of("c")
     shared = hub.attach("a", listener("a2"), owner=visitor)  # a run it already watches: fine
-    c = hub.attach("c", listener("c2"), owner=other)
-    full = hub.attach("d", listener("d"), owner=object())
-    assert full.released and "the server already watches 3 runs" in (statuses["d"][0].state.error or "")  # type: ignore[union-attr]
+    c = hub.attach("c", listener("c2"), owner=other)  # another visitor is not affected
+
+    # A run whose tree arrived exists: it no longer counts against the visitor.
+    await until(lambda: "a" in feeds.queues, what="a's stream")
+    feeds.push("a", snapshot_event("a", 1, [task_node(2, "t")]))
+    await until(lambda: hub.runs_of(visitor, unconfirmed=True) == ["b"], what="run a confirmed")
+    d = hub.attach("d", listener("d"), owner=visitor)
+    assert not d.released
+    full = hub.attach("e", listener("e"), owner="address:192.0.2.1")
+    assert full.released and "the server already watches 4 runs" in error_of("e")
     assert hub.stats.refusals == 2
-    await until(lambda: set(feeds.started) == {"a", "b", "c"}, what="three upstreams")
-    for handle in (a, b, shared, c):
+    await until(lambda: set(feeds.started) == {"a", "b", "c", "d"}, what="four upstreams")
+    for handle in (a, b, shared, c, d):
         handle.release()
     await until(lambda: not hub.runs, what="idle upstreams released")
-    again = hub.attach("d", listener("d2"), owner=visitor)
+    again = hub.attach("e", listener("e2"), owner=visitor)
     assert not again.released
     again.release()
     await hub.aclose()
+
+
+def test_a_visitor_is_the_logged_in_user_else_the_address_tornado_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user from the signed cookie; without one, ``remote_ip`` of the session's request
+    (which only ``--use-xheaders`` lets a proxy's headers set); headers themselves never count."""
+    import panel as pn
+    from tornado.web import create_signed_value
+
+    from dashboard.roles import session_visitor
+
+    secret = "cookie-secret-for-the-visitor-test-0123456789"
+    cookies: dict[str, str] = {}
+
+    class Request:
+        remote_ip = "203.0.113.7"
+        headers: ClassVar[dict[str, str]] = {"X-Forwarded-For": "10.9.9.9", "X-Real-Ip": "10.8.8.8"}
+
+    class SessionContext:
+        request = Request()
+
+    class Document:  # weakly referenced by Panel's per-document state, as a real one is
+        session_context = SessionContext()
+
+    monkeypatch.setattr(pn.config, "cookie_secret", secret)
+    monkeypatch.setattr(type(pn.state), "cookies", property(lambda self: cookies))
+    document = Document()
+    monkeypatch.setattr(type(pn.state), "curdoc", property(lambda self: document))
+    assert session_visitor() == "address:203.0.113.7"
+    cookies["user"] = create_signed_value(secret, "user", "alice").decode()
+    assert session_visitor() == "user:alice"
+    cookies["user"] = "alice"  # unsigned: nobody, so the address
+    assert session_visitor() == "address:203.0.113.7"
+    monkeypatch.setattr(type(pn.state), "curdoc", property(lambda self: None))
+    assert session_visitor() is None, "outside a served session nobody is capped"
+
+
+def test_serve_trusts_proxy_headers_only_when_told() -> None:
+    from inspector.cli import build_parser, serve_plan
+
+    def command(*argv: str) -> list[str]:
+        return serve_plan(build_parser().parse_args(["serve", *argv]), {})
+
+    assert "--use-xheaders" not in command()
+    assert "--use-xheaders" in command("--trusted-proxy")
+
+
+# ------------------------------------------------------------------ the scope table against the Gateway's
+
+
+class GatewayScopes:
+    """The real Gateway's ``requiredScopeForMethod``, read from its JavaScript: the RPC
+    catalogue's ``requiredScope`` s, ``HTTP_ROUTE_SCOPES`` for the HTTP-only routes, the legacy
+    aliases, and ``run:read`` for a method named nowhere."""
+
+    def __init__(self, install: Path) -> None:
+        packages = install / "node_modules" / "@smithers-orchestrator"
+        self.catalogue = (packages / "gateway" / "src" / "rpc" / "index.js").read_text(encoding="utf-8")
+        server = (packages / "server" / "src" / "gateway.js").read_text(encoding="utf-8")
+        assert 'return getRequiredScopeForGatewayMethod(method) ?? "run:read";' in server, "the default changed"
+        self.routes = self._block("HTTP_ROUTE_SCOPES")
+        self.aliases = self._block("GATEWAY_RPC_LEGACY_METHOD_ALIASES")
+        self.definitions: dict[str, str] = {}
+        for chunk in self.catalogue.split("export const GATEWAY_RPC_DEFINITIONS", 1)[1].split('\n    method: "')[1:]:
+            scope = re.search(r'\n    requiredScope: "([\w:]+)"', chunk)
+            assert scope, f"no requiredScope for {chunk[:40]!r}"
+            self.definitions[chunk[: chunk.index('"')]] = scope.group(1)
+        assert {"launchRun", "cancelRun", "rewindRun", "getRun"} <= set(self.definitions)
+        assert "retryTask" in self.routes
+        self.known = {*self.routes, *self.aliases, *self.definitions}
+
+    def _block(self, name: str) -> dict[str, str]:
+        match = re.search(rf"const {name} = \{{(.*?)\n\}};", self.catalogue, re.S)
+        assert match, f"{name} not found in rpc/index.js"
+        return dict(re.findall(r'^\s*"?([\w.]+)"?:\s*"([\w:.]+)",', match.group(1), re.M))
+
+    def required(self, method: str) -> str:
+        if method in self.routes:
+            return self.routes[method]
+        canonical = method if method in self.definitions else self.aliases.get(method, "")
+        return self.definitions.get(canonical, "run:read")
+
+
+def test_replay_and_dashboard_scope_tables_equal_the_gateways(gateway_install: Path) -> None:
+    from dashboard.roles import METHOD_SCOPES as CONTROL_SCOPES
+    from inspector.client import MUTATING_METHODS
+    from inspector.replay.methods import RpcMethods
+    from inspector.replay.rpc import METHOD_ALIASES, METHOD_SCOPES
+
+    gateway = GatewayScopes(gateway_install)
+    wrong = {m: (s, gateway.required(m)) for m, s in METHOD_SCOPES.items() if s != gateway.required(m)}
+    assert wrong == {}, f"replay scopes that differ from the Gateway's (ours, theirs): {wrong}"
+    for alias, target in METHOD_ALIASES.items():
+        assert gateway.required(alias) == METHOD_SCOPES[target], alias
+    # Every method the dashboard and the client name, as they spell it, is in the table: any
+    # string literal that is a Gateway method name, but "approve" (the audit's action word;
+    # the Gateway's HTTP route of that name is never called). And every call site names a
+    # method the Gateway has ("connect" is the socket's handshake frame, not a method).
+    named: set[str] = set(MUTATING_METHODS)
+    call_sites: set[str] = set()
+    call = re.compile(r'(?:method=|\brpc\(|\bread\(|may_call\([^,()]+,\s*|\bmay\()\s*"([A-Za-z][\w.]*)"')
+    for folder in ("dashboard", "inspector"):
+        for path in sorted(Path(folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            named |= set(re.findall(r'"([A-Za-z][\w.]+)"', text)) & gateway.known
+            call_sites |= set(call.findall(text))
+    assert {"cancelRun", "retryTask", "runs.rerun", "submitSignal", "listRuns"} <= call_sites
+    assert call_sites - {"connect"} <= gateway.known, call_sites - {"connect"} - gateway.known
+    missing = sorted(m for m in (named | call_sites) - {"approve", "connect"} if METHOD_ALIASES.get(m, m) not in METHOD_SCOPES)
+    assert missing == [], f"methods called but missing from the replay's scope table: {missing}"
+    served = set(RpcMethods._methods(RpcMethods.__new__(RpcMethods)))
+    assert served <= set(METHOD_SCOPES), served - set(METHOD_SCOPES)
+    # The controls' table: every run-changing method, retryTask included, as the Gateway says.
+    assert set(CONTROL_SCOPES) == set(MUTATING_METHODS) and CONTROL_SCOPES["retryTask"] == "run:write"
+    assert {m: s for m, s in CONTROL_SCOPES.items() if s != gateway.required(m)} == {}
 
 
 # ------------------------------------------------------------------ escaping without private Panel methods
 
 
 def test_text_pane_escapes_through_public_panel_api() -> None:
-    import re
-
     from dashboard.views.widgets import TextPane
 
     private = [name for name, value in vars(TextPane).items()

@@ -154,3 +154,64 @@ def test_signal_from_the_inbox_and_rerun_from_the_run_header(
     assert gateway.get_run(new_run)["workflowKey"] == "signal"
     gateway.wait_for_run(new_run, ("waiting-event",), timeout=30)
     gateway.rpc("submitSignal", {"runId": new_run, "signalName": "release", "data": {"note": "done"}})
+
+
+# ------------------------------------------------------------------ schemas as server configuration
+
+
+def test_workflow_schemas_are_server_configuration(schemas_file: Path, tmp_path: Path) -> None:
+    """``serve --workflow-schemas FILE`` is checked at start and reaches the config; the
+    environment variable still works and the option wins over it."""
+    from dashboard.config import SCHEMAS_ENV, load_config
+    from dashboard.schema_form import workflow_schemas
+    from inspector.cli import ServeRefused, build_parser, serve_plan
+
+    assert load_config({SCHEMAS_ENV: str(schemas_file)}).workflow_schemas == str(schemas_file.resolve())
+    assert load_config({}).workflow_schemas is None
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"other": TYPED}))
+    assert set(workflow_schemas({SCHEMAS_ENV: str(other)}, path=str(schemas_file))) == {"typed", "typed-gated"}
+    assert set(workflow_schemas({SCHEMAS_ENV: str(other)})) == {"other"}
+
+    def plan(path: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(env or {})
+        serve_plan(build_parser().parse_args(["serve", "--workflow-schemas", str(path)]), env)
+        return env
+
+    assert plan(schemas_file, {SCHEMAS_ENV: str(other)})[SCHEMAS_ENV] == str(schemas_file.resolve())
+    broken, listed = tmp_path / "broken.json", tmp_path / "list.json"
+    broken.write_text('{"typed": ')
+    listed.write_text("[1, 2]")
+    for path, said in ((broken, "is not JSON"), (tmp_path / "missing.json", "cannot read"),
+                       (listed, "must be a JSON object")):
+        with pytest.raises(ServeRefused, match=said):
+            plan(path)
+
+
+def test_serve_with_workflow_schemas_shows_the_schemas_fields(
+    gateway: Any, schemas_file: Path, tmp_path: Path, page: Page
+) -> None:
+    import os
+
+    from tests.deploy_support import Served, cli, free_port
+    from tests.gateway.server import ADMIN_TOKEN
+
+    token_file = tmp_path / "token"
+    token_file.write_text(ADMIN_TOKEN)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS"}
+    served = Served(cli("serve", "--gateway", gateway.url, "--token-file", str(token_file), "--port", str(port),
+                        "--actions", "--workflow-schemas", str(schemas_file)), tmp_path / "serve.log", env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        served.wait_status(f"{base}/healthz")
+        page.goto(f"{base}/apps", wait_until="domcontentloaded")
+        page.locator(".bk-tab", has_text=re.compile(r"^Operate$")).click()
+        launch = page.locator(".sd-launch")
+        launch.locator("select").first.select_option("typed")
+        expect(launch.get_by_text("Input of typed (fields marked * are required):")).to_be_visible(timeout=30_000)
+        for field in ("target", "replicas", "ratio", "tags: JSON array"):
+            expect(launch.get_by_placeholder(field)).to_be_visible()
+    finally:
+        page.goto("about:blank")  # leave before the server stops: its closed socket is no page error
+        served.stop()

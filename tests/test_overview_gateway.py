@@ -77,6 +77,32 @@ POINT_JS = "(runId) => { const f = " + _SCATTER + """;
   return {x: rect.x + view.frame.x_scale.compute(data.start[i]), y: rect.y + view.frame.y_scale.compute(data.duration_s[i]),
           start: data.start[i]} }"""
 
+#: Where the "Runs per workflow" bar of a workflow is on screen (its stacked segment's middle).
+BAR_JS = r"""(workflow) => {
+  const seen = new Set()
+  let hit = null
+  const visit = (v) => {
+    if (!v || seen.has(v) || hit) return
+    seen.add(v)
+    if (v.model && v.model.type === 'Figure') {
+      for (const r of v.model.renderers) {
+        const data = r.data_source && r.data_source.data
+        if (!data || !('workflow' in data) || !('runs' in data)) continue
+        const i = [...data.workflow].indexOf(workflow)
+        if (i < 0) continue
+        const rect = v.el.getBoundingClientRect()
+        const top = data.top ? data.top[i] : data.runs[i], bottom = data.bottom ? data.bottom[i] : 0
+        hit = {x: rect.x + v.frame.x_scale.compute(workflow), y: rect.y + v.frame.y_scale.compute((top + bottom) / 2)}
+      }
+    }
+    for (const c of (v.child_views ?? [])) visit(c)
+    if (v.renderer_views) for (const c of v.renderer_views.values()) visit(c)
+  }
+  const idx = Bokeh.index
+  for (const root of (idx.roots ? [...idx.roots] : Object.values(idx))) visit(root)
+  return hit
+}"""
+
 START_PX_JS = "(ms) => { const f = " + _SCATTER + """;
   if (!f) return null
   const [view] = f
@@ -187,6 +213,23 @@ def test_tapping_a_run_opens_it(page: Page, server: DashboardServer, history: di
     page.mouse.click(point["x"], point["y"])
     wait_until(lambda: f"runId={target}" in page.url, 20, f"?runId={target} after the tap (url {page.url})", page)
     expect(page.locator(f'.sd-runid:text-is("{target}")')).to_be_visible(timeout=30_000)
+
+
+def test_tapping_a_workflow_bar_filters_the_scatter_and_the_table(page: Page, server: DashboardServer,
+                                                                 history: dict[str, Any]) -> None:
+    open_overview(page, server)
+    everyone = set(history["early"].values()) | set(history["late"].values())
+    wait_until(lambda: set(table_run_ids(page)) == everyone, 20, "every run in the table", page)
+    bar = wait_until(lambda: page.evaluate(BAR_JS, "rich"), 20, "the rich bar", page)
+    page.mouse.click(bar["x"], bar["y"])
+    rich = {history["early"]["rich"], history["late"]["rich"]}
+    wait_until(lambda: "workflow=rich" in page.url, 20, f"?workflow=rich after the tap (url {page.url})", page)
+    wait_until(lambda: set(table_run_ids(page)) == rich, 20, f"only rich runs (table {table_run_ids(page)})", page)
+    wait_until(lambda: set(page.evaluate(SCATTER_STATE_JS)["runIds"]) == rich, 20, "only rich runs in the scatter", page)
+    # The same bar again picks no workflow.
+    bar = wait_until(lambda: page.evaluate(BAR_JS, "rich"), 20, "the rich bar", page)
+    page.mouse.click(bar["x"], bar["y"])
+    wait_until(lambda: set(table_run_ids(page)) == everyone, 20, "every run back after the second tap", page)
 
 
 def test_a_run_finishing_appears_without_a_reload(page: Page, server: DashboardServer,

@@ -197,10 +197,12 @@ def test_toolbar_drives_component_params(rendered: Rendered) -> None:
     assert rendered.sent[-2:] == [{"type": "expand-all"}, {"type": "collapse-all"}]
 
 
-def test_state_filter_lists_unknown_states_by_name() -> None:
-    store = StubStore()
+def test_state_filter_lists_unknown_states_by_name(rendered: Rendered) -> None:
+    store, view = rendered.store, rendered.view
     store.apply(snap(node(1, [task(2, "q", "waiting-quota"), task(3, "r", "in-progress")], type="workflow")))
-    view = NodeTree(store=store)
+    # Held back until the component says it rendered (Bokeh's Select drops an early options patch).
+    assert list(view._state.options) == ["All states"]
+    rendered.ready()
     options = view._state.options
     assert options["waiting-quota"] == "waiting-quota"
     assert options["in-progress"] == "in-progress"
@@ -384,9 +386,10 @@ def test_tree_js_never_drops_a_gap_for_good(tmp_path: Any) -> None:
 
 def test_served_tree_js_gets_its_icons_and_states_from_the_vocabulary() -> None:
     """The module the browser receives opens with the vocabulary's icon table (emoji and
-    plain glyph for every node type) and running states; tree.js itself declares none."""
+    plain glyph for every node type) and running states, then the tree's parts in order;
+    no part declares a table of its own."""
     from dashboard.treerows import tree_vocabulary_js
-    from dashboard.views.tree import ASSETS
+    from dashboard.views.tree import ASSETS, TREE_MODULES, tree_module_js
     from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, TaskState
 
     served = TreeComponent._render_esm(compiled=True, server=False)
@@ -395,5 +398,7 @@ def test_served_tree_js_gets_its_icons_and_states_from_the_vocabulary() -> None:
     vocabulary = json.loads(first.removeprefix("const VOCABULARY = "))
     assert vocabulary["icons"] == {str(t): list(icon) for t, icon in NODE_ICONS.items()}
     assert set(vocabulary["running"]) == RUNNING_TASK_STATES and vocabulary["failed"] == TaskState.FAILED
-    source = (ASSETS / "tree.js").read_text(encoding="utf-8")
-    assert "const VOCABULARY" not in source and rest.strip() == source.strip()
+    assert rest.strip() == tree_module_js().strip()
+    for name in TREE_MODULES:
+        part = (ASSETS / name).read_text(encoding="utf-8")
+        assert "const VOCABULARY" not in part and part.strip() in rest

@@ -257,7 +257,9 @@ def test_only_the_vocabulary_spells_in_progress() -> None:
 
 
 def test_tree_js_has_no_icon_table_of_its_own() -> None:
-    source = (ROOT / "dashboard" / "assets" / "tree.js").read_text(encoding="utf-8")
+    from dashboard.views.tree import tree_module_js
+
+    source = tree_module_js()  # every part of the tree's browser module
     glyphs = {g for icon in NODE_ICONS.values() for g in icon if g not in "●↻?"}
     assert not {g for g in glyphs if g in source}
     assert '"merge-queue"' not in source and '"wait-for-event"' not in source

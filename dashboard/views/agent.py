@@ -18,7 +18,7 @@ Three parts:
 - :class:`AgentView`: the tab: iteration and attempt pickers (``iteration`` / ``attempt``,
   ``None`` meaning "the tree's iteration, the newest attempt"), the attempt's status, model,
   tokens and cost, the output with "N earlier lines" and a download of the whole text (read
-  from the durable history, uncapped, by :func:`inspector.agents.output_from_history`), the
+  from the durable history, uncapped, by :func:`inspector.agent_history.output_from_history`), the
   actions (``data-testid="agent-action"`` with ``data-status``), the answer and the
   transcript. Everything the agent wrote is escaped text.
 """
@@ -30,6 +30,7 @@ import io
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,7 +38,7 @@ import panel as pn
 import param
 from panel.custom import JSComponent
 
-from inspector.agents import output_from_history
+from inspector.agent_history import output_from_history
 from inspector.ansi import AnsiStream, spans_to_html, strip_ansi
 from inspector.errors import GatewayError
 from inspector.pricing import usage_cost
@@ -68,7 +69,7 @@ AGENT_CSS = (ASSETS / "agent.css").read_text(encoding="utf-8")
 #: The task state whose colour an attempt status borrows.
 _STATUS_STATE = {"running": TaskState.IN_PROGRESS, "pending": TaskState.PENDING, "finished": TaskState.FINISHED,
                  "failed": TaskState.FAILED, "skipped": TaskState.SKIPPED, "cancelled": TaskState.CANCELLED}
-#: A transcript longer than this (characters of JSON) is cut in the view (the download has it all).
+#: A transcript longer than this (characters of text) is cut in the view (the history has it all).
 _TRANSCRIPT_CHARS = 200_000
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -262,11 +263,32 @@ def answer_html(attempt: AgentAttempt | None) -> str:
     return '<div class="sd-muted">No answer yet.</div>'
 
 
-def transcript_text(transcript: Any) -> str:
-    """The ``agent.session`` transcript as indented JSON text (cut when huge)."""
-    if transcript is None:
+def _transcript_row(row: Any) -> str:
+    """One transcript row as a line: ``#3 assistant: {the provider's row}`` for Smithers'
+    ``AgentSessionTranscriptEvent`` (``event.sequence``, ``event.rowType``, ``raw``), else
+    the row's JSON."""
+    if isinstance(row, str):
+        return row
+    if isinstance(row, Mapping) and "raw" in row and isinstance(row.get("event"), Mapping):
+        event = row["event"]
+        sequence, kind = event.get("sequence"), event.get("rowType")
+        head = " ".join(str(part) for part in (f"#{sequence}" if sequence is not None else None, kind) if part)
+        raw = row["raw"]
+        body = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+        return f"{head}: {body}" if head else body
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def transcript_text(transcript: Any, dropped: int = 0) -> str:
+    """The ``agent.session`` transcript as text, a row per line (cut when huge).
+
+    Shown in a :class:`TextPane`: whatever the agent wrote, HTML included, stays literal."""
+    if not transcript:
         return ""
-    text = transcript if isinstance(transcript, str) else json.dumps(transcript, indent=2, ensure_ascii=False, default=str)
+    rows = transcript if isinstance(transcript, list) else [transcript]
+    text = "\n".join(_transcript_row(row) for row in rows)
+    if dropped:
+        text = f"… {dropped:,} earlier rows\n{text}"
     return text if len(text) <= _TRANSCRIPT_CHARS else text[:_TRANSCRIPT_CHARS] + "\n… (cut)"
 
 
@@ -308,7 +330,8 @@ class AgentView(StoreView):
         )
         self._actions = TextHTML("", stylesheets=css, sizing_mode="stretch_width", margin=(0, 4))
         self._answer = TextHTML("", stylesheets=css, sizing_mode="stretch_width", margin=(0, 4))
-        self._transcript = TextPane("", sizing_mode="stretch_width", max_height=360, styles={"font-size": "0.8em", "overflow": "auto"})
+        self._transcript = TextPane("", sizing_mode="stretch_width", max_height=360, css_classes=["sd-agent-transcript"],
+                                    styles={"font-size": "0.8em", "overflow": "auto"})
         self._transcript_box = pn.Column(pn.pane.HTML('<div class="sd-agent-h">Transcript</div>', stylesheets=css),
                                          self._transcript, visible=False, sizing_mode="stretch_width")
         heading = lambda text: pn.pane.HTML(f'<div class="sd-agent-h">{text}</div>', stylesheets=css, margin=(0, 4))  # noqa: E731
@@ -387,7 +410,7 @@ class AgentView(StoreView):
                       else '<div class="sd-muted">Select a task to see what its agent did.</div>')
             self._set(self._actions, actions_html(attempt) if node is not None else "")
             self._set(self._answer, answer_html(attempt))
-            transcript = transcript_text(attempt.transcript) if attempt is not None else ""
+            transcript = transcript_text(attempt.transcript, attempt.transcript_dropped) if attempt is not None else ""
             if transcript != self._transcript.object:
                 self._transcript.object = transcript
             self._transcript_box.visible = bool(transcript)

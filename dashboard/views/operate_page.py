@@ -39,7 +39,7 @@ class OperatePage(pn.viewable.Viewer):
         can_act = self.role is Role.OPERATOR
         self.inbox = ApprovalsInbox(hub=self.hub, config=self.config, can_act=can_act, on_open=self.on_open)
         self.launch = LaunchForm(hub=self.hub, config=self.config, can_act=can_act, on_open=self.on_open,
-                                 schemas=workflow_schemas())
+                                 schemas=workflow_schemas(path=self.config.workflow_schemas))
 
     def set_shown(self, shown: bool) -> None:
         """The page came into view (the inbox reads and polls) or left it (it stops)."""

@@ -13,7 +13,8 @@ from one shared copy of the run list (:class:`~dashboard.views.overview_feed.Run
   one by one when they are few enough. ``BoundsX`` (the x-box-select tool, active by
   default) brushes a time range; ``Tap`` opens the run under the pointer (``?runId=``).
 - **per-workflow bars** (ok / failed / active runs, stacked): a ``DynamicMap`` on its own
-  ``Pipe``; ``Selection1D`` on a tap picks a workflow.
+  ``Pipe``; a ``Tap`` on a bar picks its workflow (the tap's x is the bar's factor:
+  ``Selection1D``'s indices count the stacked glyph's rows, which are not the frame's).
 - **score trends**: mean score per scorer per run over time, a ``Segments`` (one line per
   scorer) and ``Scatter`` overlaid, both ``DynamicMap`` s on one ``Pipe``.
 - the **per-workflow table** (one ``data-testid="workflow-stats"`` row per workflow with
@@ -151,7 +152,7 @@ class RunsOverview(pn.viewable.Viewer):
         dots = hv.DynamicMap(self._trend_dots, streams=[self._trends])
         self._brush = hv.streams.BoundsX(source=scatter)
         self._tap = hv.streams.Tap(source=scatter)
-        self._pick = hv.streams.Selection1D(source=bars)
+        self._pick = hv.streams.Tap(source=bars)
         self._brush.add_subscriber(self._on_brush)
         self._tap.add_subscriber(self._on_tap)
         self._pick.add_subscriber(self._on_pick)
@@ -340,12 +341,12 @@ class RunsOverview(pn.viewable.Viewer):
         if run_id:
             self._open(run_id)
 
-    def _on_pick(self, index: list[int] | None = None, **_: Any) -> None:
+    def _on_pick(self, x: Any = None, **_: Any) -> None:
         data = self._bars.data
-        if not index or data is None or index[0] >= len(data):
+        if x is None or data is None:
             return
-        picked = str(data.iloc[index[0]]["workflow"])
-        if not picked:
+        picked = str(x)
+        if picked not in set(data["workflow"].astype(str)):
             return
         self.workflow = "" if picked == self.workflow else picked
 

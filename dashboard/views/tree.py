@@ -4,13 +4,14 @@
 Two classes:
 
 - :class:`TreeComponent`, a :class:`panel.custom.JSComponent` whose browser half is
-  ``dashboard/assets/tree.js``. Python never sends the tree per change: it sends the
+  ``dashboard/assets/tree*.js`` (:data:`TREE_MODULES`). Python never sends the tree per change: it sends the
   operations of :mod:`dashboard.treerows` (a reset, then small patches), numbered, one
   message per store tick. Collapse, search, keyboard and virtual scrolling all happen in
   the browser, so none of them costs a server round trip.
 - :class:`NodeTree`, the :class:`panel.viewable.Viewer` a page puts on screen: the search
   box, the state filter, expand/collapse-all, the follow toggle and the component, wired
-  to the store (``tree``, ``tree_version``, ``last_changes``, ``selected_node``, ``run_id``).
+  to the store (``tree``, ``tree_version``, ``last_changes``, ``selected_node``, ``run_id``,
+  and ``agents`` / ``task_heartbeats`` for the tokens and the heartbeat of each task row).
 
 The store is read on its own ticks: a watcher on ``tree_version`` turns
 ``last_changes`` into one patch *synchronously*, because the tree will have moved on by
@@ -21,6 +22,7 @@ next tick when the tick came from another thread or the global gateway task.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,7 +30,7 @@ import panel as pn
 import param
 from panel.custom import JSComponent
 
-from dashboard.treerows import TreeFeed, task_tokens, tree_vocabulary_js
+from dashboard.treerows import TreeFeed, task_heartbeats_json, task_tokens, tree_vocabulary_js
 from inspector.vocabulary import TaskState
 
 from .base import StoreView
@@ -41,9 +43,29 @@ if TYPE_CHECKING:
 
     from ..shared import SharedRunView
 
-__all__ = ["NodeTree", "TreeComponent"]
+__all__ = ["TREE_MODULES", "NodeTree", "TreeComponent", "tree_module_js"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+#: The parts of the tree's browser module, each with one job, in the order they are joined:
+#: the row record and icons, task heartbeats and the tooltip, the row model and its messages,
+#: the virtual-scroll view, clicks and keys, and the entry point (``render``).
+TREE_MODULES = ("tree_row.js", "tree_beats.js", "tree_data.js", "tree_view.js", "tree_input.js", "tree.js")
+
+
+def tree_module_js() -> str:
+    """The tree's browser module: the :data:`TREE_MODULES` joined into one ES module.
+
+    Joined here, not imported from each other in the browser: Panel's ``JSComponent`` compiles
+    ``_esm`` text and loads it from a ``blob:`` URL (``ReactiveESMModel.recompile`` in Panel's
+    ``models/reactive_esm.ts``), against which a relative ``import "./tree_data.js"`` cannot
+    resolve. An import map could point bare names at files served under Panel's component
+    route, but its URLs would depend on the prefix the app is served under (a proxy's
+    sub-path), and Node (tests/test_tree_view.py runs the module there) would need its own
+    mapping; a build step is what the project does without. The parts share one scope, so
+    each names, in its header, what it uses from the parts before it.
+    """
+    return "".join(f"// ---- {name}\n{(ASSETS / name).read_text(encoding='utf-8').strip()}\n\n" for name in TREE_MODULES)
 
 _NO_ECHO = object()
 
@@ -55,7 +77,7 @@ COMMON_STATES = tuple(str(state) for state in (
 
 
 class TreeComponent(JSComponent):
-    """The virtualised tree itself (browser half: ``dashboard/assets/tree.js``).
+    """The virtualised tree itself (browser half: :func:`tree_module_js`).
 
     Feed it with :meth:`push` after every batch of tree changes; it answers the
     browser's ``ready`` handshake with a reset, so a reload, a re-render or a second
@@ -78,12 +100,18 @@ class TreeComponent(JSComponent):
         agent's name. Python-only: sent as a ``tokens`` message when it changes and after
         every ``ready`` (a property set while a page is still loading can miss the browser).""")
 
+    heartbeats = param.String(default="{}", precedence=-1, doc="""
+        When each task last sent ``task.heartbeat``, ``treerows.task_heartbeats_json``' text
+        (``{nodeId: {iteration: ms}}``, server clock). Python-only, like ``tokens``: sent as a
+        ``beats`` message with the server's time, from which the browser counts each running
+        task's "heartbeat 3 s ago" on its own between messages. The page owner throttles it.""")
+
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="""
         DevTools id of the row the user picked (click or Enter). Python-only: setting it
         highlights and reveals the row in the browser.""")
 
-    _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None}
-    _esm: ClassVar[Any] = tree_vocabulary_js() + (ASSETS / "tree.js").read_text(encoding="utf-8")
+    _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None, "heartbeats": None}
+    _esm: ClassVar[Any] = tree_vocabulary_js() + tree_module_js()
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
     def __init__(self, tree: Callable[[], DevToolsTree | None] | None = None,
@@ -98,6 +126,8 @@ class TreeComponent(JSComponent):
         self._echo: object = _NO_ECHO
         self.param.watch(self._selected_changed, "selected")
         self.param.watch(lambda _e: self._send_tokens(), "tokens")
+        self.param.watch(lambda _e: self._send_heartbeats(), "heartbeats")
+        self._on_ready: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------- Python -> browser
 
@@ -129,9 +159,17 @@ class TreeComponent(JSComponent):
             shared = self._shared_source()
             self._send_msg(self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None)))
 
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the browser reports this component rendered."""
+        self._on_ready.append(callback)
+
     def _send_tokens(self) -> None:
         if self._models:
             self._send_msg({"type": "tokens", "tokens": self.tokens})
+
+    def _send_heartbeats(self) -> None:
+        if self._models:
+            self._send_msg({"type": "beats", "beats": self.heartbeats, "now": time.time() * 1000.0})
 
     def expand_all(self) -> None:
         self._send_msg({"type": "expand-all"})
@@ -161,6 +199,10 @@ class TreeComponent(JSComponent):
                 self.resend()
             if self.tokens != "{}":
                 self._send_tokens()
+            if self.heartbeats != "{}":
+                self._send_heartbeats()
+            for callback in self._on_ready:
+                callback()
         elif kind == "select":
             node_id = data.get("id")
             if isinstance(node_id, int) and not isinstance(node_id, bool):
@@ -204,10 +246,12 @@ class NodeTree(StoreView):
         )
         self._watchers: list[Any] = []
         self._tokens = Throttle(self._send_tokens, 1.0)
+        #: A 4-task agentic run beats several times a second: one ``beats`` message a second at most.
+        self._beats = Throttle(self._send_heartbeats, 1.0)
         self._extra_states: frozenset[str] | None = None
         self._page_ready = False
         self._pending_states: dict[str, str] | None = None
-        pn.state.onload(self._on_page_ready)
+        self.tree.on_ready(self._on_page_ready)
         self._bind_store(None, self.store)
         self.param.watch(lambda e: self._bind_store(e.old, e.new), "store")
 
@@ -224,8 +268,10 @@ class NodeTree(StoreView):
             new.param.watch(self._tick, "tree_version"),
             new.param.watch(self._store_selected, "selected_node"),
             new.param.watch(self._tokens, ["agents_version", "agents"]),
+            new.param.watch(self._beats, "task_heartbeats"),
         ]
         self._send_tokens()
+        self._send_heartbeats()
         self._refresh_states()
         self.tree.resend()
 
@@ -233,6 +279,11 @@ class NodeTree(StoreView):
         tokens = task_tokens(getattr(self.store, "agents", None))
         if tokens != self.tree.tokens:
             self.tree.tokens = tokens
+
+    def _send_heartbeats(self) -> None:
+        beats = task_heartbeats_json(getattr(self.store, "task_heartbeats", None) or {})
+        if beats != self.tree.heartbeats:
+            self.tree.heartbeats = beats
 
     def _tick(self, _event: param.parameterized.Event) -> None:
         store = self.store
@@ -263,13 +314,13 @@ class NodeTree(StoreView):
             self._pending_states = options
 
     def _on_page_ready(self) -> None:
-        """Send the filter's options held back while the page was still rendering.
+        """Send the filter's options held back while the toolbar was not yet rendered.
 
         Bokeh's Select view throws on an ``options`` change that reaches it before it
-        rendered (a page still loading when a run with a new state ticks), and the rest of
-        that patch is lost; replacing the Select instead is lost the same way on a page
-        that is still building its views. Panel's ``onload`` runs on the browser's
-        ``document_ready``, once every view exists.
+        rendered, and the rest of that patch is lost; a replaced Select is lost the same way.
+        The run page joins the document after it loaded (so ``document_ready`` is too early),
+        and BokehJS builds its views asynchronously: the tree component's ``ready`` message,
+        sent when it rendered, comes after the toolbar above it rendered.
         """
         self._page_ready = True
         if self._pending_states is not None:

@@ -29,11 +29,17 @@ __all__ = [
 
 READ_SCOPES: Final = ("run:read", "observability:read")
 
-#: Legacy method names the real Gateway still answers (``gateway/src/rpc/index.js``).
+#: Legacy method names the real Gateway still answers (``GATEWAY_RPC_LEGACY_METHOD_ALIASES`` in
+#: ``@smithers-orchestrator/gateway/src/rpc/index.js``), and the HTTP route names
+#: ``workflows.list`` / ``approvals.list``, answered as their RPC twins.
 METHOD_ALIASES: Final[Mapping[str, str]] = {
     "runs.create": "launchRun",
     "runs.get": "getRun",
     "runs.list": "listRuns",
+    "runs.cancel": "cancelRun",
+    "runs.pause": "pauseRun",
+    "approvals.decide": "submitApproval",
+    "signals.send": "submitSignal",
     "jumpToFrame": "rewindRun",
     "devtools.jumpToFrame": "rewindRun",
     "devtools.getNodeOutput": "getNodeOutput",
@@ -42,11 +48,33 @@ METHOD_ALIASES: Final[Mapping[str, str]] = {
     "approvals.list": "listApprovals",
 }
 
-#: The scope each method needs (``requiredScope`` in the real RPC catalogue).
+#: The scope each method needs, as the real Gateway decides it (``requiredScope`` of its RPC
+#: catalogue, ``HTTP_ROUTE_SCOPES`` for its HTTP-only routes such as ``retryTask`` and
+#: ``runs.rerun``; a method named nowhere needs ``run:read``). Every method the dashboard
+#: calls or the replay serves is listed, so a token's scopes gate the replay exactly as they
+#: gate the Gateway (``tests/test_hardening.py`` checks the table against ``rpc/index.js``).
 METHOD_SCOPES: Final[Mapping[str, str]] = {
+    # run-changing
     "launchRun": "run:write",
+    "resumeRun": "run:write",
+    "cancelRun": "run:write",
+    "pauseRun": "run:write",
+    "retryTask": "run:write",
+    "runs.rerun": "run:write",
+    "hijackRun": "run:admin",
     "rewindRun": "run:admin",
     "submitApproval": "approval:submit",
+    "submitSignal": "signal:submit",
+    # reads
+    "getRun": "run:read",
+    "listRuns": "run:read",
+    "listWorkflows": "run:read",
+    "listApprovals": "run:read",
+    "listNodeStates": "run:read",
+    "listRunTokenUsage": "run:read",
+    "getNodeOutput": "run:read",
+    "getNodeDiff": "run:read",
+    "streamRunEvents": "run:read",
     "listScores": "score:read",
     "streamDevTools": "observability:read",
     "getDevToolsSnapshot": "observability:read",

@@ -18,51 +18,24 @@ node on the whole page (``hv.streams.Selection1D`` -> ``RunStore.select_task``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
 
-from dashboard.format import format_value, short_labels, shorten
+from dashboard.format import short_labels, shorten
 from dashboard.views.base import StoreView
+from dashboard.views.scores import run_scores_frame
 from dashboard.views.widgets import plaintext
 from tests.benchmarks.livechart_hv import SessionPipe, legend_html
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+__all__ = ["ScoresFrame", "HoloViewsScoresView", "scores_frame"]
 
-__all__ = ["ScoresFrame", "HoloViewsScoresView", "run_scores_frame", "scores_frame"]
-
-_COLUMNS = ["target", "node", "iteration", "attempt", "scorer", "score", "reason", "source", "scored"]
 _CHART_COLUMNS = ["x", "score", "target", "node", "iteration", "scorer", "reason", "scorer_label", "color"]
 #: One colour per scorer, in the order scorers first appear (Category10).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
-
-
-def run_scores_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Score rows as a frame; ``target`` is ``node[iteration]`` (the chart's x axis)."""
-    records = []
-    for r in rows:
-        node = str(r.get("nodeId") or "?")
-        iteration = r.get("iteration") if isinstance(r.get("iteration"), int) else 0
-        score = r.get("score")
-        records.append(
-            {
-                "target": f"{node}[{iteration}]",
-                "node": node,
-                "iteration": iteration,
-                "attempt": r.get("attempt"),
-                "scorer": str(r.get("scorerName") or r.get("scorerId") or "?"),
-                "score": float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
-                "reason": format_value(r.get("reason"), 2000) if r.get("reason") is not None else "",
-                "source": str(r.get("source") or ""),
-                "scored": pd.to_datetime(r["scoredAtMs"], unit="ms") if isinstance(r.get("scoredAtMs"), int | float) else pd.NaT,
-            }
-        )
-    frame = pd.DataFrame.from_records(records, columns=_COLUMNS)
-    return frame.sort_values(["node", "iteration", "scorer"], kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +102,8 @@ class HoloViewsScoresView(StoreView):
             formatters=plaintext("node", "scorer", "reason", "source"),
             layout="fit_data_stretch",
             sizing_mode="stretch_width",
-            max_height=320,
+            pagination="remote",  # the kept view's table, so that the charts are what differs
+            page_size=25,
         )
         self._update()
 

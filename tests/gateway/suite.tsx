@@ -126,6 +126,7 @@ type ScriptOptions = {
   failFirst?: number;         // attempts 1..failFirst throw (after printing and reporting usage)
   usage?: { inputTokens: number; outputTokens: number; cacheReadTokens?: number; cacheWriteTokens?: number; reasoningTokens?: number };
   stepMs?: number;            // sleep between steps (x PACE)
+  growingUsage?: boolean;     // the n-th call reports n times the usage (a re-run differs from the run it replaces)
 };
 const ESC = "\u001b";
 function scriptedAgent(o: ScriptOptions) {
@@ -179,14 +180,48 @@ function scriptedAgent(o: ScriptOptions) {
         throw error;
       }
       const answer = `${o.id} answer (${tag})`;
-      ev({ type: "completed", ok: true, answer, usage });
+      const used = o.growingUsage
+        ? Object.fromEntries(Object.entries(usage).map(([k, v]) => [k, (v ?? 0) * call])) as typeof usage
+        : usage;
+      ev({ type: "completed", ok: true, answer, usage: used });
       out(`done: ${answer}\n`);
       return {
         text: JSON.stringify({ value: attempt, note: answer }),
         output: { value: attempt, note: answer },
-        usage,
+        usage: used,
         response: { modelId: o.model },
       };
+    },
+  };
+}
+
+// Added for the transcript view's tests: an agent that talks like a CLI agent in stream-json
+// mode. Smithers' AgentTraceCollector only emits agent.session (AgentSessionEvent) for a
+// capture mode of "cli-json-stream" or "rpc-events" (observeProviderSessionRow in
+// engine/src/AgentTraceCollector.js), and detectCaptureMode (observability) gives an agent of
+// no known family "cli-json-stream" when its `outputFormat` is "stream-json". Each stdout line
+// is then parsed as JSON and becomes one transcript row, emitted when the attempt ends.
+function narratorAgent(id: string, model: string) {
+  return {
+    id,
+    model,
+    outputFormat: "stream-json",
+    async generate(args: any = {}) {
+      const ctx = args.taskContext ?? {};
+      const attempt: number = typeof ctx.attempt === "number" ? ctx.attempt : 1;
+      const say = (row: any) => args.onStdout?.(JSON.stringify(row) + "\n");
+      const answer = `narrated <script>alert('transcript')</script> (attempt ${attempt})`;
+      say({ type: "system", subtype: "init", session_id: `narrator-session-${attempt}`, model });
+      await sleep(100);
+      say({ type: "user", message: { role: "user", content: "Narrate <b>the run</b>" } });
+      await sleep(100);
+      say({ type: "assistant", message: { role: "assistant", content: [{ type: "text", text: "Reading <img src=x onerror=alert(1)> now" }] } });
+      await sleep(100);
+      say({ type: "assistant", message: { role: "assistant", content: [{ type: "tool_use", id: "tool-1", name: "read_file", input: { path: "notes.md" } }] } });
+      await sleep(100);
+      say({ type: "result", subtype: "success", result: answer, session_id: `narrator-session-${attempt}` });
+      const usage = { inputTokens: 400, outputTokens: 60 };
+      return { text: JSON.stringify({ value: attempt, note: answer }), output: { value: attempt, note: answer }, usage, response: { modelId: model } };
     },
   };
 }
@@ -199,6 +234,8 @@ const reviewer = scriptedAgent({ id: "reviewer", model: "claude-haiku-4-5-202510
 const localLlm = scriptedAgent({ id: "local-llm", model: "local-llama-3-8b", lines: 5, actions: 2, usage: { inputTokens: 700, outputTokens: 90 } });
 const flakyAgent = scriptedAgent({ id: "flaky", model: "claude-opus-4-7-20260201", lines: 3, actions: 2, failFirst: 1 });
 const looper = scriptedAgent({ id: "looper", model: "claude-sonnet-4-6", lines: 2, actions: 1 });
+const narrator = narratorAgent("narrator", "claude-haiku-4-5-20251001");
+const stepper = scriptedAgent({ id: "stepper", model: "claude-haiku-4-5-20251001", lines: 3, actions: 1, stepMs: 100, growingUsage: true });
 
 const agentsWf = smithers(() => (
   <Workflow name="agents">
@@ -230,6 +267,26 @@ const agentLoopWf = smithers((ctx: any) => {
     </Workflow>
   );
 });
+
+// Added for the transcript view's tests: one agent task whose agent gives a transcript.
+const agentTranscriptWf = smithers(() => (
+  <Workflow name="agent-transcript">
+    <Task id="narrate" output="out" agent={narrator}>Narrate.</Task>
+  </Workflow>
+));
+
+// Added for the rewind tests of the agents model: agent tasks one after the other (a frame
+// between each), whose agent reports more tokens at every call, so the attempts a rewind
+// discards and their re-runs report different usage under the same attempt numbers.
+const agentStepsWf = smithers(() => (
+  <Workflow name="agent-steps">
+    <Sequence>
+      {Array.from({ length: 4 }, (_, i) => (
+        <Task key={`step${i}`} id={`agent-step-${i}`} output="out" agent={stepper}>{`Step ${i}.`}</Task>
+      ))}
+    </Sequence>
+  </Workflow>
+));
 
 // Added for the operator workflows' tests (not in the shared reference), each family on a
 // database of its own so the workflows above keep theirs unchanged. `signal` parks at a Signal
@@ -287,6 +344,6 @@ const gateway = new Gateway({
     "read-token": { role: "viewer", scopes: ["run:read", "observability:read"], userId: "user:viewer" },
   } },
 });
-for (const [k, wf] of Object.entries({ demo, rich, wide: wideWf, doomed, gated, slow, agents: agentsWf, "agent-retry": agentRetryWf, "agent-loop": agentLoopWf, signal: signalWf, typed: typedWf, "typed-gated": typedGatedWf })) gateway.register(k, wf as any);
+for (const [k, wf] of Object.entries({ demo, rich, wide: wideWf, doomed, gated, slow, agents: agentsWf, "agent-retry": agentRetryWf, "agent-loop": agentLoopWf, "agent-transcript": agentTranscriptWf, "agent-steps": agentStepsWf, signal: signalWf, typed: typedWf, "typed-gated": typedGatedWf })) gateway.register(k, wf as any);
 const server = await gateway.listen({ port, host: "127.0.0.1" });
 console.log(JSON.stringify({ listening: (server.address() as any).port }));

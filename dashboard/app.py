@@ -27,10 +27,11 @@ import asyncio
 import contextlib
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
 from inspector.errors import GatewayError
 from inspector.vocabulary import ACTIVE_RUN_STATUSES
@@ -39,7 +40,7 @@ from .audit import audit_log
 from .config import DashboardConfig, load_config
 from .hub import GatewayHub
 from .panel_compat import keep_assets_local
-from .roles import session_visitor
+from .roles import Role, session_role, session_visitor
 from .store import RunStore
 from .views import (
     ConnectionBadge,
@@ -59,6 +60,9 @@ from .views.overview import LandingPage
 from .views.run_ops import RunOperations
 from .views.tokens import TokenBreakdown, TokenSummary
 from .views.tree import NodeTree
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Dashboard"]
 
@@ -136,6 +140,8 @@ class Dashboard(pn.viewable.Viewer):
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None
         self.wall_grid: Any = None  # the control-room wall's grid, once shown
+        self._landing: tuple[LandingPage, OperatePage, pn.Tabs] | None = None  # see _landing_page
+        self._location_bound = False
         self._closed = False
         large = self.view == "monitor"
         self.status = ConnectionBadge(store=self.store, large=large)
@@ -145,19 +151,15 @@ class Dashboard(pn.viewable.Viewer):
         if self.view == "full":
             self.detail = NodeDetail(store=self.store)
             self.timeline = Timeline(store=self.store)
-            self.scores = ScoresView(store=self.store)
-            self.events: EventLog | RecentEvents = EventLog(store=self.store)
-            self.scrubber = FrameScrubber(store=self.store)
+            # The Scores, Events, Frames and Tokens tabs are built when first opened (_tab_views).
+            self.scores: ScoresView | None = None
+            self.events: EventLog | RecentEvents | None = None
+            self.scrubber: FrameScrubber | None = None
+            self.tokens: TokenBreakdown | None = None
             self.actions = RunActions(store=self.store, enabled=self.config.actions_enabled, config=self.config)
-            self.scrubber.param.watch(lambda e: self.actions.set_rewind_frame(e.new), "selected_frame")
             self.audit = self._audit_view()
-            self.landing = LandingPage(hub=self.hub, on_open=self.open_run)  # the overview and its run table
-            self.operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)
             self.run_ops = RunOperations(store=self.store, config=self.config, on_open=self.open_run,
-                                         can_act=self.operate.role == "operator")
-            self.landing_tabs = pn.Tabs(("Runs", self.landing), ("Operate", self.operate), dynamic=True,
-                                        sizing_mode="stretch_width")
-            self.landing_tabs.param.watch(lambda e: self.operate.set_shown(e.new == 1), "active")
+                                         can_act=session_role(self.config) is Role.OPERATOR)
             self._run_page = self._full_layout()
         else:
             self.events = RecentEvents(store=self.store, height=560)
@@ -175,6 +177,55 @@ class Dashboard(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ layouts
 
+    @property
+    def landing(self) -> LandingPage:
+        """The overview and its run table (full view; built when first needed)."""
+        return self._landing_page()[0]
+
+    @property
+    def operate(self) -> OperatePage:
+        """The landing page's Operate tab (full view; built when first needed)."""
+        return self._landing_page()[1]
+
+    @property
+    def landing_tabs(self) -> pn.Tabs:
+        """The page without a run: the Runs and Operate tabs (full view; built when first needed)."""
+        return self._landing_page()[2]
+
+    #: Seconds after a run page has loaded before its session builds the runs overview.
+    LANDING_AFTER_LOAD = 3.0
+
+    def _build_landing_later(self) -> None:
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            self._landing_page()
+            return
+
+        def build() -> None:
+            if self._closed:  # the session ended first: nothing would close what is built now
+                return
+            with set_curdoc(doc):
+                self._landing_page()
+
+        doc.add_timeout_callback(build, int(self.LANDING_AFTER_LOAD * 1000))
+
+    def _landing_page(self) -> tuple[LandingPage, OperatePage, pn.Tabs]:
+        # A run page (``?runId=``) does not show the runs overview: it is built when first
+        # shown or a while after the page loaded (_build_landing_later), out of the first view.
+        if self._landing is None:
+            landing = LandingPage(hub=self.hub, on_open=self.open_run)
+            operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)
+            tabs = pn.Tabs(("Runs", landing), ("Operate", operate), dynamic=True, sizing_mode="stretch_width")
+            tabs.param.watch(lambda e: operate.set_shown(e.new == 1), "active")
+            self._landing = (landing, operate, tabs)
+            # Not while the run is being closed ("All runs" opened before the build below):
+            # syncing re-applies the page URL, which still names the run, to every synced
+            # parameter, and would open the run again. That session's overview then leaves
+            # its filters out of the URL.
+            if self._location_bound and self.store.run_id:
+                landing.bind_location()  # ?window= &workflow= &status= &compare=
+        return self._landing
+
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
         back.on_click(lambda e: self.open_run(None))
@@ -188,23 +239,59 @@ class Dashboard(pn.viewable.Viewer):
             height=600,
             sizing_mode="stretch_width",
         )
+        builders = self._tab_views()
+        slots = {name: pn.Column(sizing_mode="stretch_width") for name in builders}
         audit = [("Audit", self.audit)] if self.audit is not None else []
         tabs = pn.Tabs(
             ("Timeline", self.timeline),
-            ("Scores", self.scores),
-            ("Events", self.events),
-            ("Frames", self.scrubber),
-            ("Tokens", TokenBreakdown(store=self.store)),
+            *slots.items(),
             *audit,
             # Dynamic: a hidden tab is not in the page, so its views cost the browser nothing
             # while a big run streams (the event table and the timeline redraw as it does).
             dynamic=True,
             sizing_mode="stretch_width",
         )
-        tabs.param.watch(lambda e: self.timeline.refresh() if e.new == 0 else None, "active")
-        if self.audit is not None:
-            tabs.param.watch(lambda e, audit=self.audit: audit.refresh() if e.new == 4 else None, "active")
+        names = [name for name, _ in (("Timeline", None), *slots.items(), *audit)]
+
+        def shown(event: Any) -> None:
+            name = names[event.new] if 0 <= event.new < len(names) else None
+            if name in slots and not slots[name].objects:
+                slots[name].objects = [builders[name]()]
+            elif name == "Timeline":
+                self.timeline.refresh()
+            elif name == "Audit" and self.audit is not None:
+                self.audit.refresh()
+
+        tabs.param.watch(shown, "active")
         return pn.Column(top, main, tabs, sizing_mode="stretch_width")
+
+    def _tab_views(self) -> dict[str, Callable[[], pn.viewable.Viewer]]:
+        """The run page's hidden tabs, each built the first time it is opened.
+
+        A run page opens on the Timeline: building the other tabs' views (a chart, two
+        tables, the frame scrubber) up front made every session slower to open, and each
+        view follows the store while hidden. Built later, a view reads the store's state
+        then, as it does on a run switch, so nothing is missing.
+        """
+
+        def scores() -> ScoresView:
+            self.scores = ScoresView(store=self.store)
+            return self.scores
+
+        def events() -> EventLog:
+            self.events = view = EventLog(store=self.store)
+            return view
+
+        def frames() -> FrameScrubber:
+            self.scrubber = view = FrameScrubber(store=self.store)
+            view.param.watch(lambda e: self.actions.set_rewind_frame(e.new), "selected_frame")
+            return view
+
+        def tokens() -> TokenBreakdown:
+            self.tokens = TokenBreakdown(store=self.store)
+            return self.tokens
+
+        return {"Scores": scores, "Events": events, "Frames": frames, "Tokens": tokens}
 
     def _audit_view(self) -> AuditView | None:
         """The audit log's tab: only with ``--audit-log``, only for an operator."""
@@ -372,13 +459,15 @@ class Dashboard(pn.viewable.Viewer):
         location = pn.state.location
         if location is None:
             return
-        if self.view == "full":
-            # History that reached the store before the page's models existed marked the
-            # timeline stale; draw it once the page has loaded.
-            pn.state.onload(self.timeline.refresh)
         location.sync(self.store, {"run_id": "runId"})
         if self.view == "full":
-            self.landing.bind_location()  # ?window= &workflow= &status= &compare=
+            self._location_bound = True
+            if self._landing is not None or not self.store.run_id:
+                self.landing.bind_location()  # ?window= &workflow= &status= &compare=
+            else:
+                # A run page builds the overview a while after it has loaded: not in its first
+                # view, nor beside the tree's first rows, which follow the load.
+                pn.state.onload(self._build_landing_later)
         location.sync(self, {"node_key": "nodeId"})
         if self.view == "full":  # ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
             location.sync(self.detail, {"tab": "tab"})
@@ -397,10 +486,10 @@ class Dashboard(pn.viewable.Viewer):
         """Release everything this session holds (call from ``on_session_destroyed``)."""
         self._closed = True
         self.stop_rotation()
-        landing = getattr(self, "landing", None)
-        if landing is not None:
+        if self._landing is not None:
+            landing, operate, _ = self._landing
             landing.close()
-            self.operate.close()
+            operate.close()
         if self.wall_grid is not None:
             self.wall_grid.close()
         with contextlib.suppress(Exception):

@@ -112,6 +112,9 @@ class RunTicker:
     **Stretch.** After each pass the ticker compares what the batch period cost — how late the
     loop ran the pass (every other piece of work on the loop, other runs and Bokeh's own
     serialisation included, shows up as lateness) plus the pass itself — with the period.
+    Lateness counts only as far as this process spent CPU meanwhile (``time.process_time``):
+    a pass that was late because the machine's cores were busy with other processes is not
+    a loop that cannot keep up, and stretching then would only add latency.
     Above :attr:`HIGH` of it, :attr:`stretch` grows by :attr:`GROW` (up to :attr:`MAX_STRETCH`);
     below :attr:`LOW`, it decays back towards 1. Stores multiply their batch interval by it
     (:meth:`interval`). Multiplicative steps both ways settle within a few passes and cannot
@@ -137,6 +140,7 @@ class RunTicker:
         self._waiting: list[_Request] = []
         self._handle: asyncio.Handle | None = None
         self._handle_due: float | None = None
+        self._cpu_mark = time.process_time()  # the process's CPU time at the end of the last pass
 
     def request(self, flush: Callable[[], None], due: float, slack: float = 0.0) -> _Request:
         """Flush ``flush`` in the first pass at or after ``due`` (minus ``slack``)."""
@@ -187,10 +191,13 @@ class RunTicker:
                 request.flush()
             except Exception:  # one broken session must not starve the others
                 log.exception("a store's flush failed")
+        cpu = time.process_time()
         if ready and due is not None:
             # A request's slack is half its store's (stretched) batch interval.
             period = 2 * min(r.slack for r in ready)
-            self._adapt(max(0.0, now - due) + time.perf_counter() - started, period)
+            late = max(0.0, now - due) + time.perf_counter() - started
+            self._adapt(min(late, cpu - self._cpu_mark), period)
+        self._cpu_mark = cpu
         self._arm(loop)
 
     def _adapt(self, cost: float, period: float) -> None:

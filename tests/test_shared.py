@@ -216,3 +216,26 @@ async def test_stores_ask_the_ticker_for_their_stretched_interval() -> None:
         assert request.slack == 2.0 * store.batch_interval
     await wall.push()  # and every store still reaches the delta
     await wall.close()
+
+
+async def test_the_ticker_stretches_for_its_own_loop_not_for_a_busy_machine() -> None:
+    """A pass made late while this process had no CPU (another process held the core: here a
+    blocking wait) leaves the batches alone; the same lateness spent computing stretches them."""
+    import time
+
+    async def late_pass(hold: Any) -> float:
+        ticker = shared_module.RunTicker()
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ticker.request(done.set, due=loop.time() + 0.01, slack=0.025)
+        hold(0.2)  # the loop cannot run the pass meanwhile: 0.2 s late on a 0.05 s period
+        await asyncio.wait_for(done.wait(), 5)
+        return ticker.stretch
+
+    def spin(seconds: float) -> None:
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    assert await late_pass(time.sleep) == 1.0
+    assert await late_pass(spin) > 1.0

@@ -204,7 +204,10 @@ class NodeDetail(StoreView):
             ("Diff", self._diff),
             ("Scores", self._scores),
             ("Agent", self.agent),
-            dynamic=False,
+            # Only the open tab is in the page: the other four (two tables, the agent view)
+            # were over half of a run page's first document, for a pane that shows nothing
+            # until a task is selected.
+            dynamic=True,
             sizing_mode="stretch_width",
             active=DETAIL_TABS.index(self.tab),
         )

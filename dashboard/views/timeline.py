@@ -130,8 +130,12 @@ def build_attempts(events: Iterable[EventRecord], states: Mapping[tuple[str, int
 #: Most task rows the chart draws, at :data:`ROW_HEIGHT` px a row. The browser's cost of a
 #: redraw is mostly handing the repainted canvas to the compositor, which grows with the
 #: canvas: traced on a big live run (2 cores, software compositing), 150 rows (a 3,360 px
-#: canvas) cost ~0.3 s of main thread per second of redraws, 50 rows ~0.17 s.
-MAX_ROWS = 50
+#: canvas) cost ~0.3 s of main thread per second of redraws, 50 rows ~0.17 s. One repaint
+#: is one main-thread task, and on the full page beside a streaming tree it was the page's
+#: longest (a 50-row repaint: 20-130 ms on a quiet machine, the axis labels' extents and
+#: BokehJS's computed-style reads most of it): 30 rows keep it under the 100 ms a page may
+#: block for while a run streams (docs/performance.md, "Issue 14: full page vs the Monitor").
+MAX_ROWS = 30
 
 #: Seconds between redraws at least (the chart's own clock: running bars grow). See
 #: :meth:`Timeline._update` for the upper part of the interval.
@@ -331,11 +335,21 @@ class Timeline(StoreView):
         self._source.selected.on_change("indices", self._on_tap)
         self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
         self._chart = self._plot.pane
+        # The chart joins the page once the page has loaded (at once outside a served session):
+        # its plot is the largest part of a run page's first document after the tree, and the
+        # tree's first rows should not wait for BokehJS to build it.
+        self._layout = pn.Column(self._note, sizing_mode="stretch_width")
         self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
         self._slots = 0  # rows the figure is sized for (row_slots); 0 while it shows nothing
         self.store.param.watch(self._changed, ["events", "tree_version", "run"])
         self._update()
+        pn.state.onload(self._show_chart)
+
+    def _show_chart(self) -> None:
+        if self._chart not in self._layout.objects:
+            self._layout.append(self._chart)
+        self.refresh()
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.
@@ -420,4 +434,4 @@ class Timeline(StoreView):
         self.store.select_task(str(self._source.data["node"][i]), int(self._source.data["iteration"][i]))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._note, self._chart, sizing_mode="stretch_width")
+        return self._layout

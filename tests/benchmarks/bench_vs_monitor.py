@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -109,16 +110,26 @@ const __hook = setInterval(() => {
     const t = __stamp();
     for (const a of msg.upsert) if (a[6] != null && a[5] != null) window.__seen.push([t, a[6], a[5]]);
     for (const a of msg.add) if (a[6] != null && a[5] != null) window.__seen.push([t, a[6], a[5]]);
+    __progress();
     return result;
   };
   const notify = d.notify.bind(d);
   d.notify = (result) => {
+    const out = notify(result);
     if (result && result.reset) {
       const t = __stamp();
       for (const row of d.rows.values()) if (row.nodeId != null && row.state != null) window.__seen.push([t, row.nodeId, row.state]);
     }
-    return notify(result);
+    __progress();
+    return out;
   };
+  // First view: the first moment tree.js holds (and has drawn) a task row with a state. Rows
+  // that came in the first document were applied before this hook: stamped here, <= 5 ms late.
+  const __progress = () => {
+    if (window.__first !== undefined) return;
+    for (const row of d.rows.values()) if (row.nodeId != null && row.state != null) { window.__first = __stamp(); return; }
+  };
+  __progress();
   window.__ready = __stamp();
 }, 5);
 """
@@ -136,6 +147,7 @@ const __row = (row) => {
   if (window.__last.get(name) === status) return;
   window.__last.set(name, status);
   window.__seen.push([__stamp(), name, status]);
+  if (window.__first === undefined) window.__first = __stamp();  // first view: first row with a status
 };
 const __observer = new MutationObserver((records) => {
   for (const r of records) {
@@ -156,6 +168,12 @@ const __start = () => __observer.observe(document.documentElement, {subtree: tru
   attributeFilter: ["data-status"], characterData: true});
 if (document.documentElement) __start(); else document.addEventListener("DOMContentLoaded", __start);
 """
+
+#: Each page's clock marks (epoch ms, the Gateway's clock): its navigation start (timeOrigin),
+#: the end of its load event (ms after navigation) and its first progress shown.
+PAGE_MARKS = """(() => { const nav = performance.getEntriesByType("navigation")[0] || {};
+  return {origin: performance.timeOrigin, first: window.__first, load_end: nav.loadEventEnd || 0,
+          response_start: nav.responseStart || 0, dom_content_loaded: nav.domContentLoadedEventEnd || 0} })()"""
 
 #: Monitor label -> Gateway task state.
 MONITOR_STATES = {"running": "in-progress", "ok": "finished", "failed": "failed", "queued": "pending"}
@@ -219,6 +237,8 @@ class FrameRecorder:
         from inspector.stream import DevToolsSubscription, TreeUpdated
 
         self.seen: list[tuple[float, str, str]] = []
+        #: (nodeId, state) -> the frame number that first carried it.
+        self.frames: dict[tuple[str, str], int] = {}
         self.deltas = 0
         self.loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
@@ -239,6 +259,7 @@ class FrameRecorder:
                             node = tree.get(node_id)
                             if node is not None and node.node_id and node.state:
                                 self.seen.append((now, node.node_id, node.state))
+                                self.frames.setdefault((node.node_id, node.state), change.frame_no)
                     if self._stop.is_set():
                         break
             finally:
@@ -260,6 +281,34 @@ class FrameRecorder:
         self.thread.join(10)
 
 
+def batch_stretch(port: int) -> float:
+    """The server's ``smithers_dashboard_batch_stretch`` gauge (1.0 if it cannot be read)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 1.0
+    for line in text.splitlines():
+        if line.startswith("smithers_dashboard_batch_stretch "):
+            return float(line.split()[1])
+    return 1.0
+
+
+def frame_times(workspace: Path, run_id: str) -> dict[int, float]:
+    """``frameNo -> createdAtMs`` of the run's frames, read from the CLI gateway's database.
+
+    The engine stamps ``createdAtMs`` when it persists the frame (after the node states the
+    frame carries were written), on this machine's clock: the moment the frame exists at the
+    Gateway, before any subscriber's poll (each ``streamDevTools`` stream polls the database
+    every 25 ms on its own phase) could see it.
+    """
+    out: dict[int, float] = {}
+    for db in workspace.rglob("smithers.db"):
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+            rows = conn.execute("SELECT frame_no, created_at_ms FROM _smithers_frames WHERE run_id = ?", (run_id,))
+            out.update({int(no): float(ms) for no, ms in rows})
+    return out
+
+
 def first_times(seen: list[Any], mapping: dict[str, str] | None = None) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     for t, node, state in seen:
@@ -270,6 +319,8 @@ def first_times(seen: list[Any], mapping: dict[str, str] | None = None) -> dict[
 
 
 def latencies(gateway: dict[tuple[str, str], float], page: dict[tuple[str, str], float], ready: float) -> list[float]:
+    """Page time minus Gateway time of each (nodeId, running|finished) pair whose Gateway time
+    is at or after ``ready`` and which the page showed."""
     out = []
     for key, t_gw in gateway.items():
         if key[1] not in ("in-progress", "finished") or t_gw < ready:
@@ -278,6 +329,68 @@ def latencies(gateway: dict[tuple[str, str], float], page: dict[tuple[str, str],
         if t_page is not None:
             out.append(t_page - t_gw)
     return out
+
+
+def lag_figures(lat: list[float]) -> dict[str, Any]:
+    return {"pairs": len(lat), "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
+            "max_ms": max(lat) if lat else None, "negative": sum(1 for x in lat if x < 0)}
+
+
+#: Seconds after both pages have loaded and shown their first progress before the steady state.
+STEADY_AFTER_S = 2.0
+
+
+def _ms(value: Any) -> str:
+    return "n/a" if value is None or value != value else f"{value:,.0f} ms"
+
+
+def side_by_side(result: dict[str, Any]) -> str:
+    ours, mon = result["ours"], result["monitor"]
+    rows = [
+        ("first view (navigation -> first progress)", _ms(ours["first_view_ms"]), _ms(mon["first_view_ms"])),
+        ("steady state: frame -> visible, p50", _ms(ours["steady"]["p50_ms"]), _ms(mon["steady"]["p50_ms"])),
+        ("steady state: frame -> visible, p95", _ms(ours["steady"]["p95_ms"]), _ms(mon["steady"]["p95_ms"])),
+        ("steady state: max", _ms(ours["steady"]["max_ms"]), _ms(mon["steady"]["max_ms"])),
+        ("steady state: pairs", f"{ours['steady']['pairs']}", f"{mon['steady']['pairs']}"),
+        ("all pairs: p50 / p95", f"{_ms(ours['p50_ms'])} / {_ms(ours['p95_ms'])}",
+         f"{_ms(mon['p50_ms'])} / {_ms(mon['p95_ms'])}"),
+        ("all pairs: count (negative)", f"{ours['pairs']} ({ours['negative']})", f"{mon['pairs']} ({mon['negative']})"),
+        ("recorder-stamped p95 (negative)", f"{_ms(ours['recorder_stamped']['p95_ms'])} "
+         f"({ours['recorder_stamped']['negative']})",
+         f"{_ms(mon['recorder_stamped']['p95_ms'])} ({mon['recorder_stamped']['negative']})"),
+        ("(both) frame created -> a subscriber received it, p50 / p95",
+         f"{_ms(result['gateway_emit']['p50_ms'])} / {_ms(result['gateway_emit']['p95_ms'])}", ""),
+        ("longest task while streaming", _ms(ours["longest_task_ms"]), _ms(mon["longest_task_ms"])),
+        ("long tasks while streaming", f"{ours['longtasks']}", f"{mon['longtasks']}"),
+        ("longest task during page load", _ms(ours["load_longest_task_ms"]), _ms(mon["load_longest_task_ms"])),
+    ]
+    lines = [f"our server's batch stretch: max {result['batch_stretch']['max']:.2f}, "
+             f"mean {result['batch_stretch']['mean']:.2f}",
+             f"load average {result['load_before']} -> {result['load_after']}; steady state from "
+             f"{result['steady_from_s']:.1f} s after launch; {result['frames_timed']} / "
+             f"{result['gateway_task_states']} Gateway pairs timed by their frame's createdAtMs",
+             "| figure | ours | Monitor |", "|---|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def goals_table(result: dict[str, Any]) -> str:
+    """Issue 14 item 2's goals against this run."""
+    ours, mon = result["ours"], result["monitor"]
+    nan = float("nan")
+    p95, mon_p95 = ours["steady"]["p95_ms"], mon["steady"]["p95_ms"]
+    ratio = mon_p95 / p95 if p95 and mon_p95 else nan
+    goals = [
+        ("steady-state p95 <= 100 ms", _ms(p95), p95 <= 100),
+        ("steady-state p95 >= 10x better than the Monitor", f"{ratio:.1f}x", ratio >= 10),
+        ("longest task while streaming <= 100 ms", _ms(ours["longest_task_ms"]), ours["longest_task_ms"] <= 100),
+        ("first view <= 1.0 s", _ms(ours["first_view_ms"]), ours["first_view_ms"] <= 1000),
+        ("first view ahead of the Monitor's", f"{_ms(ours['first_view_ms'])} vs {_ms(mon['first_view_ms'])}",
+         ours["first_view_ms"] < (mon["first_view_ms"] or nan)),
+    ]
+    lines = ["| goal | this run | |", "|---|---|---|"]
+    lines += [f"| {goal} | {figure} | {'met' if ok else 'NOT met'} |" for goal, figure, ok in goals]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,16 +433,24 @@ def main(argv: list[str] | None = None) -> int:
                 pages["monitor"].goto(f"{gw.url}/monitor?runId={run_id}", wait_until="commit", timeout=120_000)
                 for name, page in pages.items():
                     wait_until(lambda page=page: page.evaluate("window.__ready"), 180, f"{name} page ready")
+                    wait_until(lambda page=page: page.evaluate("window.__first"), 180, f"{name} first progress")
                 ready = {name: float(page.evaluate("window.__ready")) for name, page in pages.items()}
                 # Long tasks count from the end of each page's load (page build is reported apart).
                 for page in pages.values():
                     page.wait_for_load_state("load", timeout=120_000)
                 ready_ms = {name: page.evaluate("performance.now()") for name, page in pages.items()}
                 load_longest = {name: max(long_tasks(page, 0.0) or [0.0]) for name, page in pages.items()}
+                marks = {name: page.evaluate(PAGE_MARKS) for name, page in pages.items()}
+                # Steady state: Gateway frames from STEADY_AFTER_S after the later of the two pages
+                # had both finished loading and shown its first progress; the same frames for both.
+                steady_from = max(max(m["first"], m["origin"] + m["load_end"]) for m in marks.values()) \
+                    + STEADY_AFTER_S * 1000
                 status = "?"
+                stretches: list[float] = []
                 while True:
                     run = gw.rpc("getRun", {"runId": run_id})
                     status = str(run.get("status"))
+                    stretches.append(batch_stretch(panel.port))
                     if status in ("finished", "failed", "cancelled"):
                         break
                     if time.time() - launched > args.timeout:
@@ -341,21 +462,40 @@ def main(argv: list[str] | None = None) -> int:
                 recorder.stop()
                 if args.trace:
                     args.trace.write_bytes(browser.stop_tracing())
-                gw_first = first_times(recorder.seen)
+                created = frame_times(gw.workspace, run_id)
+                recorder_first = first_times(recorder.seen)
+                # The Gateway's time of a pair: createdAtMs of the first frame that carried it
+                # (the recorder's own stamp only for a frame the database did not give back).
+                gw_first = {key: created.get(recorder.frames.get(key, -1), t) for key, t in recorder_first.items()}
                 result["status"] = status
                 result["run_seconds"] = finished - launched
                 result["gateway_deltas"] = recorder.deltas
                 result["gateway_task_states"] = len(gw_first)
+                result["frames_timed"] = sum(1 for key in recorder_first if recorder.frames.get(key, -1) in created)
+                # The Gateway's own part, paid by both pages: frame created -> on a subscriber's
+                # socket (the recorder's decode; it shares a process with Playwright, so late).
+                gateway_part = [recorder_first[key] - gw_first[key] for key in recorder_first
+                                if key[1] in ("in-progress", "finished")]
+                result["gateway_emit"] = lag_figures(gateway_part)
+                result["steady_from_s"] = steady_from / 1000 - launched
+                # How far the server stretched its batches (dashboard/shared.py RunTicker), sampled once a second.
+                result["batch_stretch"] = {"max": max(stretches, default=1.0),
+                                           "mean": sum(stretches) / len(stretches) if stretches else 1.0}
                 for name, page in pages.items():
                     seen = page.evaluate("window.__seen")
                     mapped = first_times(seen, MONITOR_STATES if name == "monitor" else None)
-                    lat = latencies(gw_first, mapped, ready[name])
                     tasks = long_tasks(page, float(ready_ms[name]))
+                    m = marks[name]
                     result[name] = {
-                        "pairs": len(lat),
-                        "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
-                        "max_ms": max(lat) if lat else None,
-                        "negative": sum(1 for x in lat if x < 0),
+                        **lag_figures(latencies(gw_first, mapped, ready[name])),
+                        "steady": lag_figures(latencies(gw_first, mapped, steady_from)),
+                        "recorder_stamped": lag_figures(latencies(recorder_first, mapped, ready[name])),
+                        "first_view_ms": m["first"] - m["origin"],
+                        # Where the first view went: the server's answer (for ours, the session
+                        # built), the document parsed (scripts run), the load event.
+                        "first_view_parts_ms": {"response_start": m["response_start"],
+                                                "dom_content_loaded": m["dom_content_loaded"],
+                                                "load_end": m["load_end"]},
                         "longest_task_ms": max(tasks or [0.0]), "longtasks": len(tasks),
                         "load_longest_task_ms": load_longest[name],
                     }
@@ -365,13 +505,16 @@ def main(argv: list[str] | None = None) -> int:
             gw.stop()
     result["load_after"] = load_average()
     ours, mon = result["ours"], result["monitor"]
-    for key in ("p50_ms", "p95_ms", "longest_task_ms"):
+    for key in ("p50_ms", "p95_ms", "longest_task_ms", "first_view_ms"):
         a, b = ours.get(key), mon.get(key)
         result[f"ratio_{key}"] = (b / a) if a and b else None
+    result["ratio_steady_p95_ms"] = (mon["steady"]["p95_ms"] / ours["steady"]["p95_ms"]
+                                     if ours["steady"]["p95_ms"] and mon["steady"]["p95_ms"] else None)
     print(json.dumps(result, indent=1))
-    print(f"\nframe -> visible: ours p50 {ours['p50_ms']:.0f} ms p95 {ours['p95_ms']:.0f} ms ({ours['pairs']} pairs); "
-          f"Monitor p50 {mon['p50_ms']:.0f} ms p95 {mon['p95_ms']:.0f} ms ({mon['pairs']} pairs)")
-    print(f"longest task: ours {ours['longest_task_ms']:.0f} ms, Monitor {mon['longest_task_ms']:.0f} ms")
+    print()
+    print(side_by_side(result))
+    print()
+    print(goals_table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.trace:

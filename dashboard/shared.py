@@ -45,6 +45,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .agent_feed import AgentFeed
@@ -52,7 +53,7 @@ from .events_dedup import heartbeat_of
 from .treerows import Message, encode, is_empty, patch_for, rows_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Sequence
+    from collections.abc import Callable, Hashable, Mapping, Sequence
 
     from inspector.stream import RunEvent
     from inspector.tree import DevToolsTree, TreeChange
@@ -229,7 +230,7 @@ class SharedRunView:
         self.agents = AgentFeed(run_id)
         self._beats: dict[tuple[str, int], float] = {}
         self._beats_version = 0
-        self._beats_copy: tuple[int, dict[tuple[str, int], float]] = (-1, {})
+        self._beats_copy: tuple[int, Mapping[tuple[str, int], float]] = (-1, MappingProxyType({}))
         self._last_beat: tuple[RunEvent | None, Any] = (None, None)
 
     def __repr__(self) -> str:
@@ -293,12 +294,12 @@ class SharedRunView:
         self.stats.beats_folded += 1
         return attempt
 
-    def heartbeats(self) -> dict[tuple[str, int], float]:
-        """The run's last beat per ``(nodeId, iteration)``, a copy made once per change for
-        every store of the run: read it, never change it (stores replace, never mutate it)."""
+    def heartbeats(self) -> Mapping[tuple[str, int], float]:
+        """The run's last beat per ``(nodeId, iteration)``, a read-only copy made once per
+        change for every store of the run (the same object until the next change)."""
         version, copy = self._beats_copy
         if version != self._beats_version:
-            copy = dict(self._beats)
+            copy = MappingProxyType(dict(self._beats))
             self._beats_copy = (self._beats_version, copy)
         return copy
 

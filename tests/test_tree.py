@@ -133,7 +133,7 @@ def test_a_failing_delta_is_atomic(bad_op: Any) -> None:
         tree.apply(delta(0, [*good, bad_op]))
     assert info.value.op_index == len(good) or "ops[" in str(info.value)
     assert tree.snapshot() == before
-    assert tree.state_counts() == counts
+    assert tree.state_counts() == counts and tree.retries == 0
     assert [n.id for n in tree.walk()] == [1, 2, 3, 4, 5]
     assert tree.find_task("b") is tree[4] and tree.find_task("e") is None
 
@@ -249,7 +249,7 @@ def trees(draw: st.DrawFn, ids: st.SearchStrategy[int] = SMALL_IDS) -> dict[str,
         if draw(st.booleans()):
             n["props"] = {"k": draw(st.integers(0, 3))}
         if draw(st.booleans()):
-            n["task"] = {"nodeId": f"t{nid}", "state": draw(STATES), "attempt": draw(st.integers(0, 2))}
+            n["task"] = {"nodeId": f"t{nid}", "state": draw(STATES), "attempt": draw(st.integers(0, 3))}
         if i:
             parent = nodes[draw(st.integers(0, i - 1))]
             parent["children"].insert(draw(st.integers(0, len(parent["children"]))), n)
@@ -265,6 +265,7 @@ def test_applying_the_diff_of_two_trees_gives_the_second(a: dict[str, Any], b: d
     tree.apply(delta(0, ops))
     assert tree.snapshot()["root"] == b
     assert sum(tree.state_counts().values()) == sum(1 for n in tree if n.task is not None)
+    assert tree.retries == sum(max(0, n.task["attempt"] - 1) for n in tree if n.task is not None)
 
 
 OP_NAMES = st.sampled_from(["updateTask", "updateProps", "addNode", "removeNode", "replaceRoot", "bogus"])

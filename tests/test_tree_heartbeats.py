@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dashboard.format import format_duration
-from dashboard.treerows import task_heartbeats_json
+from dashboard.treerows import heartbeats_delta, task_heartbeats_json
 from dashboard.views.tree import TreeComponent
 from tests.test_tree_view import Rendered, StubStore, sample_root, served_tree_js
 from tests.wire import snap
@@ -29,6 +29,19 @@ def test_task_heartbeats_json_groups_by_task_in_server_milliseconds() -> None:
     text = task_heartbeats_json({("a", 0): 1000.5, ("a", 2): 1001.0, ("b", 0): 2.0})
     assert json.loads(text) == {"a": {"0": 1000500.0, "2": 1001000.0}, "b": {"0": 2000.0}}
     assert task_heartbeats_json({}) == "{}"
+
+
+def test_heartbeats_delta_sends_what_changed_and_the_whole_table_when_an_entry_went() -> None:
+    first = {("a", 0): 1.0, ("b", 0): 2.0}
+    assert heartbeats_delta({}, {}) is None and heartbeats_delta(first, first) is None
+    assert heartbeats_delta({}, first) == (task_heartbeats_json(first), False)
+    later = {**first, ("b", 0): 3.0, ("c", 1): 4.0}
+    text, merge = heartbeats_delta(first, later) or ("", False)
+    assert merge and json.loads(text) == {"b": {"0": 3000.0}, "c": {"1": 4000.0}}
+    assert heartbeats_delta(first, dict(first)) is None  # equal maps: nothing to send
+    rewound = {("a", 0): 1.0}  # b's beat was cut by a rewind: the page must forget it
+    assert heartbeats_delta(later, rewound) == (task_heartbeats_json(rewound), False)
+    assert heartbeats_delta(later, {}) == ("{}", False)
 
 
 def beats(sent: list[Any]) -> list[dict[str, Any]]:
@@ -45,19 +58,24 @@ def test_the_tree_sends_heartbeats_when_they_change_and_after_ready() -> None:
     store.task_heartbeats = {("a", 0): time.time() - 3}
     (message,) = beats(rendered.sent)
     assert json.loads(message["beats"]) == json.loads(task_heartbeats_json(store.task_heartbeats))
-    assert before <= message["now"] <= time.time() * 1000
+    assert before <= message["now"] <= time.time() * 1000 and message["merge"] is False
     rendered.sent.clear()
     store.task_heartbeats = dict(store.task_heartbeats)  # the same beats: nothing to send
     assert beats(rendered.sent) == []
-    rendered.ready(seq=rendered.view.tree.feed.seq)  # a re-rendered page gets them again
-    assert len(beats(rendered.sent)) == 1
+    store.task_heartbeats = {**store.task_heartbeats, ("b", 1): time.time()}  # one more: only it
+    (message,) = beats(rendered.sent)
+    assert message["merge"] is True and list(json.loads(message["beats"])) == ["b"]
+    rendered.sent.clear()
+    rendered.ready(seq=rendered.view.tree.feed.seq)  # a re-rendered page gets them all again
+    (message,) = beats(rendered.sent)
+    assert message["merge"] is False and json.loads(message["beats"]) == json.loads(task_heartbeats_json(store.task_heartbeats))
 
 
 def test_no_beats_message_before_any_heartbeat() -> None:
     store = StubStore()
     rendered = Rendered(store)
     rendered.ready()
-    assert beats(rendered.sent) == [] and rendered.view.tree.heartbeats == "{}"
+    assert beats(rendered.sent) == []
 
 
 def test_the_served_module_is_one_module_made_of_every_part() -> None:
@@ -94,6 +112,10 @@ out.markerA = beatMarker(byId(4), out.ageA)
 out.markerDone = beatMarker(byId(2), 4)
 out.titlePlain = rowTitle(byId(2), null)
 out.durations = JSON.parse(process.argv[3]).map(fmtDuration)
+const merged = Date.now()
+step({type: "beats", now: merged, merge: true, beats: JSON.stringify({b: {"1": merged - 1000}})})
+out.mergedA = data.beats.ageOf(byId(4))
+out.mergedB = data.beats.ageOf(byId(5))
 step({type: "beats", now: Date.now(), beats: "{}"})
 out.after = data.beats.size
 out.views = views.length
@@ -125,11 +147,13 @@ def test_tree_js_counts_each_rows_heartbeat_age_on_the_servers_clock(tmp_path: P
                              json.dumps(seconds)], capture_output=True, text=True, check=True, timeout=60)
     out = json.loads(result.stdout)
     assert 2.9 <= out["ageA"] <= 4.0 and 64.9 <= out["ageB"] <= 66.0
-    assert out["none"] is None and out["views"] == 2
+    assert out["none"] is None and out["views"] == 3
     assert out["titleA"].startswith("a · heartbeat ") and out["titleA"].endswith(" s ago")
     assert out["markerA"].startswith("♥ ") and out["markerDone"] == ""
     assert out["titlePlain"] == "plan"
     assert out["durations"] == [format_duration(s) for s in seconds]
+    # A merge changes only what it names: a's beat is kept, b's is the new one.
+    assert out["mergedA"] is not None and out["mergedA"] >= 2.9 and 0.9 <= out["mergedB"] <= 2.0
     assert out["after"] == 0
 
 

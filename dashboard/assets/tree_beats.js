@@ -1,8 +1,9 @@
 // tree_beats.js: how long ago each task last sent task.heartbeat, and the row tooltip that
 // says it (part of tree.js; see TREE_MODULES in dashboard/views/tree.py).
 //
-// Python sends {type:"beats", now, beats:"{nodeId: {iteration: atMs}}"} (dashboard/views/
-// tree.py TreeComponent.heartbeats), at most once a second, and again after every "ready".
+// Python sends {type:"beats", now, beats:"{nodeId: {iteration: atMs}}", merge} (dashboard/
+// views/tree.py TreeComponent.send_heartbeats), at most once a second: the whole table after
+// every "ready", else (merge: true) only the entries that changed.
 // The ages are worked out here against the browser's clock, corrected by the server's
 // `now` at sending, so a row's "heartbeat 3 s ago" keeps counting between messages without
 // any traffic (TreeView ticks the rows on screen once a second).
@@ -31,15 +32,17 @@ class Heartbeats {
 
   get size() { return this.at.size }
 
-  // One "beats" message: replaces every entry (the server sends the whole table).
-  set(text, serverNow) {
+  // One "beats" message: the whole table (replaces every entry), or with `merge` only the
+  // entries that changed since the last message (a long run has thousands of tasks that beat
+  // once; resending them all every second would cost every screen a large message).
+  set(text, serverNow, merge = false) {
     let parsed = {}
     try { parsed = JSON.parse(text || "{}") } catch (e) { parsed = {} }
-    const at = new Map()
+    const at = merge ? this.at : new Map()
     if (parsed && typeof parsed === "object") {
       for (const [nodeId, byIteration] of Object.entries(parsed)) {
         if (!byIteration || typeof byIteration !== "object") { continue }
-        const inner = new Map()
+        const inner = merge && at.has(nodeId) ? at.get(nodeId) : new Map()
         for (const [iteration, ms] of Object.entries(byIteration)) {
           if (typeof ms === "number" && Number.isFinite(ms)) { inner.set(Number(iteration), ms) }
         }

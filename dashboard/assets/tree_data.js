@@ -130,7 +130,7 @@ class TreeData {
       this.setTokens(msg.tokens)
       for (const view of this.views) { view.refreshShown() }
     } else if (msg.type === "beats") {
-      this.beats.set(msg.beats, msg.now)
+      this.beats.set(msg.beats, msg.now, msg.merge === true)
       for (const view of this.views) { view.beatsChanged() }
     } else if (msg.type === "expand-all" || msg.type === "collapse-all") {
       this.collapsed.clear()

@@ -41,17 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["RunHeader", "header_html", "task_retries"]
 
 
-def _attempt(task: Mapping[str, Any]) -> int:
-    value = task.get("attempt")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def task_retries(tree: DevToolsTree | None) -> int:
-    """Retries of the run's tasks from their attempt numbers: a task on attempt ``n`` was
-    retried ``n - 1`` times (0.32 numbers a task that ran once 0 or 1)."""
-    if tree is None:
-        return 0
-    return sum(max(0, _attempt(node.task) - 1) for node in tree.walk() if node.task is not None)
+    """Retries of the run's tasks from their attempt numbers (:attr:`DevToolsTree.retries`)."""
+    return 0 if tree is None else tree.retries
 
 
 def run_status(run: Mapping[str, Any], settled: bool) -> str:
@@ -174,8 +166,7 @@ class RunHeader(TickingHtml):
             return header_html(s.run, s.run_id, counts, settled=s.settled, notice=s.notice,
                                run_error=s.run_error, failure=failure, now=now, retries=task_retries(tree),
                                stream_error=s.stream_error)
-        retries = shared.memo("retries", (id(tree), tree.seq if tree is not None else None, len(tree or ())),
-                              tree, lambda: task_retries(tree))
+        retries = task_retries(tree)
         # Every session of the run renders the same header in the same tick: once for all.
         # The key holds everything the HTML depends on, the elapsed time as it is shown.
         run = s.run

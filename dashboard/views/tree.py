@@ -24,24 +24,34 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import panel as pn
 import param
 from panel.custom import JSComponent
 
-from dashboard.treerows import TreeFeed, task_heartbeats_json, task_tokens, tree_vocabulary_js
+from dashboard.treerows import (
+    TreeFeed,
+    heartbeats_delta,
+    task_heartbeats_json,
+    task_tokens,
+    tree_vocabulary_js,
+)
 from inspector.vocabulary import TaskState
 
 from .base import StoreView
 from .widgets import Throttle
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from inspector.tree import DevToolsTree, TreeChange
 
     from ..shared import SharedRunView
+
+    #: How :meth:`TreeComponent.send_heartbeats` works out a ``beats`` message (text, merge), or ``None``.
+    BeatsDelta: TypeAlias = Callable[[Mapping[tuple[str, int], float], Mapping[tuple[str, int], float]],
+                                     tuple[str, bool] | None]
 
 __all__ = ["TREE_MODULES", "NodeTree", "TreeComponent", "tree_module_js"]
 
@@ -100,17 +110,14 @@ class TreeComponent(JSComponent):
         agent's name. Python-only: sent as a ``tokens`` message when it changes and after
         every ``ready`` (a property set while a page is still loading can miss the browser).""")
 
-    heartbeats = param.String(default="{}", precedence=-1, doc="""
-        When each task last sent ``task.heartbeat``, ``treerows.task_heartbeats_json``' text
-        (``{nodeId: {iteration: ms}}``, server clock). Python-only, like ``tokens``: sent as a
-        ``beats`` message with the server's time, from which the browser counts each running
-        task's "heartbeat 3 s ago" on its own between messages. The page owner throttles it.""")
-
     selected = param.Integer(default=None, allow_None=True, precedence=-1, doc="""
         DevTools id of the row the user picked (click or Enter). Python-only: setting it
         highlights and reveals the row in the browser.""")
 
-    _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None, "heartbeats": None}
+    _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None}
+    #: Python-only parameters, sent as messages: Panel's property sync is skipped for them
+    #: (its every change rebuilds the component's stylesheets, per session, per change).
+    _manual_params: ClassVar[list[str]] = ["selected", "tokens"]
     _esm: ClassVar[Any] = tree_vocabulary_js() + tree_module_js()
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
@@ -126,7 +133,8 @@ class TreeComponent(JSComponent):
         self._echo: object = _NO_ECHO
         self.param.watch(self._selected_changed, "selected")
         self.param.watch(lambda _e: self._send_tokens(), "tokens")
-        self.param.watch(lambda _e: self._send_heartbeats(), "heartbeats")
+        #: The heartbeats the browser has (or gets at its next ``ready``): see :meth:`send_heartbeats`.
+        self._beats: Mapping[tuple[str, int], float] = {}
         self._on_ready: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------- Python -> browser
@@ -167,9 +175,20 @@ class TreeComponent(JSComponent):
         if self._models:
             self._send_msg({"type": "tokens", "tokens": self.tokens})
 
-    def _send_heartbeats(self) -> None:
+    def send_heartbeats(self, beats: Mapping[tuple[str, int], float], delta: BeatsDelta = heartbeats_delta) -> None:
+        """Give the browser each task's last heartbeat (``RunStore.task_heartbeats``) as a
+        ``beats`` message: only the entries that changed since the last one (``delta``,
+        :func:`~dashboard.treerows.heartbeats_delta`; shared by a run's sessions), and the whole
+        table after every ``ready``. The server's time goes with it, from which the browser
+        counts each running task's "heartbeat 3 s ago" on its own between messages."""
+        previous, self._beats = self._beats, beats
         if self._models:
-            self._send_msg({"type": "beats", "beats": self.heartbeats, "now": time.time() * 1000.0})
+            found = delta(previous, beats)
+            if found is not None:
+                self._send_beats(*found)
+
+    def _send_beats(self, text: str, merge: bool) -> None:
+        self._send_msg({"type": "beats", "beats": text, "merge": merge, "now": time.time() * 1000.0})
 
     def expand_all(self) -> None:
         self._send_msg({"type": "expand-all"})
@@ -199,8 +218,8 @@ class TreeComponent(JSComponent):
                 self.resend()
             if self.tokens != "{}":
                 self._send_tokens()
-            if self.heartbeats != "{}":
-                self._send_heartbeats()
+            if self._beats:
+                self._send_beats(task_heartbeats_json(self._beats), False)
             for callback in self._on_ready:
                 callback()
         elif kind == "select":
@@ -281,9 +300,20 @@ class NodeTree(StoreView):
             self.tree.tokens = tokens
 
     def _send_heartbeats(self) -> None:
-        beats = task_heartbeats_json(getattr(self.store, "task_heartbeats", None) or {})
-        if beats != self.tree.heartbeats:
-            self.tree.heartbeats = beats
+        beats = getattr(self.store, "task_heartbeats", None) or {}
+        shared = getattr(self.store, "shared", None)
+        if shared is None:
+            self.tree.send_heartbeats(beats)
+            return
+
+        def delta(previous: Mapping[tuple[str, int], float],
+                  current: Mapping[tuple[str, int], float]) -> tuple[str, bool] | None:
+            # The run's sessions hold the same map objects (SharedRunView.heartbeats): the
+            # message between two of them is worked out once for all.
+            return shared.memo("beats", (id(previous), id(current)), (previous, current),  # type: ignore[no-any-return]
+                               lambda: heartbeats_delta(previous, current))
+
+        self.tree.send_heartbeats(beats, delta)
 
     def _tick(self, _event: param.parameterized.Event) -> None:
         store = self.store

@@ -39,6 +39,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import param
+from param.parameterized import batch_call_watchers
 from param.parameters import NoNone
 
 from inspector.agents import RunAgents
@@ -560,7 +561,11 @@ class RunStore(param.Parameterized):
         if jump_to is not None or "last_jump" in updates:
             updates.update(self._forget_future(jump_to))
         if updates:
-            self.param.update(**updates)
+            # As param.update, minus its first step: reading every parameter's value to restore
+            # them on an error (7% of a process serving 40 screens). The values are our own.
+            with batch_call_watchers(self):
+                for name, value in updates.items():
+                    setattr(self, name, value)
         if changes:
             self._after_tree_changes(changes)
         refresh = self._pending_refresh

@@ -13,6 +13,7 @@ same as rendering them per session.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from bokeh.document import Document
@@ -215,6 +216,28 @@ async def test_stores_ask_the_ticker_for_their_stretched_interval() -> None:
         assert request.due == store._last_flush + 4.0 * store.batch_interval
         assert request.slack == 2.0 * store.batch_interval
     await wall.push()  # and every store still reaches the delta
+    await wall.close()
+
+
+async def test_the_views_throttles_stretch_with_the_runs_batches() -> None:
+    """Under load every session's header, event list and heartbeats slow down with its store's
+    batches: their throttle's next redraw is the interval times the run's stretch."""
+    wall = Wall(1)
+    await wall.start()
+    view = wall.hub.shared_view(RUN)
+    assert view is not None
+    header = wall.headers[0]
+    loop = asyncio.get_running_loop()
+    for stretch in (1.0, 4.0):
+        view.ticker.stretch = stretch
+        throttle = header._throttle
+        throttle.cancel()
+        throttle._last = time.monotonic()  # just redrawn: the next call waits a whole interval
+        throttle()
+        assert throttle._handle is not None
+        waits = throttle._handle.when() - loop.time()
+        assert stretch * header._redraw_interval - 0.05 <= waits <= stretch * header._redraw_interval
+        throttle.cancel()
     await wall.close()
 
 

@@ -48,9 +48,15 @@ class StoreView(pn.viewable.Viewer):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._throttle = Throttle(self._update, self._redraw_interval)
+        self._throttle = Throttle(self._update, self._redraw_interval, self._load_stretch)
         if self._redraw_on:
             self.store.param.watch(self._throttle, list(self._redraw_on))
+
+    def _load_stretch(self) -> float:
+        """How much the run's batches are stretched now (1.0 when the loop keeps up; see
+        :class:`~dashboard.shared.RunTicker`): a view's redraw interval is stretched with them."""
+        shared = getattr(self.store, "shared", None) if self.store is not None else None
+        return shared.ticker.stretch if shared is not None else 1.0
 
     def _update(self) -> None:
         """Bring the view up to date with the store (called for :attr:`_redraw_on`)."""

@@ -202,7 +202,7 @@ class RecentEvents(StoreView):
         super().__init__(**params)
         self._pane = TextHTML(self._render(), stylesheets=[stylesheet()], sizing_mode="stretch_width",
                                   height=self.height, styles={"overflow": "hidden"})
-        self._throttle = Throttle(self._update, 1.0)
+        self._throttle = Throttle(self._update, 1.0, self._load_stretch)
         self.store.param.watch(self._throttle, "events")
 
     def _render(self) -> str:

@@ -264,9 +264,9 @@ class NodeTree(StoreView):
             flex_wrap="wrap", align_items="center", sizing_mode="stretch_width", margin=0,
         )
         self._watchers: list[Any] = []
-        self._tokens = Throttle(self._send_tokens, 1.0)
+        self._tokens = Throttle(self._send_tokens, 1.0, self._load_stretch)
         #: A 4-task agentic run beats several times a second: one ``beats`` message a second at most.
-        self._beats = Throttle(self._send_heartbeats, 1.0)
+        self._beats = Throttle(self._send_heartbeats, 1.0, self._load_stretch)
         self._extra_states: frozenset[str] | None = None
         self._page_ready = False
         self._pending_states: dict[str, str] | None = None

@@ -72,11 +72,17 @@ class Throttle:
     Charts are expensive to rebuild; a burst of events must cost one redraw at its start
     and one at its end (leading and trailing edge), not one per event. Without a running
     loop (a view rendered once for a test) it calls at once.
+
+    ``stretch`` (a factor, read at each call) lengthens the interval while the process is
+    loaded: a session's views then slow down with its store's batches (the run's
+    :class:`~dashboard.shared.RunTicker` stretch) instead of outrunning what the loop can
+    send, which with 100 screens on a busy run made the backlog.
     """
 
-    def __init__(self, fn: Callable[[], None], interval: float) -> None:
+    def __init__(self, fn: Callable[[], None], interval: float, stretch: Callable[[], float] | None = None) -> None:
         self.fn = fn
         self.interval = interval
+        self.stretch = stretch
         self._last = 0.0
         self._handle: asyncio.TimerHandle | None = None
 
@@ -88,7 +94,8 @@ class Throttle:
             return
         if self._handle is not None:
             return
-        wait = self.interval - (time.monotonic() - self._last)
+        interval = self.interval * self.stretch() if self.stretch is not None else self.interval
+        wait = interval - (time.monotonic() - self._last)
         if wait <= 0:
             self._fire()
         else:

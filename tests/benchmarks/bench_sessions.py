@@ -101,8 +101,9 @@ def final_states(run: RecordedRun) -> dict[str, str]:
 
 
 def classify(sends: list[tuple[float, str, str]], shown: dict[tuple[str, str], float],
-             since_ms: float) -> tuple[list[float], int, int]:
-    """Lags of the pairs sent after ``since_ms``; (lags, coalesced, missing). See the module doc."""
+             since_ms: float, missed: list[tuple[str, str, float]] | None = None) -> tuple[list[float], int, int]:
+    """Lags of the pairs sent after ``since_ms``; (lags, coalesced, missing). See the module doc.
+    ``missed`` collects the missing pairs (nodeId, state, send time) for the JSON report."""
     by_node: dict[str, list[tuple[float, str]]] = {}
     for t, node, state in sends:
         by_node.setdefault(node, []).append((t, state))
@@ -123,6 +124,8 @@ def classify(sends: list[tuple[float, str, str]], shown: dict[tuple[str, str], f
                 lags.append(min(newer) - t)
             else:
                 missing += 1
+                if missed is not None:
+                    missed.append((node, state, t))
     return lags, coalesced, missing
 
 
@@ -188,7 +191,9 @@ def measure(n: int, replay: ReplayThread, stamps: SendStamps, finals: dict[str, 
             seen = [s for s in page.evaluate("window.__seen") if s[0] >= resumed]
             shown = first_times(seen)
             final_shown = [shown.get((node, state)) for node, state in finals.items()]
-            lags, coalesced, missing = classify(sends, shown, resumed + args.warmup * 1000)
+            missed: list[tuple[str, str, float]] = []
+            lags, coalesced, missing = classify(sends, shown, resumed + args.warmup * 1000, missed)
+            row["missing_pairs"] = [(node, state, round(t - last_send), rows.get(node)) for node, state, t in missed[:10]]
             tasks = long_tasks(page, since_ms)
         finally:
             context.close()

@@ -150,9 +150,7 @@ class Dashboard(pn.viewable.Viewer):
         self._body = pn.Column(sizing_mode="stretch_width")
         if self.view == "full":
             self.detail = NodeDetail(store=self.store)
-            # The chart waits for the tree's first rows (its build would delay them).
-            self.timeline = Timeline(store=self.store, chart_on_load=False)
-            self.tree.tree.on_ready(self.timeline.show_chart)
+            self.timeline = Timeline(store=self.store)
             # The Scores, Events, Frames and Tokens tabs are built when first opened (_tab_views).
             self.scores: ScoresView | None = None
             self.events: EventLog | RecentEvents | None = None

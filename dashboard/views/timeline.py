@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool, TapTool
 from bokeh.models.annotations.geometry import Span
 from bokeh.plotting import figure
@@ -328,12 +327,6 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
 class Timeline(StoreView):
     """Gantt of the run's task attempts (see the module docstring)."""
 
-    chart_on_load = param.Boolean(default=True, doc="""
-        Add the chart once the page has loaded. False: the page calls :meth:`show_chart`
-        itself; the full run page does when the tree's first rows have been sent (on the
-        tree's ``ready``), so they do not queue behind the chart's build on the server.
-        Outside a served session the chart is added at once either way.""")
-
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._note = pn.pane.Str("", margin=(5, 10))
@@ -351,18 +344,12 @@ class Timeline(StoreView):
         self._slots = 0  # rows the figure is sized for (row_slots); 0 while it shows nothing
         self.store.param.watch(self._changed, ["events", "tree_version", "run"])
         self._update()
-        doc = pn.state.curdoc
-        if self.chart_on_load or doc is None or doc.session_context is None:
-            pn.state.onload(self.show_chart)
+        pn.state.onload(self._show_chart)
 
-    def show_chart(self) -> None:
-        """Add the chart to the view and draw it; once (later calls do nothing)."""
-        if self._chart in self._layout.objects:
-            return
-        self._layout.append(self._chart)
-        # Drawn in a later turn of the document: Panel may send the layout's new child on the
-        # document's next tick, and the chart's data must not reach the browser before it.
-        pn.state.execute(self.refresh, schedule=True)
+    def _show_chart(self) -> None:
+        if self._chart not in self._layout.objects:
+            self._layout.append(self._chart)
+        self.refresh()
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.

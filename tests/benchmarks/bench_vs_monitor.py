@@ -400,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wide", type=int, default=300)
     parser.add_argument("--pace", type=float, default=1.0)
     parser.add_argument("--our-view", choices=["full", "monitor"], default="full")
+    parser.add_argument("--open-running", action="store_true",
+                        help="navigate both pages once the run has a running task (the pages' own first view), "
+                             "not right after launching it (their first view then includes the run's start)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trace", type=Path, help="write a Chromium trace of our page while the run streams "
@@ -431,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
                 launched = time.time()
                 recorder = FrameRecorder(gw.url, run_id)
                 extra = "&view=monitor" if args.our_view == "monitor" else ""
+                if args.open_running:
+                    wait_until(lambda: any(state == "in-progress" for _, _, state in list(recorder.seen)), 120,
+                               "the run's first running task")
                 pages["ours"].goto(f"{panel.url}?runId={run_id}{extra}", wait_until="commit", timeout=120_000)
                 pages["monitor"].goto(f"{gw.url}/monitor?runId={run_id}", wait_until="commit", timeout=120_000)
                 for name, page in pages.items():

@@ -110,7 +110,10 @@ def classify(sends: list[tuple[float, str, str]], shown: dict[tuple[str, str], f
     lags: list[float] = []
     coalesced = missing = 0
     for node, history in by_node.items():
-        history.sort()
+        # By time only, keeping the send order of one delta: the run's last delta sets two tasks
+        # in-progress and finished at once, and sorted by state as well "finished" came first,
+        # which made their "in-progress" look missing instead of coalesced.
+        history.sort(key=lambda sent: sent[0])
         for i, (t, state) in enumerate(history):
             if t < since_ms or state not in MEASURED_STATES:
                 continue

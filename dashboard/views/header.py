@@ -161,12 +161,11 @@ class RunHeader(TickingHtml):
         failure = failure_text(s)
         now = time.time()
         shared = s.shared
-        tree = s.tree
+        retries = task_retries(s.tree)
         if shared is None:
             return header_html(s.run, s.run_id, counts, settled=s.settled, notice=s.notice,
-                               run_error=s.run_error, failure=failure, now=now, retries=task_retries(tree),
+                               run_error=s.run_error, failure=failure, now=now, retries=retries,
                                stream_error=s.stream_error)
-        retries = task_retries(tree)
         # Every session of the run renders the same header in the same tick: once for all.
         # The key holds everything the HTML depends on, the elapsed time as it is shown.
         run = s.run

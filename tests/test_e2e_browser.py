@@ -178,7 +178,7 @@ def test_a_run_opened_after_it_finished_shows_its_history(
     gateway.wait_for_run(run_id, timeout=60)
     open_run(page, dashboard, run_id)
     page.locator(".bk-tab", has_text=re.compile(r"^Timeline$")).last.click()
-    expect(page.get_by_text("15 attempts on 14 tasks · 1 failed · 1 retries")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("15 attempts on 14 tasks · 1 failed · 1 retry")).to_be_visible(timeout=30_000)
     page.locator(".bk-tab", has_text=re.compile(r"^Events$")).last.click()
     page.get_by_placeholder("Filter: node, event, message…").fill("flaky")
     for event in ("node.started", "node.failed", "node.retrying", "node.finished"):

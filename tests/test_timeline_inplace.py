@@ -108,7 +108,7 @@ def test_timeline_redraws_change_data_not_the_plot() -> None:
         ("failed", 1), ("running", 2)]
     assert "u4 [4]" in view._figure.y_range.factors and shorten(XSS + " [3]") in view._figure.y_range.factors
     assert view._figure.y_range.factors[-1] == "a", "the oldest task is the top row"
-    assert "14 attempts on 13 tasks · 1 failed · 1 retries" in view._note.object
+    assert "14 attempts on 13 tasks · 1 failed · 1 retry" in view._note.object
     # The hover shows Gateway text as text: plain @field references (Bokeh escapes them).
     (hover,) = [m for m in doc.models if isinstance(m, HoverTool)]
     assert [name for name, _ in hover.tooltips] == ["node", "iteration", "attempt", "outcome", "duration"]

@@ -400,7 +400,8 @@ class Timeline(StoreView):
                 retries = sum(1 for a in attempts if a.attempt > 1)
                 failed = sum(1 for a in attempts if a.outcome == TaskState.FAILED)
                 shown = len(rows)
-                note = f"{len(attempts)} attempts on {shown} tasks · {failed} failed · {retries} retries"
+                note = (f"{len(attempts)} attempts on {shown} tasks · {failed} failed · "
+                        f"{retries} {'retry' if retries == 1 else 'retries'}")
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note

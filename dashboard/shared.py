@@ -29,6 +29,9 @@ that the hub keeps beside the run's tree (``GatewayHub.shared_view``):
   and a per-session fold of each beat was the largest per-session cost on such a run; each
   store takes the map's copy of the tick (:meth:`SharedRunView.heartbeats`, one copy per tick
   for all sessions) instead.
+- :meth:`SharedRunView.hint` takes a live ``node.*`` event as a task-state hint once for the
+  run (:mod:`inspector.state_hints`: the event comes before the DevTools frame that carries
+  the state); :meth:`SharedRunView.state_hints` is the map the stores hand their tree views.
 - :meth:`SharedRunView.memo` keeps the last few results of a pure renderer (the header's HTML,
   the wall's event list) keyed by their inputs.
 
@@ -48,9 +51,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from inspector.state_hints import StateHints
+
 from .agent_feed import AgentFeed
 from .events_dedup import heartbeat_of
-from .treerows import Message, encode, is_empty, patch_for, rows_for
+from .treerows import NO_HINTS, Message, encode, is_empty, patch_for, rows_for, with_hints
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -232,48 +237,72 @@ class SharedRunView:
         self._beats_version = 0
         self._beats_copy: tuple[int, Mapping[tuple[str, int], float]] = (-1, MappingProxyType({}))
         self._last_beat: tuple[RunEvent | None, Any] = (None, None)
+        #: States the run's ``node.*`` events announced ahead of the DevTools tree.
+        self.hints = StateHints()
+        self._last_hint: tuple[RunEvent | None, bool] = (None, False)
 
     def __repr__(self) -> str:
         return f"SharedRunView({self.run_id!r}, {self.stats})"
 
-    def tree_patch(self, tree: DevToolsTree, changes: Sequence[TreeChange]) -> tuple[Message | None, str | None]:
-        """:func:`~dashboard.treerows.patch_for` of ``changes`` on ``tree``, computed once per
+    def tree_patch(self, tree: DevToolsTree, changes: Sequence[TreeChange],
+                   sent: Mapping[int, str] = NO_HINTS,
+                   hints: Mapping[int, str] = NO_HINTS) -> tuple[Message | None, str | None]:
+        """:func:`~dashboard.treerows.patch_for` of ``changes`` on ``tree`` (with the task-state
+        ``hints`` of :meth:`state_hints`, for a page last sent ``sent``), computed once per
         tick for every session that asks with the same changes on the same tree state.
 
-        The key is the tree object, its current seq and the identity of the changes (every
+        The key is the tree object, its current seq, the identity of the changes (every
         store of the run is handed the same :class:`~inspector.tree.TreeChange` objects by the
-        hub): a store that missed a change asks with a different list and gets its own patch.
+        hub) and of the two hint maps (one object per version for the whole run): a store that
+        missed a change asks with a different list and gets its own patch.
         Returns the message without a ``seq`` (never change it) and its JSON text, or
         ``(None, None)`` when the tick changed nothing visible.
         """
-        key = (id(tree), tree.seq, tree.run_id, len(tree), tuple(id(c) for c in changes))
+        key = (id(tree), tree.seq, tree.run_id, len(tree), tuple(id(c) for c in changes), id(sent), id(hints))
         if key == self._patch_key and self._patch is not None:
             self.stats.patches_shared += 1
             return self._patch
-        message = patch_for(tree, changes)
+        message = with_hints(patch_for(tree, changes), tree, sent, hints)
         shared: tuple[Message | None, str | None] = (None, None) if is_empty(message) else (message, encode(message))
         self._patch_key, self._patch = key, shared
-        self._patch_refs = (tree, tuple(changes))  # the ids in the key stay theirs while cached
+        self._patch_refs = (tree, tuple(changes), sent, hints)  # the ids in the key stay theirs while cached
         self.stats.patches_computed += 1
         return shared
 
-    def tree_reset(self, tree: DevToolsTree) -> tuple[Message, str]:
-        """A reset (every row) of ``tree`` as it is now and its JSON text, computed once for
-        every session that (re)joins at the same tree state: on a 6,000-node run a reset is
-        ~6,000 rows to build and encode, and a wall of screens reconnecting asks for one each."""
-        key = ("reset", id(tree), tree.seq, tree.run_id, len(tree))
+    def tree_reset(self, tree: DevToolsTree, hints: Mapping[int, str] = NO_HINTS) -> tuple[Message, str]:
+        """A reset (every row, ``hints`` on its task rows) of ``tree`` as it is now and its
+        JSON text, computed once for every session that (re)joins at the same tree state: on a
+        6,000-node run a reset is ~6,000 rows to build and encode, and a wall of screens
+        reconnecting asks for one each."""
+        key = ("reset", id(tree), tree.seq, tree.run_id, len(tree), id(hints))
         hit = self._renders.get(key)
         if hit is not None:
             self._renders.move_to_end(key)
             self.stats.renders_shared += 1
             return hit[1]  # type: ignore[no-any-return]
-        message: Message = {"type": "reset", "run": tree.run_id, "rows": rows_for(tree)}
+        message = with_hints({"type": "reset", "run": tree.run_id, "rows": rows_for(tree)}, tree, NO_HINTS, hints)
         value = (message, encode(message))
-        self._renders[key] = (tree, value)
+        self._renders[key] = ((tree, hints), value)
         if len(self._renders) > self._max_renders:
             self._renders.popitem(last=False)
         self.stats.renders_computed += 1
         return value
+
+    def hint(self, item: RunEvent, tree: DevToolsTree | None) -> bool:
+        """Take a live ``node.*`` event as a task-state hint (:mod:`inspector.state_hints`),
+        once for every session (the hub hands the same item to each store in turn); whether
+        the run's hints changed, the same answer for every session."""
+        last, changed = self._last_hint
+        if last is item:
+            return changed
+        changed = tree is not None and not item.replayed and self.hints.note(tree, item.frame.event, item.frame.payload)
+        self._last_hint = (item, changed)
+        return changed
+
+    def state_hints(self, tree: DevToolsTree | None) -> Mapping[int, str]:
+        """The run's task-state hints that ``tree`` has not caught up with, ``{DevTools id:
+        state}``: one read-only object per version for every store of the run."""
+        return self.hints.settle(tree) if tree is not None else NO_HINTS
 
     def beat(self, item: RunEvent) -> Any:
         """Fold the ``task.heartbeat`` ``item`` into the agents model and the run's last beats,

@@ -43,8 +43,9 @@ from param.parameterized import batch_call_watchers
 from param.parameters import NoNone
 
 from inspector.agents import RunAgents
-from inspector.errors import ErrorCode, GatewayError, GatewayRpcError, GatewayUnavailable
+from inspector.errors import GatewayError, GatewayRpcError, GatewayUnavailable
 from inspector.pricing import PriceTable
+from inspector.state_hints import HINT_EVENTS
 from inspector.status import ConnectionStatus
 from inspector.stream import (
     Heartbeat,
@@ -68,11 +69,13 @@ from inspector.vocabulary import (
 )
 
 from .agent_feed import AgentFeed, price_table
+from .background import BackgroundWork, describe_read_error
 from .event_records import EventRecord, event_record
 from .events_dedup import RunEventTriage
+from .treerows import NO_HINTS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Hashable
+    from collections.abc import Hashable
 
     from inspector.protocol import TimeTravelJump
 
@@ -85,11 +88,13 @@ log = logging.getLogger(__name__)
 
 #: In a store's pending update: "take the run's shared map of task heartbeats" at the flush.
 _RUN_BEATS = object()
+#: In a store's pending update: "take the run's task-state hints" at the flush.
+_RUN_HINTS = object()
 
 CONNECTION_STATUSES = [s.value for s in ConnectionStatus]
 
 
-class RunStore(param.Parameterized):
+class RunStore(BackgroundWork, param.Parameterized):
     """One session's view of one run (see the module docstring).
 
     ``hub`` is the process's :class:`~dashboard.hub.GatewayHub`; RPC reads go through it
@@ -130,6 +135,14 @@ class RunStore(param.Parameterized):
         A read-only mapping, a new one per change: param compares a plain dict entry by entry
         for every watcher, which on a run with thousands of tasks was a fifth of a process
         serving 40 wall screens; a ``MappingProxyType`` it takes as changed at once.""")
+
+    state_hints = param.ClassSelector(
+        class_=Mapping,  # type: ignore[type-abstract]
+        default=MappingProxyType({}), instantiate=False, doc="""
+        Task states the run's live ``node.*`` events announced that ``tree`` does not show yet:
+        ``{DevTools id: state}`` (:mod:`inspector.state_hints`). The tree view shows them on
+        their rows until the DevTools frame confirms them; everything else reads ``tree``.
+        One read-only map per change, shared by the run's sessions.""")
 
     stream_error = param.String(default=None, allow_None=True, doc="""
         The Gateway's last ``run.error`` about this run's event stream (a slow consumer
@@ -334,6 +347,7 @@ class RunStore(param.Parameterized):
             retry_in=None,
             last_heartbeat=None,
             task_heartbeats=MappingProxyType({}),
+            state_hints=NO_HINTS,
             stream_error=None,
             run={},
             run_error=None,
@@ -423,6 +437,9 @@ class RunStore(param.Parameterized):
             pending["task_heartbeats"] = _RUN_BEATS
             self._schedule_flush()
             return
+        if (self.shared is not None and isinstance(item, RunEvent) and item.frame.event in HINT_EVENTS
+                and self.shared.hint(item, self.tree)):
+            pending["state_hints"] = _RUN_HINTS  # and on to the log, below
         if isinstance(item, TreeUpdated):
             self._pending_changes.append(item.change)
         elif isinstance(item, StatusChanged):
@@ -540,6 +557,11 @@ class RunStore(param.Parameterized):
             updates["task_heartbeats"] = MappingProxyType(beats)
         changes = self._pending_changes
         self._pending_changes = []
+        hinted = updates.pop("state_hints", None) is _RUN_HINTS
+        if self.shared is not None and (changes or hinted):
+            hints = self.shared.state_hints(self.tree)  # also drops what the tree now shows
+            if hints is not self.state_hints:
+                updates["state_hints"] = hints
         if changes:
             updates["tree_version"] = self.tree_version + 1
             updates["last_changes"] = tuple(changes)
@@ -675,11 +697,11 @@ class RunStore(param.Parameterized):
             return  # the user moved on: this answer is about something no longer shown
         updates: dict[str, Any] = {"node_loading": False}
         if isinstance(output, BaseException):
-            updates.update(node_output=None, node_error=_describe_error(output, "output"))
+            updates.update(node_output=None, node_error=describe_read_error(output, "output"))
         else:
             updates.update(node_output=output if isinstance(output, dict) else {"status": OutputStatus.UNKNOWN.value, "row": output}, node_error=None)
         if isinstance(diff, BaseException):
-            updates.update(node_diff=None, node_diff_error=_describe_error(diff, "diff"))
+            updates.update(node_diff=None, node_diff_error=describe_read_error(diff, "diff"))
         else:
             updates.update(node_diff=diff if isinstance(diff, dict) else None, node_diff_error=None)
         if not isinstance(scores, BaseException):
@@ -711,7 +733,7 @@ class RunStore(param.Parameterized):
             record = await self.hub.read("getRun", {"runId": self.run_id}, max_age=0.5)
         except GatewayRpcError as exc:
             if gen == self._run_gen:
-                self.param.update(run_error=_describe_error(exc, "run"), required_scope=exc.required_scope or self.required_scope)
+                self.param.update(run_error=describe_read_error(exc, "run"), required_scope=exc.required_scope or self.required_scope)
             return
         except GatewayUnavailable:
             return  # the connection status says so; keep showing the last record
@@ -749,34 +771,6 @@ class RunStore(param.Parameterized):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _debounce(self, name: str, delay: float, fn: Callable[[], None], *, replace: bool = True) -> None:
-        old = self._timers.get(name)
-        if old is not None:
-            if not replace:
-                return
-            old.cancel()
-
-        def fire() -> None:
-            self._timers.pop(name, None)
-            fn()
-
-        self._timers[name] = asyncio.get_running_loop().call_later(delay, fire)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            task = asyncio.get_running_loop().create_task(coro)
-        except RuntimeError:
-            coro.close()
-            log.warning("RunStore needs a running asyncio loop to read from the Gateway")
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a RunStore read failed", exc_info=task.exception())
-
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until no fetch, debounce or batch is pending (tests and notebooks)."""
         async with asyncio.timeout(timeout):
@@ -785,21 +779,3 @@ class RunStore(param.Parameterized):
                     await asyncio.wait(list(self._tasks))
                 else:
                     await asyncio.sleep(0.02)
-
-
-def _describe_error(exc: BaseException, what: str) -> str:
-    """Plain-text reason for a failed read, naming the Gateway's code when it gave one."""
-    if isinstance(exc, GatewayRpcError):
-        code = exc.code
-        if code is ErrorCode.ATTEMPT_NOT_FINISHED:
-            return f"No diff yet: {exc.message}"
-        if code is ErrorCode.VCS_ERROR:
-            return f"No diff: {exc.message}"
-        if code is ErrorCode.NODE_HAS_NO_OUTPUT:
-            return "This node has no output table."
-        if code is ErrorCode.FORBIDDEN and exc.required_scope:
-            return f"The token lacks the scope {exc.required_scope} needed to read the {what}."
-        return f"{exc.raw_code}: {exc.message}"
-    if isinstance(exc, GatewayUnavailable):
-        return f"Gateway unreachable: {exc}"
-    return f"{type(exc).__name__}: {exc}"

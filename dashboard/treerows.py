@@ -37,18 +37,21 @@ keeps a 10,000-row reset near 1.3 MB of JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from inspector.vocabulary import NODE_ICONS, RUNNING_TASK_STATES, NodeType, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Iterator
 
     from inspector.agents import RunAgents
     from inspector.tree import DevToolsTree, TreeChange, TreeNode
 
 __all__ = [
+    "NO_HINTS",
     "WIRE_KEYS",
     "FeedStats",
     "RowMirror",
@@ -64,10 +67,14 @@ __all__ = [
     "task_heartbeats_json",
     "task_tokens",
     "tree_vocabulary_js",
+    "with_hints",
 ]
 
 Row = dict[str, Any]
 Message = dict[str, Any]
+#: ``SharedRunView.tree_patch``: (tree, changes, hints sent, hints now) -> (message, its text).
+SharedPatch = Callable[[Any, Sequence[Any], Any, Any], tuple[Message | None, str | None]]
+NO_HINTS: Mapping[int, str] = MappingProxyType({})
 
 
 class SharedMessage(dict[str, Any]):
@@ -250,6 +257,36 @@ def patch_for(tree: DevToolsTree, changes: Iterable[TreeChange]) -> Message:
     return {"type": "patch", "remove": list(removed), "add": add, "at": at, "upsert": upsert}
 
 
+def with_hints(message: Message, tree: DevToolsTree, sent: Mapping[int, str], hints: Mapping[int, str]) -> Message:
+    """``message`` (a reset or patch of ``tree``) for a page that shows the state ``hints``
+    (:meth:`inspector.state_hints.StateHints.settle`: ``{DevTools id: state}``) on task rows
+    and was last sent ``sent``: hinted rows carry the hint's state, and a patch also upserts
+    every row whose hint came, changed or went since ``sent``, so the page's rows are
+    :func:`rows_for` with the hints applied. ``message`` is not changed (it may be shared).
+
+    Hints are not part of the row builder (benchmarked per delta): with none, this returns
+    ``message`` itself at the cost of two emptiness checks.
+    """
+    if not hints and not sent:
+        return message
+
+    def hinted(row: Row) -> Row:
+        state = hints.get(row["id"])
+        return row if state is None or "state" not in row else {**row, "state": state}
+
+    if message["type"] == "reset":
+        return {**message, "rows": [hinted(row) for row in message["rows"]]}
+    listed = {row["id"] for row in message["add"]} | {row["id"] for row in message["upsert"]}
+    upsert = [hinted(row) for row in message["upsert"]]
+    for key in sent.keys() | hints.keys():
+        if key in listed or sent.get(key) == hints.get(key):
+            continue
+        node = tree.get(key)
+        if node is not None:
+            upsert.append(hinted(row_for(node, _depth_of(node))))
+    return {**message, "add": [hinted(row) for row in message["add"]], "upsert": upsert}
+
+
 def is_empty(message: Message) -> bool:
     """A patch that changes nothing (a delta with ``ops: []`` gives one)."""
     return message.get("type") == "patch" and not (
@@ -410,21 +447,30 @@ class TreeFeed:
     stats: FeedStats = field(default_factory=FeedStats)
     tree_seq: int | None = None
     tree: DevToolsTree | None = field(default=None, repr=False, compare=False)
+    #: The task-state hints the client was last sent (:func:`with_hints`).
+    hints: Mapping[int, str] = field(default_factory=dict, repr=False, compare=False)
 
     def reset(self, tree: DevToolsTree,
-              shared: Callable[[DevToolsTree], tuple[Message, str]] | None = None) -> Message:
-        """A reset message with every row (``shared``: the run's ``SharedRunView.tree_reset``,
-        built once for every feed that resets on the same tree state)."""
+              shared: Callable[[DevToolsTree, Mapping[int, str]], tuple[Message, str]] | None = None,
+              hints: Mapping[int, str] = NO_HINTS) -> Message:
+        """A reset message with every row, ``hints`` on its task rows (``shared``: the run's
+        ``SharedRunView.tree_reset``, built once for every feed that resets on the same tree
+        state)."""
+        self.hints = hints
         if shared is not None:
-            common, body = shared(tree)
+            common, body = shared(tree, hints)
             return self._number(tree, SharedMessage(common, body))
-        return self._number(tree, {"type": "reset", "run": tree.run_id, "rows": rows_for(tree)})
+        return self._number(tree, with_hints({"type": "reset", "run": tree.run_id, "rows": rows_for(tree)},
+                                             tree, NO_HINTS, hints))
 
     def update(self, tree: DevToolsTree, changes: Iterable[TreeChange],
-               shared: Callable[[DevToolsTree, Sequence[TreeChange]], tuple[Message | None, str | None]] | None = None,
-               shared_reset: Callable[[DevToolsTree], tuple[Message, str]] | None = None) -> Message | None:
+               shared: SharedPatch | None = None,
+               shared_reset: Callable[[DevToolsTree, Mapping[int, str]], tuple[Message, str]] | None = None,
+               hints: Mapping[int, str] = NO_HINTS) -> Message | None:
         """The message for one store tick, or ``None`` when nothing visible changed.
 
+        ``hints``: the run's task-state hints now (:func:`with_hints`); the message also
+        carries the rows whose hint changed since this feed's last message.
         ``shared`` (the run's ``SharedRunView.tree_patch``) computes the patch once for every
         feed of the run that ticks with the same changes; this feed only numbers it, and a
         reset (this feed fell out of step) comes from ``shared_reset`` the same way.
@@ -436,14 +482,15 @@ class TreeFeed:
             and (changes[0].previous_seq if changes else tree.seq) == self.tree_seq
         )
         if not continuous:
-            return self.reset(tree, shared_reset)
+            return self.reset(tree, shared_reset, hints)
+        sent, self.hints = self.hints, hints
         if shared is not None:
-            common, body = shared(tree, changes)
+            common, body = shared(tree, changes, sent, hints)
             self.tree_seq = tree.seq
             if common is None or body is None:
                 return None
             return self._number(tree, SharedMessage(common, body))
-        message = patch_for(tree, changes)
+        message = with_hints(patch_for(tree, changes), tree, sent, hints)
         self.tree_seq = tree.seq
         if is_empty(message):
             return None

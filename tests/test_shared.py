@@ -24,6 +24,8 @@ from dashboard.treerows import RowMirror, decode, rows_for
 from dashboard.views.events import RecentEvents
 from dashboard.views.header import RunHeader, failure_text, header_html
 from dashboard.views.tree import NodeTree
+from inspector.items import RunEvent
+from inspector.protocol import EventFrame
 
 from .test_hub import FakeFeeds, FakeRpc, delta_event, make_hub, online, run_event, until
 from .test_wire_budget import find_task, snapshot, wide_root
@@ -262,3 +264,35 @@ async def test_the_ticker_stretches_for_its_own_loop_not_for_a_busy_machine() ->
 
     assert await late_pass(time.sleep) == 1.0
     assert await late_pass(spin) > 1.0
+
+
+async def test_a_node_event_shows_on_every_sessions_row_before_its_frame_and_the_frame_confirms_it() -> None:
+    wall = Wall(SESSIONS)
+    await wall.start()
+    first = wall.stores[0]
+    target = first.tree.find_task("a-3")
+    assert target is not None
+
+    def shown(mirror: RowMirror) -> Any:
+        return {r["id"]: r for r in mirror.ordered()}[target.id]["state"]
+
+    wall.feeds.push(RUN, run_event(RUN, "node.started", nodeId="a-3", state="in-progress"))
+    await until(lambda: all(shown(m) == "in-progress" for m in wall.mirrors), what="the hint on every row")
+    assert target.state == "pending"  # the tree is exact: only the rows show the hint
+    assert first.tree.state_counts().get("in-progress", 0) == 0
+    assert all(s.state_hints is first.state_hints for s in wall.stores)  # one map for the run
+    assert any(r.event == "node.started" for r in first.events)  # and the event is logged as before
+    wall.feeds.push(RUN, run_event(RUN, "node.finished", nodeId="a-3", state="finished"))
+    await until(lambda: all(shown(m) == "finished" for m in wall.mirrors), what="the newer hint")
+    await wall.push([wall.update_task("a-3", "in-progress")])  # the older frame does not undo it
+    assert {shown(m) for m in wall.mirrors} == {"finished"} and first.state_hints
+    await wall.push([wall.update_task("a-3", "finished")])
+    await until(lambda: not first.state_hints, what="the frame confirming the hint")
+    expected = rows_for(first.tree)
+    assert all(m.ordered() == expected for m in wall.mirrors)
+    # History replayed on subscribing is not news: a late store gets no hint from it.
+    wall.feeds.push(RUN, RunEvent(EventFrame("node.started", {"runId": RUN, "nodeId": "a-4"}), replayed=True))
+    wall.feeds.push(RUN, run_event(RUN, "node.started", nodeId="a-3"))  # stale: the tree has it finished
+    await until(lambda: sum(r.event == "node.started" for r in first.events) == 3, what="the two events logged")
+    assert not first.state_hints and all(m.ordered() == expected for m in wall.mirrors)
+    await wall.close()

@@ -95,15 +95,46 @@ def test_esm_and_css_come_from_the_asset_files() -> None:
 def test_ready_gets_a_reset_with_every_row(rendered: Rendered) -> None:
     rendered.ready()
     (message,) = rendered.sync()
-    assert message["type"] == "reset" and message["run"] == "r" and message["seq"] == 1
+    assert message["type"] == "reset" and message["run"] == "r" and message["seq"] == rendered.view.tree.feed.seq
     assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
 
 
 def test_ready_from_a_current_browser_sends_nothing(rendered: Rendered) -> None:
     rendered.ready()
     rendered.sync()
-    rendered.ready(seq=1)
+    rendered.ready(seq=rendered.view.tree.feed.seq)
     assert rendered.sync() == []
+
+
+def initial_of(rendered: Rendered) -> str:
+    (model,) = [model for model, _ in rendered.view.tree._models.values()]
+    return str(model.data.initial)
+
+
+def test_the_first_document_carries_the_rows_and_a_browser_that_drew_them_needs_nothing_more(rendered: Rendered) -> None:
+    initial = decode(initial_of(rendered))
+    assert initial["type"] == "reset" and initial["seq"] == rendered.view.tree.feed.seq
+    rendered.mirror.apply(initial)
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+    assert rendered.sent == []  # nothing is sent before the browser has a view to take it
+    rendered.ready(seq=initial["seq"])
+    assert rendered.sync() == []
+    assert initial_of(rendered) == ""  # read once: not kept per session
+
+
+def test_a_tick_before_the_browser_rendered_is_caught_up_at_ready(rendered: Rendered) -> None:
+    initial = decode(initial_of(rendered))
+    rendered.mirror.apply(initial)
+    rendered.store.apply(delta(0, {"op": "updateTask", "id": 5, "task": {"nodeId": "b", "kind": "compute", "state": "failed"}}))
+    assert rendered.sent == []  # no view listens yet: not sent
+    rendered.ready(seq=initial["seq"])
+    (message,) = rendered.sync()
+    assert message["type"] == "reset"
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+
+
+def test_an_empty_tree_gives_no_initial_rows() -> None:
+    assert initial_of(Rendered(StubStore())) == ""
 
 
 def test_one_tick_one_patch_with_one_row(rendered: Rendered) -> None:

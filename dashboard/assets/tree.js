@@ -19,7 +19,9 @@
 //   {type:"beats", now, beats:"{nodeId: {iteration: ms}}"}  last heartbeat per task
 // and the parts keep the rows in a Map plus child lists, handle collapse, search and
 // keyboard locally, and render only the rows in view (virtual scrolling, fixed row
-// height). This module sends {type:"ready", seq, run} when it (re)renders and the view
+// height). The model's "initial" property may carry the first reset (the rows when the
+// page's document was built). This module sends {type:"ready", seq, run} when it
+// (re)renders and the view
 // {type:"select", id} when the user picks a row.
 //
 // Cost model (why it stays smooth at 10,000 nodes): a patch costs O(rows in it x depth);
@@ -96,7 +98,13 @@ export function render({model, el: host}) {
   })
   // Tests and the debug overlay read this; it is not an API.
   host.__smithersTree = data
-  if (data.seq === 0) {
+  if (data.seq === 0 && model.initial) {
+    // The rows as the page's document was built: drawn now; "ready" says which reset this
+    // is, and a newer one comes if the run moved on meanwhile.
+    const first = JSON.parse(model.initial)
+    data.receive(first, model)
+    data.resync(model, first.seq)
+  } else if (data.seq === 0) {
     // Nothing yet: a reset is owed, and asked for again if it does not come.
     data.resync(model, 0)
   } else {

@@ -31,6 +31,7 @@ import param
 from panel.custom import JSComponent
 
 from dashboard.treerows import (
+    NO_HINTS,
     TreeFeed,
     heartbeats_delta,
     task_heartbeats_json,
@@ -114,10 +115,18 @@ class TreeComponent(JSComponent):
         DevTools id of the row the user picked (click or Enter). Python-only: setting it
         highlights and reveals the row in the browser.""")
 
+    initial = param.String(default="", doc="""
+        The rows as they were when the page's document was built: a ``reset`` message's JSON
+        text, set on the browser's model when it is created (never synced after), so a page
+        opened on a run this process already follows draws its rows as soon as the tree
+        renders, without waiting for the ``ready`` round trip. Emptied once the browser
+        has said ``ready`` (a 7,500-node run's rows are a megabyte per session).""")
+
     _rename: ClassVar[dict[str, str | None]] = {"selected": None, "tokens": None}
     #: Python-only parameters, sent as messages: Panel's property sync is skipped for them
-    #: (its every change rebuilds the component's stylesheets, per session, per change).
-    _manual_params: ClassVar[list[str]] = ["selected", "tokens"]
+    #: (its every change rebuilds the component's stylesheets, per session, per change);
+    #: ``initial`` is set once, at model creation (:meth:`_get_properties`).
+    _manual_params: ClassVar[list[str]] = ["selected", "tokens", "initial"]
     _esm: ClassVar[Any] = tree_vocabulary_js() + tree_module_js()
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
@@ -135,41 +144,72 @@ class TreeComponent(JSComponent):
         self.param.watch(lambda _e: self._send_tokens(), "tokens")
         #: The heartbeats the browser has (or gets at its next ``ready``): see :meth:`send_heartbeats`.
         self._beats: Mapping[tuple[str, int], float] = {}
+        #: The task-state hints of the last :meth:`push` (a reset shows them too).
+        self._hints: Mapping[int, str] = NO_HINTS
         self._on_ready: list[Callable[[], None]] = []
+        #: Whether the browser has said ``ready`` since the model was created: until then a
+        #: message would reach a model with no view listening, and is not sent.
+        self._rendered = False
+        self._rendered_behind = False
 
     # -------------------------------------------------------------- Python -> browser
 
     def push(self, tree: DevToolsTree, changes: tuple[TreeChange, ...] | list[TreeChange],
-             shared: SharedRunView | None = None) -> None:
-        """Send what ``changes`` did to ``tree`` (one message, or none if nothing visible changed).
+             shared: SharedRunView | None = None, hints: Mapping[int, str] = NO_HINTS) -> None:
+        """Send what ``changes`` did to ``tree`` (one message, or none if nothing visible changed),
+        with the task states ``hints`` (``RunStore.state_hints``) on their rows.
 
         With the run's ``shared`` view the patch is computed once per tick for every session on
         the run, and this component only numbers it. Skipped while nothing is rendered: the
         browser's ``ready`` will get a reset.
         """
         with self._lock:
-            if not self._models:
+            self._hints = hints
+            if not self._models or not self._rendered:
+                self._rendered_behind = True  # the browser's ``ready`` gets a reset
                 return
             if shared is None:
-                message = self.feed.update(tree, changes)
+                message = self.feed.update(tree, changes, hints=hints)
             else:
-                message = self.feed.update(tree, changes, shared.tree_patch, shared.tree_reset)
+                message = self.feed.update(tree, changes, shared.tree_patch, shared.tree_reset, hints)
             if message is not None:
                 self._send_msg(self.feed.encode(message))
 
-    def resend(self) -> None:
+    def resend(self, hints: Mapping[int, str] | None = None) -> None:
         """Send every row again (a reset; built once for every session of the run that
-        resets on the same tree state, see :mod:`dashboard.shared`)."""
+        resets on the same tree state, see :mod:`dashboard.shared`), with ``hints`` when
+        given (a new store), else those of the last :meth:`push`."""
         with self._lock:
+            if hints is not None:
+                self._hints = hints
             tree = self._tree_source()
-            if tree is None or not self._models:
+            if tree is None or not self._models or not self._rendered:
                 return
-            shared = self._shared_source()
-            self._send_msg(self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None)))
+            self._send_msg(self._reset_text(tree))
+
+    def _reset_text(self, tree: DevToolsTree) -> str:
+        shared = self._shared_source()
+        return self.feed.encode(self.feed.reset(tree, shared.tree_reset if shared is not None else None, self._hints))
+
+    def _get_properties(self, doc: Any) -> dict[str, Any]:
+        """The new model's properties, with :attr:`initial`: the rows of the tree as it is now
+        (a reset numbered by :attr:`feed`, so the browser's ``ready`` says it has it)."""
+        props = super()._get_properties(doc)
+        with self._lock:
+            self._rendered = self._rendered_behind = False
+            tree = self._tree_source()
+            props["data"].initial = self._reset_text(tree) if tree is not None and len(tree) else ""
+        return props
 
     def on_ready(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time the browser reports this component rendered."""
         self._on_ready.append(callback)
+
+    def _forget_initial(self) -> None:
+        """Empty :attr:`initial` on the models once the browser has drawn it (it is read once)."""
+        for ref, (model, _parent) in list(self._models.items()):
+            if getattr(model.data, "initial", ""):
+                self._apply_update({}, {"initial": ""}, model, ref)
 
     def _send_tokens(self) -> None:
         if self._models:
@@ -213,9 +253,12 @@ class TreeComponent(JSComponent):
         if kind == "ready":
             seq = data.get("seq")
             with self._lock:
-                current = isinstance(seq, int) and seq > 0 and seq == self.feed.seq
+                self._rendered = True
+                current = isinstance(seq, int) and seq > 0 and seq == self.feed.seq and not self._rendered_behind
+                self._rendered_behind = False
             if not current:
                 self.resend()
+            self._forget_initial()
             if self.tokens != "{}":
                 self._send_tokens()
             if self._beats:
@@ -284,7 +327,7 @@ class NodeTree(StoreView):
         if new is None:
             return
         self._watchers = [
-            new.param.watch(self._tick, "tree_version"),
+            new.param.watch(self._tick, ["tree_version", "state_hints"]),
             new.param.watch(self._store_selected, "selected_node"),
             new.param.watch(self._tokens, ["agents_version", "agents"]),
             new.param.watch(self._beats, "task_heartbeats"),
@@ -292,7 +335,7 @@ class NodeTree(StoreView):
         self._send_tokens()
         self._send_heartbeats()
         self._refresh_states()
-        self.tree.resend()
+        self.tree.resend(getattr(new, "state_hints", NO_HINTS))
 
     def _send_tokens(self) -> None:
         tokens = task_tokens(getattr(self.store, "agents", None))
@@ -315,11 +358,13 @@ class NodeTree(StoreView):
 
         self.tree.send_heartbeats(beats, delta)
 
-    def _tick(self, _event: param.parameterized.Event) -> None:
+    def _tick(self, *events: param.parameterized.Event) -> None:
         store = self.store
         tree = store.tree
         if tree is not None:
-            self.tree.push(tree, tuple(store.last_changes or ()), getattr(store, "shared", None))
+            # A tick of the hints alone changes no row of the tree: the changes are the last batch's.
+            changes = tuple(store.last_changes or ()) if any(e.name == "tree_version" for e in events) else ()
+            self.tree.push(tree, changes, getattr(store, "shared", None), getattr(store, "state_hints", NO_HINTS))
         self._refresh_states()
 
     def _refresh_states(self) -> None:

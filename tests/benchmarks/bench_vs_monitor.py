@@ -229,14 +229,20 @@ class CliGateway:
         shutil.rmtree(self.workspace, ignore_errors=True)
 
 
+#: The live ``node.*`` events the dashboard takes as state hints (inspector/state_hints.py).
+NODE_EVENT_STATES = {"node.started": "in-progress", "node.finished": "finished"}
+
+
 class FrameRecorder:
     """A streamDevTools subscription on its own thread, stamping task-state changes as received."""
 
     def __init__(self, url: str, run_id: str) -> None:
         from inspector.client import GatewayClient
-        from inspector.stream import DevToolsSubscription, TreeUpdated
+        from inspector.stream import DevToolsSubscription, RunEvent, TreeUpdated
 
         self.seen: list[tuple[float, str, str]] = []
+        #: (nodeId, state) -> when its live ``node.*`` event was received (the hints' source).
+        self.events: dict[tuple[str, str], float] = {}
         #: (nodeId, state) -> the frame number that first carried it.
         self.frames: dict[tuple[str, str], int] = {}
         self.deltas = 0
@@ -248,6 +254,10 @@ class FrameRecorder:
             sub = DevToolsSubscription(client, run_id)
             try:
                 async for item in sub:
+                    if isinstance(item, RunEvent) and not item.replayed and item.frame.event in NODE_EVENT_STATES:
+                        payload = item.frame.payload if isinstance(item.frame.payload, dict) else {}
+                        key = (str(payload.get("nodeId")), NODE_EVENT_STATES[item.frame.event])
+                        self.events.setdefault(key, time.time() * 1000)
                     if isinstance(item, TreeUpdated):
                         now = time.time() * 1000
                         tree = item.tree
@@ -318,12 +328,13 @@ def first_times(seen: list[Any], mapping: dict[str, str] | None = None) -> dict[
     return out
 
 
-def latencies(gateway: dict[tuple[str, str], float], page: dict[tuple[str, str], float], ready: float) -> list[float]:
+def latencies(gateway: dict[tuple[str, str], float], page: dict[tuple[str, str], float], ready: float,
+              states: tuple[str, ...] = ("in-progress", "finished")) -> list[float]:
     """Page time minus Gateway time of each (nodeId, running|finished) pair whose Gateway time
     is at or after ``ready`` and which the page showed."""
     out = []
     for key, t_gw in gateway.items():
-        if key[1] not in ("in-progress", "finished") or t_gw < ready:
+        if key[1] not in states or t_gw < ready:
             continue
         t_page = page.get(key)
         if t_page is not None:
@@ -352,6 +363,13 @@ def side_by_side(result: dict[str, Any]) -> str:
          _ms(mon["gateway_first_progress_ms"])),
         ("steady state: frame -> visible, p50", _ms(ours["steady"]["p50_ms"]), _ms(mon["steady"]["p50_ms"])),
         ("steady state: frame -> visible, p95", _ms(ours["steady"]["p95_ms"]), _ms(mon["steady"]["p95_ms"])),
+        *((f"steady state, {state} only: p50 / p95",
+           f"{_ms(ours['steady_by_state'][state]['p50_ms'])} / {_ms(ours['steady_by_state'][state]['p95_ms'])}",
+           f"{_ms(mon['steady_by_state'][state]['p50_ms'])} / {_ms(mon['steady_by_state'][state]['p95_ms'])}")
+          for state in ("in-progress", "finished")),
+        *((f"(both) frame created -> its {state} node event received, p50 / p95",
+           f"{_ms(result['gateway_node_event'][state]['p50_ms'])} / {_ms(result['gateway_node_event'][state]['p95_ms'])}", "")
+          for state in ("in-progress", "finished")),
         ("steady state: max", _ms(ours["steady"]["max_ms"]), _ms(mon["steady"]["max_ms"])),
         ("steady state: pairs", f"{ours['steady']['pairs']}", f"{mon['steady']['pairs']}"),
         ("all pairs: p50 / p95", f"{_ms(ours['p50_ms'])} / {_ms(ours['p95_ms'])}",
@@ -485,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
                 gateway_part = [recorder_first[key] - gw_first[key] for key in recorder_first
                                 if key[1] in ("in-progress", "finished")]
                 result["gateway_emit"] = lag_figures(gateway_part)
+                # The run-event path the tree's hints take: node event on a subscriber's socket
+                # minus the frame's creation (negative: the event came first).
+                result["gateway_node_event"] = {
+                    state: lag_figures([t - gw_first[key] for key, t in recorder.events.items()
+                                        if key[1] == state and key in gw_first])
+                    for state in NODE_EVENT_STATES.values()}
                 result["steady_from_s"] = steady_from / 1000 - launched
                 # How far the server stretched its batches (dashboard/shared.py RunTicker), sampled once a second.
                 result["batch_stretch"] = {"max": max(stretches, default=1.0),
@@ -498,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                     result[name] = {
                         **lag_figures(latencies(gw_first, mapped, ready[name])),
                         "steady": lag_figures(latencies(gw_first, mapped, steady_from)),
+                        "steady_by_state": {state: lag_figures(latencies(gw_first, mapped, steady_from, (state,)))
+                                            for state in ("in-progress", "finished")},
                         "recorder_stamped": lag_figures(latencies(recorder_first, mapped, ready[name])),
                         "first_view_ms": m["first"] - m["origin"],
                         # The earliest moment any page could show progress: the Gateway's first

@@ -28,10 +28,10 @@ import contextlib
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 import panel as pn
 import param
-from panel.io.state import set_curdoc
 
 from inspector.errors import GatewayError
 from inspector.vocabulary import ACTIVE_RUN_STATUSES
@@ -64,6 +64,8 @@ from .views.tree import NodeTree
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from panel.io.location import Location
+
 __all__ = ["Dashboard"]
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,17 @@ def ensure_extensions() -> None:
     missing = [name for name in EXTENSIONS if name not in panel_extension._loaded_extensions]
     if missing and _in_notebook_kernel():
         pn.extension(*missing)
+
+
+#: The URL keys of parameters that can be None. Panel's Location writes None as ``null``,
+#: which reads back as the string "null": a reload would open a run (task) called "null".
+#: Such a key is dropped from the URL instead (:meth:`Dashboard._tidy_url`).
+_NULLABLE_KEYS = frozenset({"runId", "nodeId", "iteration", "attempt"})
+
+
+def _query_pairs(location: Location) -> list[tuple[str, str]]:
+    """The location's query as written, blank values included (no type guessing)."""
+    return parse_qsl(location.search.removeprefix("?"), keep_blank_values=True)
 
 
 _GREY = {"filter": "grayscale(1)", "opacity": "0.55", "transition": "filter .5s, opacity .5s"}
@@ -141,7 +154,8 @@ class Dashboard(pn.viewable.Viewer):
         self._rotation: asyncio.Task[None] | None = None
         self.wall_grid: Any = None  # the control-room wall's grid, once shown
         self._landing: tuple[LandingPage, OperatePage, pn.Tabs] | None = None  # see _landing_page
-        self._location_bound = False
+        self._location: Location | None = None  # the session's page URL, once bound (bind_location)
+        self._landing_bound = False  # the overview's filters are synced with it (_bind_landing)
         self._closed = False
         large = self.view == "monitor"
         self.status = ConnectionBadge(store=self.store, large=large)
@@ -192,39 +206,39 @@ class Dashboard(pn.viewable.Viewer):
         """The page without a run: the Runs and Operate tabs (full view; built when first needed)."""
         return self._landing_page()[2]
 
-    #: Seconds after a run page has loaded before its session builds the runs overview.
-    LANDING_AFTER_LOAD = 3.0
-
-    def _build_landing_later(self) -> None:
-        doc = pn.state.curdoc
-        if doc is None or doc.session_context is None:
-            self._landing_page()
-            return
-
-        def build() -> None:
-            if self._closed:  # the session ended first: nothing would close what is built now
-                return
-            with set_curdoc(doc):
-                self._landing_page()
-
-        doc.add_timeout_callback(build, int(self.LANDING_AFTER_LOAD * 1000))
-
     def _landing_page(self) -> tuple[LandingPage, OperatePage, pn.Tabs]:
         # A run page (``?runId=``) does not show the runs overview: it is built when first
-        # shown or a while after the page loaded (_build_landing_later), out of the first view.
+        # asked for ("← All runs"), never on a timer. Built while the run streams, its
+        # scripts joining the document were the page's longest task (docs/performance.md).
         if self._landing is None:
             landing = LandingPage(hub=self.hub, on_open=self.open_run)
             operate = OperatePage(hub=self.hub, config=self.config, on_open=self.open_run)
             tabs = pn.Tabs(("Runs", landing), ("Operate", operate), dynamic=True, sizing_mode="stretch_width")
             tabs.param.watch(lambda e: operate.set_shown(e.new == 1), "active")
             self._landing = (landing, operate, tabs)
-            # Not while the run is being closed ("All runs" opened before the build below):
-            # syncing re-applies the page URL, which still names the run, to every synced
-            # parameter, and would open the run again. That session's overview then leaves
-            # its filters out of the URL.
-            if self._location_bound and self.store.run_id:
-                landing.bind_location()  # ?window= &workflow= &status= &compare=
+            self._bind_landing()
         return self._landing
+
+    def _bind_landing(self, *_: Any) -> None:
+        """Sync the overview's filters (``?window= &workflow= &status= &compare=``) with the
+        page URL, once the overview is built and the URL names the run the store shows (none).
+
+        ``Location.sync`` applies the URL's whole query to every parameter synced so far,
+        the store's ``run_id`` included. On a run page the overview is built inside the
+        switch to "All runs", by :meth:`_on_run`, a watcher of ``run_id`` that runs before
+        the Location's own watcher has written the closing run out of the URL: bound then,
+        it set the closing run's ``runId`` back and reopened the run. So it is bound here,
+        also a watcher of ``run_id`` (see :meth:`bind_location`) but with precedence 1,
+        after the Location's (precedence 0): by then the URL no longer names the run.
+        """
+        location = self._location
+        if location is None or self._landing is None or self._landing_bound:
+            return
+        named = dict(_query_pairs(location)).get("runId")
+        if (named if named != "null" else None) != (self.store.run_id or None):
+            return  # mid-switch: called again once the URL has caught up
+        self._landing_bound = True
+        self._landing[0].bind_location()
 
     def _full_layout(self) -> pn.viewable.Viewable:
         back = pn.widgets.Button(label="← All runs", width=110, margin=(10, 10))
@@ -346,8 +360,11 @@ class Dashboard(pn.viewable.Viewer):
 
     def open_run(self, run_id: str | None) -> None:
         """Show ``run_id`` (``None``: back to the run list)."""
-        self.node_key = None
-        self.store.run_id = run_id or None
+        # Held: the URL is written several times on the way (the task, the run, the overview's
+        # filters once bound), each a browser history entry if sent alone; one is sent.
+        with pn.io.hold():
+            self.node_key = None
+            self.store.run_id = run_id or None
 
     def _on_run(self, *events: Any) -> None:
         page = "run" if self.store.run_id or self.view == "monitor" else "runs"
@@ -459,15 +476,17 @@ class Dashboard(pn.viewable.Viewer):
         location = pn.state.location
         if location is None:
             return
+        self._location = location
+        location.param.watch(self._tidy_url, "search")
+        self._tidy_url()
         location.sync(self.store, {"run_id": "runId"})
         if self.view == "full":
-            self._location_bound = True
-            if self._landing is not None or not self.store.run_id:
-                self.landing.bind_location()  # ?window= &workflow= &status= &compare=
-            else:
-                # A run page builds the overview a while after it has loaded: not in its first
-                # view, nor beside the tree's first rows, which follow the load.
-                pn.state.onload(self._build_landing_later)
+            # After the Location's own watcher of run_id (precedence 0): see _bind_landing.
+            self.store.param.watch(self._bind_landing, "run_id", precedence=1)
+            if not self.store.run_id:
+                self._landing_page()  # the page shows it: built (and bound) now
+            # A run page builds it when first asked for (_on_run); bound then (_bind_landing).
+            self._bind_landing()
         location.sync(self, {"node_key": "nodeId"})
         if self.view == "full":  # ?tab= (the detail's tab), &iteration= &attempt= (the Agent tab's)
             location.sync(self.detail, {"tab": "tab"})
@@ -475,6 +494,17 @@ class Dashboard(pn.viewable.Viewer):
         if self.rotating and self.store.run_id and pn.state.session_args.get("runId"):
             self.stop_rotation()
         self._bind_wall()
+
+    def _tidy_url(self, *_: Any) -> None:
+        """Drop the keys of parameters set to None from the URL, rather than ``runId=null``
+        (see ``_NULLABLE_KEYS``): "All runs" then leaves a URL without the closed run."""
+        location = self._location
+        if location is None:
+            return
+        pairs = _query_pairs(location)
+        kept = [(key, value) for key, value in pairs if not (key in _NULLABLE_KEYS and value == "null")]
+        if len(kept) != len(pairs):
+            location.search = f"?{urlencode(kept)}" if kept else ""
 
     def stop_rotation(self) -> None:
         self.rotating = False

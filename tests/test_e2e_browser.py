@@ -242,6 +242,45 @@ def test_switching_runs_never_shows_the_previous_runs_rows(
     assert page.url.find(f"runId={run_b}") >= 0
 
 
+PUSHED_URLS_JS = """() => {
+  window.__pushed = [];
+  const push = history.pushState.bind(history);
+  history.pushState = (state, title, url) => { window.__pushed.push(String(url)); return push(state, title, url) };
+}"""
+
+
+def test_all_runs_from_a_run_page_keeps_the_overviews_filters_in_the_url(
+    gateway: GatewayServer, dashboard: DashboardServer, page: Page
+) -> None:
+    """Issue 14: a run page builds the runs overview when "← All runs" asks for it. Its
+    filters are then synced with the URL (reload and copied links keep them) and the
+    closing run is neither reopened nor left in the URL (``runId=null`` was)."""
+    failed = gateway.launch_run("doomed")
+    run_a = gateway.launch_run("demo")
+    assert gateway.wait_for_run(failed, timeout=60)["status"] == "failed"
+    gateway.wait_for_run(run_a, timeout=60)
+    open_run(page, dashboard, run_a)
+    page.evaluate(PUSHED_URLS_JS)
+    page.get_by_role("button", name="← All runs").click()
+    cells = page.locator(".sd-run-list .tabulator-cell")
+    expect(cells.filter(has_text=run_a)).to_be_visible(timeout=20_000)
+    page.get_by_label("Status").select_option("failed")
+    expect(page).to_have_url(re.compile(r"[?&]status=failed(&|$)"), timeout=10_000)
+    expect(cells.filter(has_text=failed)).to_be_visible(timeout=10_000)
+    expect(cells.filter(has_text=run_a)).to_have_count(0)
+    expect(page.locator(".sd-runid")).to_have_count(0)  # the closed run was not reopened
+    pushed: list[str] = page.evaluate("() => window.__pushed")
+    assert pushed and not [u for u in pushed if "runId" in u or "null" in u], f"URLs pushed: {pushed}"
+    assert len(pushed) == 2, f"one history entry for the switch, one for the filter: {pushed}"
+    url = page.url
+    page.reload(wait_until="domcontentloaded")
+    expect(page.get_by_label("Status")).to_have_value("failed", timeout=30_000)
+    expect(cells.filter(has_text=failed)).to_be_visible(timeout=20_000)
+    expect(cells.filter(has_text=run_a)).to_have_count(0)
+    expect(page.locator(".sd-runid")).to_have_count(0)
+    assert "runId" not in page.url and "status=failed" in page.url, f"{url} became {page.url}"
+
+
 # ---------------------------------------------------------------------------- 5. monitor
 
 

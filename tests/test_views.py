@@ -10,6 +10,8 @@ import panel as pn
 import pytest
 from bokeh.document import Document
 from bokeh.models import HoverTool
+from bokeh.server.callbacks import TimeoutCallback
+from panel.io.state import set_curdoc
 
 from dashboard.app import Dashboard
 from dashboard.config import DashboardConfig, load_config
@@ -311,6 +313,63 @@ async def test_dashboard_composes_and_follows_deep_links() -> None:
     # Explicit "none", not a missing key: Bokeh keeps a removed style key in the browser.
     assert monitor._content.styles.get("filter") == "none"
     monitor.close()
+    await hub.aclose()
+
+
+def dashboard_rpc() -> FakeRpc:
+    return FakeRpc({"getRun": {"runId": "r1", "status": "running"}, "listScores": [], "listRuns": [],
+                    "getNodeOutput": {"status": "pending", "row": None}, "getNodeDiff": {"patches": []}})
+
+
+async def test_a_run_page_builds_the_overview_when_asked_and_syncs_its_filters() -> None:
+    """Issue 14: a run page's session builds the runs overview only when "All runs" is asked
+    for (never on a timer), and that overview's filters still follow the URL without
+    reopening the run being closed (the Location re-applies the URL's whole query when the
+    overview is synced)."""
+    hub = make_hub(FakeFeeds(), dashboard_rpc())
+    doc = Document()  # no session context: onload callbacks run at once (the page has "loaded")
+    with set_curdoc(doc):
+        location = pn.state.location
+        assert location is not None
+        location.search = "?runId=r1&nodeId=a"
+        dash = Dashboard(run_id="r1", hub=hub, config=DashboardConfig())
+        dash.bind_location()
+        render(dash)
+        assert pn.state.loaded
+        assert dash._landing is None, "a run page built the runs overview before it was asked for"
+        assert not [cb for cb in doc.session_callbacks if isinstance(cb, TimeoutCallback)]
+        assert dash.page == "run" and dash.node_key == "a"
+
+        dash.open_run(None)  # "← All runs"
+        assert dash.store.run_id is None and dash.page == "runs", "the closing run was reopened"
+        assert dash._landing is not None and dash._landing_bound
+        assert "runId" not in location.search and "nodeId" not in location.search, location.search
+        dash.landing.overview.status = "failed"
+        assert "status=failed" in location.search and "runId" not in location.search, location.search
+
+        dash.open_run("r2")  # the filters stay in the URL beside the next run, and come back with it
+        assert "runId=r2" in location.search and "status=failed" in location.search
+        dash.open_run(None)
+        assert dash.store.run_id is None and dash.page == "runs"
+        assert "runId" not in location.search and "status=failed" in location.search
+        dash.close()
+    await hub.aclose()
+
+
+async def test_a_url_with_null_keys_opens_the_overview_and_loses_them() -> None:
+    """Links copied before ``Dashboard._tidy_url`` carry ``runId=null`` (Panel's None): no
+    run called "null" is opened, the overview's filters apply, and the keys leave the URL."""
+    hub = make_hub(FakeFeeds(), dashboard_rpc())
+    with set_curdoc(Document()):
+        location = pn.state.location
+        assert location is not None
+        location.search = "?window=7d&runId=null&nodeId=null&status=failed"
+        dash = Dashboard(hub=hub, config=DashboardConfig())
+        dash.bind_location()
+        assert dash.store.run_id is None and dash.node_key is None and dash.page == "runs"
+        assert (dash.landing.overview.window, dash.landing.overview.status) == ("7d", "failed")
+        assert "null" not in location.search and "window=7d" in location.search, location.search
+        dash.close()
     await hub.aclose()
 
 

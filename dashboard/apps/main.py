@@ -20,8 +20,10 @@ def _arg(name: str) -> str | None:
     if not values:
         return None
     raw = values[0]
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return text.strip() or None
+    text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()
+    # "null": how Panel's URL sync wrote a closed run (before Dashboard._tidy_url), in links
+    # copied then; it names no run.
+    return text if text and text != "null" else None
 
 
 view = "monitor" if _arg("view") == "monitor" else "full"

@@ -32,6 +32,7 @@ __all__ = [
     "DELTA_APPLY_SECONDS",
     "BATCH_STRETCH",
     "ERRORS",
+    "GC_PAUSE_SECONDS",
     "RECONNECTS",
     "SESSIONS",
     "SNAPSHOTS",
@@ -59,6 +60,14 @@ ERRORS = Counter(
     "smithers_dashboard_errors",
     "Errors by kind: gateway_unavailable, unauthorized, forbidden, resync, subscription_crash, listener",
     ["kind"],
+)
+
+GC_PAUSE_SECONDS = Histogram(
+    "smithers_dashboard_gc_pause_seconds",
+    "Pauses of Python's cyclic garbage collector by generation (the served process's event loop waits them out; "
+    "see dashboard/gc_tuning.py)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series would double every counter

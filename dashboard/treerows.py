@@ -476,11 +476,13 @@ class TreeFeed:
         reset (this feed fell out of step) comes from ``shared_reset`` the same way.
         """
         changes = list(changes)
-        continuous = (
-            tree is self.tree
-            and tree.run_id == self.run_id
-            and (changes[0].previous_seq if changes else tree.seq) == self.tree_seq
-        )
+        same_tree = tree is self.tree and tree.run_id == self.run_id
+        if (same_tree and changes and tree.seq is not None and self.tree_seq == tree.seq
+                and all(c.seq <= tree.seq for c in changes)):
+            # The client already has this state: a reset sent since (at its ``ready``) was
+            # built after these changes, so a batch that rebuilt the tree needs no second one.
+            changes = []
+        continuous = same_tree and (changes[0].previous_seq if changes else tree.seq) == self.tree_seq
         if not continuous:
             return self.reset(tree, shared_reset, hints)
         sent, self.hints = self.hints, hints

@@ -133,6 +133,22 @@ def test_a_tick_before_the_browser_rendered_is_caught_up_at_ready(rendered: Rend
     assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
 
 
+def test_a_snapshot_already_sent_at_ready_is_not_sent_again_by_its_tick() -> None:
+    store = StubStore()
+    rendered = Rendered(store)  # the page was built before the Gateway's snapshot came
+    store.tree = DevToolsTree()
+    change = store.tree.apply(snap(sample_root(), seq=7))  # in the hub's tree, not yet ticked
+    rendered.ready()
+    (reset,) = rendered.sync()
+    assert reset["type"] == "reset"
+    store.param.update(last_changes=(change,), tree_version=store.tree_version + 1, run_id="r")  # the store's tick
+    assert rendered.sync() == []
+    assert rendered.mirror.ordered() == rows_for(store.tree)
+    store.apply(delta(7, {"op": "updateTask", "id": 5, "task": {"nodeId": "b", "kind": "compute", "state": "failed"}}))
+    (patch,) = rendered.sync()
+    assert patch["type"] == "patch" and rendered.mirror.ordered() == rows_for(store.tree)
+
+
 def test_an_empty_tree_gives_no_initial_rows() -> None:
     assert initial_of(Rendered(StubStore())) == ""
 

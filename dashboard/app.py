@@ -38,6 +38,7 @@ from inspector.vocabulary import ACTIVE_RUN_STATUSES
 
 from .audit import audit_log
 from .config import DashboardConfig, load_config
+from .follow_active import ActiveRunFollower
 from .hub import GatewayHub
 from .panel_compat import keep_assets_local
 from .roles import Role, session_role, session_visitor
@@ -150,6 +151,8 @@ class Dashboard(pn.viewable.Viewer):
         self.hub = hub or (GatewayHub.shared(url, token) if token is not None else
                            GatewayHub.shared(url, self.config.token, token_file=self.config.token_file))
         self.store = RunStore(hub=self.hub, owner=session_visitor(), max_events=self.config.event_log_size)
+        if self.config.follow_active:
+            ActiveRunFollower.shared(self.hub, self.config.follow_active)
         self.rotating = self.view == "monitor" and not run_id
         self._rotation: asyncio.Task[None] | None = None
         self.wall_grid: Any = None  # the control-room wall's grid, once shown

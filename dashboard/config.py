@@ -40,11 +40,13 @@ from inspector.errors import ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_GATEWAY_URL", "SCHEMAS_ENV", "DashboardConfig", "load_config", "parse_claim", "parse_operators", "read_token_file"]
+__all__ = ["DEFAULT_GATEWAY_URL", "FOLLOW_ACTIVE_ENV", "SCHEMAS_ENV", "DashboardConfig", "load_config", "parse_claim", "parse_operators", "read_token_file"]
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:7331"
 #: The environment variable naming the launch form's workflow input schemas file.
 SCHEMAS_ENV = "SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS"
+#: The environment variable of ``serve --follow-active N``.
+FOLLOW_ACTIVE_ENV = "SMITHERS_DASHBOARD_FOLLOW_ACTIVE"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -65,6 +67,9 @@ class DashboardConfig:
     audit_log: str | None = None
     #: The ``{workflow key: JSON Schema}`` file of the launch form (re-read when it changes).
     workflow_schemas: str | None = None
+    #: How many of the newest active runs the server follows before anyone opens them
+    #: (:mod:`dashboard.follow_active`; 0: none).
+    follow_active: int = 0
 
     @property
     def names_operators(self) -> bool:
@@ -146,4 +151,5 @@ def load_config(env: Mapping[str, str] | None = None) -> DashboardConfig:
         login_required=(env.get("SMITHERS_DASHBOARD_LOGIN", "").strip().lower() in _TRUE),
         audit_log=(env.get("SMITHERS_DASHBOARD_AUDIT_LOG") or "").strip() or None,
         workflow_schemas=_path(env.get(SCHEMAS_ENV)),
+        follow_active=int(_float(env, FOLLOW_ACTIVE_ENV, 0, 0)),
     )

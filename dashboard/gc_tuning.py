@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from typing import Any
 
@@ -38,12 +39,14 @@ from tornado.ioloop import IOLoop
 
 from . import metrics
 
-__all__ = ["YOUNG_THRESHOLD", "tune_after_this_session", "tune_for_serving"]
+__all__ = ["YOUNG_THRESHOLD", "YOUNG_THRESHOLD_ENV", "tune_after_this_session", "tune_for_serving"]
 
 log = logging.getLogger(__name__)
 
 #: Allocations (minus deallocations) of container objects before a young collection.
 YOUNG_THRESHOLD = 20_000
+#: The environment variable that overrides it (an operator trading memory for fewer pauses).
+YOUNG_THRESHOLD_ENV = "SMITHERS_DASHBOARD_GC_YOUNG"
 
 _tuned = False
 _started: list[float] = []
@@ -73,7 +76,8 @@ def tune_for_serving() -> None:
     gc.collect()
     gc.freeze()
     _young, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+    young = int(os.environ.get(YOUNG_THRESHOLD_ENV) or YOUNG_THRESHOLD)
+    gc.set_threshold(young, middle, old)
     gc.callbacks.append(_observe)
     log.info("gc: froze %d startup objects in %.0f ms; young threshold %d",
-             gc.get_freeze_count(), (time.perf_counter() - started) * 1000, YOUNG_THRESHOLD)
+             gc.get_freeze_count(), (time.perf_counter() - started) * 1000, young)

@@ -448,6 +448,10 @@ def serve_plan(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     if not is_loopback(args.address):
         origins.append(f"{socket.gethostname()}:{args.port}")
     _schemas_env(args, env)
+    if args.follow_active is not None:  # else the environment's SMITHERS_DASHBOARD_FOLLOW_ACTIVE, if any
+        if args.follow_active < 0:
+            raise ServeRefused("--follow-active is a number of runs: 0 or more")
+        env["SMITHERS_DASHBOARD_FOLLOW_ACTIVE"] = str(args.follow_active)
     _log_env(env, args)
     return panel_command(args.port, num_procs=args.num_procs, address=args.address, origins=origins,
                          auth_module=auth_module, oauth=oauth, log_level=args.log_level,
@@ -578,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workflow-schemas", metavar="FILE",
                        help="JSON file {workflow key: JSON Schema of its input} for the launch form "
                             "(default $SMITHERS_DASHBOARD_WORKFLOW_SCHEMAS)")
+    serve.add_argument("--follow-active", type=int, metavar="N",
+                       help="follow the Gateway's N newest active runs before anyone opens them, so their pages "
+                            "open at once (one Gateway stream each; default $SMITHERS_DASHBOARD_FOLLOW_ACTIVE or 0)")
     serve.add_argument("--trusted-proxy", action="store_true",
                        help="behind a reverse proxy that sets X-Real-Ip / X-Forwarded-For: take the client "
                             "address from them (Bokeh's --use-xheaders)")

@@ -291,16 +291,21 @@ class FrameRecorder:
         self.thread.join(10)
 
 
-def batch_stretch(port: int) -> float:
-    """The server's ``smithers_dashboard_batch_stretch`` gauge (1.0 if it cannot be read)."""
+def gauge(port: int, name: str, default: float) -> float:
+    """One of the server's ``/metrics`` gauges (``default`` if it cannot be read)."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
-        return 1.0
+        return default
     for line in text.splitlines():
-        if line.startswith("smithers_dashboard_batch_stretch "):
+        if line.startswith(f"{name} "):
             return float(line.split()[1])
-    return 1.0
+    return default
+
+
+def batch_stretch(port: int) -> float:
+    """The server's ``smithers_dashboard_batch_stretch`` gauge (1.0 if it cannot be read)."""
+    return gauge(port, "smithers_dashboard_batch_stretch", 1.0)
 
 
 def frame_times(workspace: Path, run_id: str) -> dict[int, float]:
@@ -421,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--open-running", action="store_true",
                         help="navigate both pages once the run has a running task (the pages' own first view), "
                              "not right after launching it (their first view then includes the run's start)")
+    parser.add_argument("--follow-active", type=int, default=0, metavar="N",
+                        help="serve with --follow-active N (the server follows active runs before a page opens them)")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trace", type=Path, help="write a Chromium trace of our page while the run streams "
@@ -428,12 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install = gateway_install()
     result: dict[str, Any] = {"wide": args.wide, "pace": args.pace, "our_view": args.our_view,
+                              "follow_active": args.follow_active,
                               "load_before": load_average()}
     with tempfile.TemporaryDirectory(prefix="bench-vs-monitor-") as tmp:
         scratch = Path(tmp)
         gw = CliGateway(install, args.wide, args.pace, scratch / "cli-gateway.log")
         try:
-            with PanelServer(gw.url, None, log=scratch / "panel.log") as panel, chromium() as browser:
+            env = {"SMITHERS_DASHBOARD_FOLLOW_ACTIVE": str(args.follow_active)} if args.follow_active else None
+            with PanelServer(gw.url, None, log=scratch / "panel.log", env=env) as panel, chromium() as browser:
                 pages = {}
                 for name, script in (("ours", OURS_RECORDER), ("monitor", MONITOR_RECORDER)):
                     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -455,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
                 if args.open_running:
                     wait_until(lambda: any(state == "in-progress" for _, _, state in list(recorder.seen)), 120,
                                "the run's first running task")
+                if args.follow_active:
+                    # A run the server already follows (it polls the run list every 2 s).
+                    wait_until(lambda: gauge(panel.port, "smithers_dashboard_upstream_streams", 0) >= 1, 30,
+                               "the server following the run")
                 pages["ours"].goto(f"{panel.url}?runId={run_id}{extra}", wait_until="commit", timeout=120_000)
                 pages["monitor"].goto(f"{gw.url}/monitor?runId={run_id}", wait_until="commit", timeout=120_000)
                 for name, page in pages.items():

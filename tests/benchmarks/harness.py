@@ -293,14 +293,53 @@ _DOCUMENT_READY = (
 )
 
 
+async def _read_message(socket: Any) -> tuple[dict[str, Any], str]:
+    """One Bokeh protocol message: its header and its content text (buffers are skipped)."""
+    header = json.loads(await socket.recv())
+    await socket.recv()  # metadata
+    content = await socket.recv()
+    for _ in range(2 * int(header.get("num_buffers") or 0)):
+        await socket.recv()
+    return header, content if isinstance(content, str) else content.decode()
+
+
+def _tree_components(doc: Any) -> list[tuple[str, int]]:
+    """``(model id, seq of its initial rows)`` of every tree component in a PULL-DOC-REPLY."""
+    found: list[tuple[str, int]] = []
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            attributes = item.get("attributes")
+            if isinstance(attributes, dict) and attributes.get("class_name") == "TreeComponent":
+                data = attributes.get("data") or {}
+                initial = (data.get("attributes") or {}).get("initial") or ""
+                found.append((str(item["id"]), int(json.loads(initial)["seq"]) if initial else 0))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _tree_ready(msgid: str, model_id: str, seq: int) -> tuple[str, str, str]:
+    """What tree.js sends once rendered (``{type: "ready", seq, run}``), as Panel's data event."""
+    data = {"type": "map", "entries": [["type", "ready"], ["seq", seq], ["run", None]]}
+    event = {"type": "event", "name": "data_event",
+             "values": {"type": "map", "entries": [["model", {"id": model_id}], ["data", data]]}}
+    return (json.dumps({"msgid": msgid, "msgtype": "PATCH-DOC"}), "{}",
+            json.dumps({"events": [{"kind": "MessageSent", "msg_type": "bokeh_event", "msg_data": event}]}))
+
+
 class ReadingSessions:
     """N wall sessions that behave like browser tabs on the wire: they read every byte.
 
     Each session is what a browser does with a served page, minus the rendering: an HTTP GET of
     the page (the server runs the app and makes the session), then Bokeh's WebSocket
     (``/ws`` beside the page, subprotocols ``["bokeh", token]`` with the token embedded in the
-    page), the ``document_ready`` event BokehJS sends once rendered, then **reading every
-    frame** the server pushes until closed. All N run on one asyncio loop on a thread of their
+    page), the document's pull, the ``document_ready`` event BokehJS sends once rendered and
+    the tree component's ``ready`` message (with the seq of the rows its first document
+    carried: the server sends the tree nothing before it), then **reading every frame** the
+    server pushes until closed. All N run on one asyncio loop on a thread of their
     own (cheap: receiving is a socket read per frame; nothing is parsed).
 
     ``bokeh.client.pull_session`` clients (``bench_fanout.Sessions``) are lighter to write but
@@ -353,9 +392,20 @@ class ReadingSessions:
         ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
         socket = await connect(ws_url, subprotocols=[Subprotocol("bokeh"), Subprotocol(match.group(1))],
                                max_size=None, compression=None, open_timeout=60)
-        await socket.recv()  # the server's ACK (header frame; its metadata and content follow)
+        await _read_message(socket)  # the server's ACK
+        # As BokehJS: ask for the document, render it (here: nothing), say it is ready, and each
+        # tree component says which rows it drew (the reset in its ``initial``, or none).
+        for fragment in (json.dumps({"msgid": "pull-1", "msgtype": "PULL-DOC-REQ"}), "{}", "{}"):
+            await socket.send(fragment)
+        while True:
+            header, content = await _read_message(socket)
+            if header.get("msgtype") == "PULL-DOC-REPLY":
+                break
         for fragment in _DOCUMENT_READY:
             await socket.send(fragment)
+        for n, (model_id, seq) in enumerate(_tree_components(json.loads(content))):
+            for fragment in _tree_ready(f"tree-ready-{n}", model_id, seq):
+                await socket.send(fragment)
         return socket
 
     async def _read(self, index: int, socket: Any) -> None:

@@ -34,7 +34,7 @@ import functools
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from inspector.agent_history import discard_rewound, rebuilt_agents
@@ -65,6 +65,26 @@ def price_table() -> PriceTable:
     ``SMITHERS_DASHBOARD_PRICES`` laid over it: loaded once per process (per value of the
     variable)."""
     return _price_table(os.environ.get(PRICES_ENV) or None)
+
+
+def _start(coro: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:
+    """Run ``coro`` as the one read the run's sessions share. Its outcome is retrieved even
+    when every session awaiting it has gone (closed while the read was under way), so a
+    Gateway that went away meanwhile is a line in the log, not asyncio's "exception was
+    never retrieved"."""
+    future = asyncio.ensure_future(coro)
+    future.add_done_callback(_retrieve)
+    return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if isinstance(exc, GatewayError):
+        log.debug("a shared agents read failed: %s", exc)
+    elif exc is not None:
+        log.error("a shared agents read failed", exc_info=exc)
 
 
 async def _shared(futures: dict[Any, asyncio.Future[_T]], key: object, future: asyncio.Future[_T]) -> _T:
@@ -168,7 +188,7 @@ class AgentFeed:
         if future is None:
             kept: list[RunEvent] = []
             self._meanwhile.append(kept)
-            future = asyncio.ensure_future(self._rebuild(client, run_id, kept))
+            future = _start(self._rebuild(client, run_id, kept))
             self._rewinds[key] = future
         return future
 
@@ -223,7 +243,7 @@ class AgentFeed:
         next caller tries again; it changes nothing."""
         future = self._usage_reads.get(when)
         if future is None:
-            future = asyncio.ensure_future(self._read_usage(client, run_id))
+            future = _start(self._read_usage(client, run_id))
             self._usage_reads[when] = future
         try:
             return await _shared(self._usage_reads, when, future)

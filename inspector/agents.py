@@ -57,8 +57,11 @@ the durable history (``/v1/api/events``), which is where a download of it comes 
 **Transcript.** ``agent.session`` brings one row of the provider's session transcript per event
 (Smithers' ``AgentTraceCollector`` emits an ``AgentSessionEvent`` per structured stdout line of a
 ``stream-json`` agent, at the end of the attempt). The rows are kept in arrival order, an
-event's list of rows extends them, and the k-th row of an attempt is applied once whichever
-source brings it; at most :data:`TRANSCRIPT_MAX_ROWS` per attempt (the newest).
+event's list of rows extends them, and a row is applied once whichever source brings it and
+however often (a stream replayed from its start): the collector numbers an attempt's rows
+(``event.sequence``), so a number the attempt holds is not added again; a row without one
+is lined up by position, the k-th row of the attempt from any source. At most
+:data:`TRANSCRIPT_MAX_ROWS` per attempt (the newest).
 
 **Rewinds.** Smithers' ``jumpToFrame`` deletes the attempts started after the target frame but
 keeps every event row (it appends a ``TimeTravelJumped``), so the durable history and
@@ -209,6 +212,8 @@ class AgentAttempt:
     usage_ms: float | None = None
     transcript: list[Any] = field(default_factory=list)
     transcript_dropped: int = 0
+    #: The collector's numbers (``event.sequence``) of the rows applied, dropped ones included.
+    transcript_sequences: set[int] = field(default_factory=set, repr=False, compare=False)
     trace_events: int = 0
     trace_summary: Mapping[str, Any] | None = None
     last_heartbeat_ms: float | None = None
@@ -306,6 +311,12 @@ class _SeqSet:
 
 def _int(value: object, default: int | None = None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _transcript_sequence(row: object) -> int | None:
+    """The collector's number of a transcript row (``event.sequence``), if it has one."""
+    event = row.get("event") if isinstance(row, Mapping) else None
+    return _int(event.get("sequence")) if isinstance(event, Mapping) else None
 
 
 def _num(value: object) -> float | None:
@@ -657,8 +668,16 @@ class RunAgents:
         if attempt is None or "transcript" not in payload:
             return None
         rows = payload["transcript"]
-        fresh = [row for row in (rows if isinstance(rows, list) else [rows])
-                 if self._next_position(source, ("session", attempt.key))]
+        fresh = []
+        for row in rows if isinstance(rows, list) else [rows]:
+            new_position = self._next_position(source, ("session", attempt.key))
+            sequence = _transcript_sequence(row)
+            if sequence is None:
+                if new_position:
+                    fresh.append(row)
+            elif sequence not in attempt.transcript_sequences:
+                attempt.transcript_sequences.add(sequence)
+                fresh.append(row)
         if not fresh:
             return None
         attempt.transcript.extend(fresh)

@@ -10,7 +10,8 @@ with new seqs: the ``gated`` recording's re-emitted transitions, a short run's w
 again within a second of its end, and with it every ``task.output`` chunk, ``agent.event``
 and ``agent.session`` row. The payloads carry no timestamp or row number, so a repeated chunk
 is byte-identical to the original and the model's positional deduplication counts it as the
-next one (a transcript of five rows shown as ten).
+next one (output printed twice). Transcript rows are numbered (``event.sequence``) and the
+model keeps one row per number whatever this filter lets through.
 
 The rule (:class:`EchoFilter`): the bridge sends a node's rows in database order, its
 transitions first, so an echo of a node's agent events always follows a *repeated*

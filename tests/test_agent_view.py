@@ -101,7 +101,9 @@ async def test_store_folds_a_live_agentic_run_and_its_token_usage(agents_gateway
         assert agents is first and other.agents is agents  # one model per run, shared
         assert {a.node_id for a in agents} == {"research", "write", "review", "local"}
         assert all(a.status == "finished" and a.answer and a.actions and a.usage for a in agents)
-        assert len(versions) >= 3 and all(changed for _, changed in versions)
+        # One tick per flush that changed the agents (how many flushes the run took depends on
+        # the machine's pace), each naming the attempts it changed, together all of them.
+        assert versions and all(changed for _, changed in versions)
         assert {key for _, changed in versions for key in changed} == set(agents.attempts)
         rows = await hub.client.list_run_token_usage(run_id)
         assert len(rows) == 4 and agents.totals().input == sum(r["inputTokens"] for r in rows)

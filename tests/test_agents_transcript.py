@@ -56,6 +56,21 @@ def test_each_session_event_adds_a_row_once_whichever_source_brings_it() -> None
     assert attempt is not None and attempt.transcript == ROWS
 
 
+def test_an_echo_of_the_rows_with_new_seqs_and_no_repeated_transition_adds_nothing() -> None:
+    # The Gateway's out-of-process bridge re-streams a run that ended with new seqs
+    # (inspector/echoes.py); when its rows come without the repeated transition the echo
+    # filter keys on, the rows' own numbers still say they are held.
+    model = RunAgents("r1")
+    for seq, row in enumerate(ROWS, start=10):
+        model.apply("agent.session", {**KEY, "transcript": row}, seq=seq, source="live")
+    model.apply("agent.session", {**KEY, "transcript": [ROWS[1], ROWS[2]]}, seq=20, source="live")
+    attempt = model.attempt("narrate")
+    assert attempt is not None and attempt.transcript == ROWS
+    unnumbered = [{"type": "note", "n": 1}, {"type": "note", "n": 1}]  # no number: kept by position
+    model.apply("agent.session", {**KEY, "transcript": unnumbered}, seq=21, source="live")
+    assert attempt.transcript == [*ROWS, *unnumbered]
+
+
 def test_a_list_of_rows_extends_and_the_newest_rows_are_kept() -> None:
     model = RunAgents("r1")
     rows = [session_row(i, "assistant", {"n": i}) for i in range(TRANSCRIPT_MAX_ROWS + 5)]

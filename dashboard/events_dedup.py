@@ -63,7 +63,11 @@ def _error_text(value: object) -> str:
 
 
 class RunEventTriage:
-    """One session's sorting of run events into log lines and the rest (see the module doc)."""
+    """One session's sorting of run events into log lines and the rest (see the module doc).
+
+    With a hub the run's :class:`~dashboard.shared.SharedRunView` tells the repeats (one
+    :class:`~inspector.transitions.TransitionLog` per run, its answer per item shared by the
+    sessions); a store without one keeps its own log here."""
 
     def __init__(self) -> None:
         self.transitions = TransitionLog()
@@ -87,7 +91,8 @@ class RunEventTriage:
                     beats = pending["task_heartbeats"] = dict(store.task_heartbeats)
                 beats[beat[0]] = beat[1]
             return True
-        if self.transitions.is_repeat(frame.event, payload):
+        shared = store.shared
+        if shared.repeated(item) if shared is not None else self.transitions.is_repeat(frame.event, payload):
             return True
         if frame.event == RunEventName.RUN_ERROR:
             pending["stream_error"] = _error_text(payload.get("error"))

@@ -377,7 +377,7 @@ class GatewayHub:
             return handle
         feed = self._feeds.get(run_id)
         if feed is None:
-            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history), view=SharedRunView(run_id))
+            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history), view=SharedRunView(run_id, max_records=max(4096, 2 * self.event_history)))
             self._feeds[run_id] = feed
         if feed.stop_timer is not None:
             feed.stop_timer.cancel()

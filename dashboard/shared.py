@@ -21,6 +21,9 @@ that the hub keeps beside the run's tree (``GatewayHub.shared_view``):
   ``seq`` (each tree component numbers its own messages) is set per session.
 - :meth:`SharedRunView.record` makes one :class:`~dashboard.store.EventRecord` per run event,
   shared by every store's event ring (the wall's event list then renders the same rows).
+- :meth:`SharedRunView.repeated` tells a re-emitted transition from news (the run's one
+  :class:`~inspector.transitions.TransitionLog`, see :mod:`dashboard.events_dedup`) once per
+  run event: kept per session, that log was ~0.85 MB per screen at the end of a 7,500-node run.
 - :attr:`SharedRunView.agents` is the run's :class:`~dashboard.agent_feed.AgentFeed`: the
   agents model (output, actions, tokens per attempt), fed once per run event whatever the
   number of sessions.
@@ -47,19 +50,22 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from inspector.state_hints import StateHints
+from inspector.transitions import TransitionLog
 
 from .agent_feed import AgentFeed
 from .events_dedup import heartbeat_of
 from .treerows import NO_HINTS, Message, encode, is_empty, patch_for, rows_for, with_hints
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Mapping, Sequence
+    from collections.abc import Callable, Hashable, Sequence
 
+    from inspector.items import TimeTravelled
     from inspector.stream import RunEvent
     from inspector.tree import DevToolsTree, TreeChange
 
@@ -70,6 +76,7 @@ __all__ = ["RunTicker", "SharedRunView", "SharedStats"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -88,6 +95,31 @@ class SharedStats:
     renders_shared: int = 0
     #: The largest batch stretch the run's ticker reached (1.0: never stretched).
     max_stretch: float = 1.0
+
+
+class _ItemMemo(Generic[V]):
+    """What was worked out about the run's most recent ``size`` items, by identity: the hub
+    hands every store of a run the same item objects (a late joiner's catch-up too), so an
+    answer about an item holds for every session. The item is kept with its answer, so its
+    id is not reused while remembered. ``size`` must cover the hub's event history, which is
+    what a late joiner's catch-up hands in again."""
+
+    __slots__ = ("_answers", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._answers: OrderedDict[int, tuple[object, V]] = OrderedDict()
+        self._size = size
+
+    def answer(self, item: object, work_out: Callable[[], V]) -> tuple[V, bool]:
+        """``item``'s answer and whether it was remembered (else ``work_out()`` is kept)."""
+        hit = self._answers.get(id(item))
+        if hit is not None and hit[0] is item:
+            return hit[1], True
+        value = work_out()
+        self._answers[id(item)] = (item, value)
+        if len(self._answers) > self._size:
+            self._answers.popitem(last=False)
+        return value, False
 
 
 class _Request:
@@ -227,8 +259,11 @@ class SharedRunView:
         self._patch_key: tuple[Any, ...] | None = None
         self._patch: tuple[Message | None, str | None] | None = None
         self._patch_refs: tuple[Any, ...] = ()
-        self._records: OrderedDict[int, tuple[RunEvent, EventRecord]] = OrderedDict()
-        self._max_records = max_records
+        self._records: _ItemMemo[EventRecord] = _ItemMemo(max_records)
+        #: The run's transitions, for telling a re-emitted one from news (:meth:`repeated`).
+        self.transitions = TransitionLog()
+        self._repeats: _ItemMemo[bool] = _ItemMemo(max_records)
+        self._last_rewind: TimeTravelled | None = None
         self._renders: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
         self._max_renders = max_renders
         #: The run's agents (``RunStore.agents`` of every session points at its model).
@@ -334,16 +369,29 @@ class SharedRunView:
 
     def record(self, item: RunEvent, make: Callable[[RunEvent], EventRecord]) -> EventRecord:
         """The event log's record of ``item``, made once for every store that receives it."""
-        hit = self._records.get(id(item))
-        if hit is not None and hit[0] is item:
+        record, remembered = self._records.answer(item, lambda: make(item))
+        if remembered:
             self.stats.records_shared += 1
-            return hit[1]
-        record = make(item)
-        self._records[id(item)] = (item, record)
-        if len(self._records) > self._max_records:
-            self._records.popitem(last=False)
-        self.stats.records_computed += 1
+        else:
+            self.stats.records_computed += 1
         return record
+
+    def repeated(self, item: RunEvent) -> bool:
+        """Whether ``item`` re-emits a transition the run already had
+        (:meth:`TransitionLog.is_repeat <inspector.transitions.TransitionLog.is_repeat>`),
+        worked out once for every session: the same answer for every store, a late joiner's
+        catch-up included (its items were answered when they were news)."""
+        frame = item.frame
+        payload = frame.payload if isinstance(frame.payload, Mapping) else {}
+        repeat, _ = self._repeats.answer(item, lambda: self.transitions.is_repeat(frame.event, payload))
+        return repeat
+
+    def rewound(self, item: TimeTravelled) -> None:
+        """A rewind (``item``, handed to every store): nothing after it repeats what came
+        before. Forgotten once per rewind, however many stores pass it on."""
+        if self._last_rewind is not item:
+            self._last_rewind = item
+            self.transitions.reset()
 
     def memo(self, name: str, key: Hashable, refs: Any, render: Callable[[], T]) -> T:
         """``render()``, reused while ``(name, key)`` is the same as a recent call's.

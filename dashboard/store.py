@@ -494,6 +494,8 @@ class RunStore(BackgroundWork, param.Parameterized):
             )
         elif isinstance(item, TimeTravelled):
             self._triage.reset()
+            if self.shared is not None:
+                self.shared.rewound(item)
             jump = item.jump
             if self.hub is not None and self.run_id:
                 self._feed_of_run().begin_rewind(self.hub.client, self.run_id, jump)

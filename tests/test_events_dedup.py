@@ -18,8 +18,8 @@ from dashboard.views.events import EventLog, RecentEvents
 from dashboard.views.header import RunHeader, header_html, task_retries
 from dashboard.views.timeline import build_attempts
 from inspector.client import GatewayClient
-from inspector.items import RunEvent
-from inspector.protocol import EventFrame
+from inspector.items import RunEvent, TimeTravelled
+from inspector.protocol import EventFrame, TimeTravelJump
 
 from .replay_support import TOKEN, make_gateway, runs_of
 from .test_hub import FakeFeeds, make_hub, online, run_event, snapshot_event, task_node, until
@@ -60,6 +60,35 @@ async def test_gated_replay_shows_one_run_completed_and_no_retries() -> None:
         store.close()
         await hub.aclose()
         await gateway.stop()
+
+
+async def test_the_run_tells_repeats_once_for_every_session_late_joiners_and_rewinds_included() -> None:
+    feeds = FakeFeeds()
+    hub = make_hub(feeds)
+    stores = [RunStore(hub=hub, run_id="r1"), RunStore(hub=hub, run_id="r1")]
+    await until(lambda: "r1" in feeds.queues)
+    started = run_event("r1", "node.started", nodeId="a")
+    feeds.push("r1", online(), snapshot_event("r1", 0, [task_node(10, "a", "in-progress")]),
+               started, run_event("r1", "node.started", nodeId="a"), run_event("r1", "node.finished", nodeId="a"))
+    await until(lambda: all(any(e.event == "node.finished" for e in s.events) for s in stores))
+    late = RunStore(hub=hub, run_id="r1")  # its catch-up hands in the same items, the repeat included
+    stores.append(late)
+    await until(lambda: any(e.event == "node.finished" for e in late.events))
+    for store in stores:
+        assert [e.event for e in store.events] == ["node.started", "node.finished"]
+        assert not store._triage.transitions._last  # no per-session copy of the run's transitions
+    shared = hub.shared_view("r1")
+    assert shared is not None and shared.transitions._last
+
+    # A rewind: the run does it again, which is news for every session (the log forgotten once).
+    jump = TimeTravelled(TimeTravelJump("r1", 5, 1, 1000))
+    feeds.push("r1", jump, run_event("r1", "node.started", nodeId="a"), run_event("r1", "node.started", nodeId="a"))
+    await until(lambda: all(len(s.events) == 4 for s in stores), what="the rewind and the run again in every log")
+    for store in stores:
+        assert [e.event for e in store.events] == ["node.started", "node.finished", "run.time_travel_jumped", "node.started"]
+    for store in stores:
+        store.close()
+    await hub.aclose()
 
 
 async def test_task_heartbeats_are_kept_per_task_and_never_logged() -> None:

@@ -36,6 +36,6 @@ def test_serving_freezes_the_startup_heap_raises_the_young_threshold_and_times_p
 
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["before"] == 0 and result["frozen"] > 50_000  # Panel, Bokeh and param: frozen
-    assert result["threshold"][0] == 20_000
+    assert result["threshold"][0] == 3_000
     assert result["callbacks"] == 1  # observed once, not once per call
     assert result["count"] == 1 and result["pauses"] > 0  # the collection above was timed

@@ -44,6 +44,8 @@ from inspector.pricing import PRICES_ENV, PriceTable, load_price_table
 from inspector.protocol import TimeTravelJump
 from inspector.run_history import DURABLE_SOURCE, LIVE_SOURCE, event_source
 
+from .item_memo import ItemMemo
+
 if TYPE_CHECKING:
     from inspector.agents import AttemptKey
     from inspector.stream import RunEvent
@@ -105,7 +107,7 @@ class AgentFeed:
         self.agents = RunAgents(run_id)
         #: Items applied: ``id(item) -> (item, attempt changed)``; the item is kept so its id
         #: is not reused while it is remembered.
-        self._applied: OrderedDict[int, tuple[RunEvent, AttemptKey | None]] = OrderedDict()
+        self._applied: ItemMemo[AttemptKey | None] = ItemMemo(max_items)
         self._max_items = max_items
         self._usage_reads: dict[str, asyncio.Future[frozenset[AttemptKey]]] = {}
         self._rewinds: dict[tuple[object, ...], asyncio.Future[bool]] = {}
@@ -115,7 +117,7 @@ class AgentFeed:
         #: Items fed before a rewind (by identity, kept so ids are not reused): a late joiner's
         #: catch-up hands the hub's same objects in again, and they are old news. Not by seq:
         #: the run's live numbering starts again at 1 when the rewound run resumes.
-        self._stale: OrderedDict[int, RunEvent] = OrderedDict()
+        self._stale: OrderedDict[int, object] = OrderedDict()
         #: The durable history's rewound stretches as of the last rebuild (their token usage is
         #: no longer the run's), and the items fed while a rebuild reads the Gateway.
         self._cut_windows = discard_rewound(())
@@ -127,20 +129,18 @@ class AgentFeed:
     def feed(self, item: RunEvent) -> AttemptKey | None:
         """Fold ``item`` into the model (the first time any session hands it in); the attempt
         it changed, the same answer for every session."""
-        hit = self._applied.get(id(item))
-        if hit is not None and hit[0] is item:
+        key, remembered = self._applied.answer(item, lambda: self._first_feed(item))
+        if remembered:
             self.shared += 1
-            return hit[1]
+        return key
+
+    def _first_feed(self, item: RunEvent) -> AttemptKey | None:
         if self._stale.get(id(item)) is item:
             return None  # from before the last rewind: the rebuild has what is left of it
         for kept in self._meanwhile:
             kept.append(item)
-        key = self._fold(self.agents, item)
         self.applied += 1
-        self._applied[id(item)] = (item, key)
-        if len(self._applied) > self._max_items:
-            self._applied.popitem(last=False)
-        return key
+        return self._fold(self.agents, item)
 
     @property
     def live_source(self) -> str:
@@ -218,7 +218,7 @@ class AgentFeed:
 
     def _adopt(self, history: list[dict[str, Any]], usage: list[dict[str, Any]], meanwhile: list[RunEvent]) -> None:
         after = {id(item) for item in meanwhile}
-        for item, _ in self._applied.values():
+        for item in self._applied.items():
             if id(item) not in after:
                 self._stale[id(item)] = item
         while len(self._stale) > self._max_items:

@@ -377,7 +377,9 @@ class GatewayHub:
             return handle
         feed = self._feeds.get(run_id)
         if feed is None:
-            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history), view=SharedRunView(run_id, max_records=max(4096, 2 * self.event_history)))
+            # The view's memos must outlast the event history a late joiner's catch-up replays.
+            view = SharedRunView(run_id, max_records=max(4096, 2 * self.event_history))
+            feed = _Feed(run_id, DevToolsTree(), events=deque(maxlen=self.event_history), view=view)
             self._feeds[run_id] = feed
         if feed.stop_timer is not None:
             feed.stop_timer.cancel()

@@ -53,13 +53,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from inspector.state_hints import StateHints
 from inspector.transitions import TransitionLog
 
 from .agent_feed import AgentFeed
 from .events_dedup import heartbeat_of
+from .item_memo import ItemMemo
 from .treerows import NO_HINTS, Message, encode, is_empty, patch_for, rows_for, with_hints
 
 if TYPE_CHECKING:
@@ -76,7 +77,6 @@ __all__ = ["RunTicker", "SharedRunView", "SharedStats"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -95,31 +95,6 @@ class SharedStats:
     renders_shared: int = 0
     #: The largest batch stretch the run's ticker reached (1.0: never stretched).
     max_stretch: float = 1.0
-
-
-class _ItemMemo(Generic[V]):
-    """What was worked out about the run's most recent ``size`` items, by identity: the hub
-    hands every store of a run the same item objects (a late joiner's catch-up too), so an
-    answer about an item holds for every session. The item is kept with its answer, so its
-    id is not reused while remembered. ``size`` must cover the hub's event history, which is
-    what a late joiner's catch-up hands in again."""
-
-    __slots__ = ("_answers", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._answers: OrderedDict[int, tuple[object, V]] = OrderedDict()
-        self._size = size
-
-    def answer(self, item: object, work_out: Callable[[], V]) -> tuple[V, bool]:
-        """``item``'s answer and whether it was remembered (else ``work_out()`` is kept)."""
-        hit = self._answers.get(id(item))
-        if hit is not None and hit[0] is item:
-            return hit[1], True
-        value = work_out()
-        self._answers[id(item)] = (item, value)
-        if len(self._answers) > self._size:
-            self._answers.popitem(last=False)
-        return value, False
 
 
 class _Request:
@@ -259,10 +234,10 @@ class SharedRunView:
         self._patch_key: tuple[Any, ...] | None = None
         self._patch: tuple[Message | None, str | None] | None = None
         self._patch_refs: tuple[Any, ...] = ()
-        self._records: _ItemMemo[EventRecord] = _ItemMemo(max_records)
+        self._records: ItemMemo[EventRecord] = ItemMemo(max_records)
         #: The run's transitions, for telling a re-emitted one from news (:meth:`repeated`).
         self.transitions = TransitionLog()
-        self._repeats: _ItemMemo[bool] = _ItemMemo(max_records)
+        self._repeats: ItemMemo[bool] = ItemMemo(max_records)
         self._last_rewind: TimeTravelled | None = None
         self._renders: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
         self._max_renders = max_renders

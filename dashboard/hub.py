@@ -440,6 +440,12 @@ class GatewayHub:
             stop()
         if feed.task is not None and not feed.task.done():
             feed.task.cancel()
+        # Let go of the task and the source: the cancelled task keeps its CancelledError,
+        # whose traceback holds the pump's frame and so this feed; with the feed holding the
+        # task back, the run's whole state (its tree, event history, agents, shared view) was
+        # cyclic garbage waiting for a full collection instead of being freed when the task ends.
+        feed.task = None
+        feed.source = None
         self.stats.subscriptions_stopped += 1
 
     def _deliver(self, listener: Listener, item: SubscriptionItem) -> None:
@@ -519,19 +525,32 @@ class GatewayHub:
         key = method + json.dumps(params, sort_keys=True, default=str)
         now = time.monotonic()
         self.stats.reads += 1
-        cached = self._reads.get(key)
-        if cached is not None:
-            fut = cached.future
-            fresh = not fut.done() or (now - cached.at <= max_age and not fut.cancelled() and fut.exception() is None)
-            if fresh:
-                self.stats.reads_shared += 1
-                return await asyncio.shield(fut)
+        shared = self._shared_read(key, now, max_age)
+        if shared is not None:
+            self.stats.reads_shared += 1
+            return await asyncio.shield(shared)
         if len(self._reads) >= self.max_cached_reads:
             self._prune_reads(now)
         fut = asyncio.ensure_future(self._read_once(method, params))
         self._reads[key] = _Cached(now, fut)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         return await asyncio.shield(fut)
+
+    def _shared_read(self, key: str, now: float, max_age: float) -> asyncio.Future[Any] | None:
+        """The read of ``key`` in flight or younger than ``max_age`` (not failed), if any.
+
+        A method of its own so that :meth:`read`'s frame never holds the stale entry it
+        replaces: an error raised through that frame keeps it in its traceback, and a read that
+        kept failing (a run the Gateway no longer has, a scope it refuses) then chained every
+        earlier failure, future and traceback behind the latest, for the life of the process.
+        """
+        cached = self._reads.get(key)
+        if cached is None:
+            return None
+        fut = cached.future
+        if not fut.done() or (now - cached.at <= max_age and not fut.cancelled() and fut.exception() is None):
+            return fut
+        return None
 
     async def _read_once(self, method: str, params: Mapping[str, Any]) -> Any:
         result = await self.client.rpc(method, params)

@@ -26,6 +26,7 @@ snapshot with a *lower* seq than the client's, and that is the truth.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -80,15 +81,28 @@ class TreeNode:
 
     ``fields`` holds everything the Gateway sent for the node except its children,
     unknown fields included, so :meth:`to_wire` gives back exactly what was sent.
+
+    A node holds its children, and its parent only weakly: a tree then has no reference
+    cycles, so one that is dropped (a run's feed stopped, a snapshot or ``replaceRoot``
+    replacing it, a removed subtree) is freed at once by reference counting. With parent
+    links a 7,500-node tree was cyclic garbage that waited for the collector's rare full
+    collection, and a wall rotating through runs grew the process by tens of MB meanwhile
+    (docs/performance.md, section 6).
     """
 
-    __slots__ = ("children", "fields", "id", "parent")
+    __slots__ = ("__weakref__", "_parent", "children", "fields", "id")
 
     def __init__(self, node_id: int, fields: dict[str, Any], parent: TreeNode | None) -> None:
         self.id = node_id
         self.fields = fields
-        self.parent = parent
+        self._parent = None if parent is None else weakref.ref(parent)
         self.children: list[TreeNode] = []
+
+    @property
+    def parent(self) -> TreeNode | None:
+        """The node above this one (``None`` for the root, and once a removed subtree's parent is gone)."""
+        ref = self._parent
+        return None if ref is None else ref()
 
     # The fields every view wants, typed.
     @property

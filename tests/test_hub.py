@@ -8,9 +8,12 @@ The fakes at the top (:class:`FakeFeeds`, :class:`FakeRpc`) are reused by
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import re
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -19,6 +22,7 @@ import pytest
 from dashboard.hub import GatewayHub, ReceivedRunEvent
 from dashboard.store import RunStore
 from inspector.client import GatewayClient
+from inspector.errors import GatewayRpcError
 from inspector.protocol import EventFrame
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import Heartbeat, RunEvent, StatusChanged, SubscriptionItem, TreeUpdated
@@ -279,6 +283,55 @@ async def test_identical_reads_in_flight_are_shared() -> None:
     await hub.read("getRun", {"runId": "r1"}, max_age=0.0)
     assert rpc.count("getRun") == 3
     hub.forget_reads("r1")
+    await hub.aclose()
+
+
+async def test_a_read_that_keeps_failing_does_not_keep_its_earlier_failures() -> None:
+    """A wall re-reads every few seconds; when the Gateway keeps refusing one read (a run it
+    no longer has), each failure must not keep the one before it alive (through the stale
+    cache entry in the reading frame of its traceback): that grew a served process for ever."""
+
+    def refuse(params: dict[str, Any]) -> Any:
+        raise RpcFailure("RunNotFound", f"Run not found: {params['runId']}")
+
+    hub = make_hub(FakeFeeds(), FakeRpc({"listScores": refuse}))
+    failures: list[weakref.ref[GatewayRpcError]] = []
+    for _ in range(20):
+        with pytest.raises(GatewayRpcError) as info:
+            await hub.read("listScores", {"runId": "gone"}, max_age=0.0)
+        failures.append(weakref.ref(info.value))
+        del info
+    gc.collect()
+    alive = [ref for ref in failures if ref() is not None]
+    assert len(alive) <= 1, f"{len(alive)} of 20 failures still alive"
+    await hub.aclose()
+
+
+async def test_a_stopped_feed_is_freed_without_the_cyclic_collector() -> None:
+    """A wall rotating through runs drops a run's whole state (its tree, events, shared view)
+    every few seconds: it must go when its subscription ends, not wait for a full collection."""
+    feeds = FakeFeeds()
+    hub = make_hub(feeds, grace=0.0)
+    handle = hub.attach("r1", lambda item: None)
+    await until(lambda: "r1" in feeds.queues)
+    feeds.push("r1", snapshot_event("r1", 0, [task_node(i, f"t{i}") for i in range(2, 50)]),
+               run_event("r1", "NodeStarted", nodeId="t2"))
+    await until(lambda: len(hub._feeds["r1"].tree) == 49 and len(hub._feeds["r1"].events) == 1)
+    feed = hub._feeds["r1"]
+    leaf, root, view = weakref.ref(feed.tree[7]), weakref.ref(feed.tree[1]), weakref.ref(feed.view)
+    task = feed.task
+    assert task is not None
+    del feed
+    gc.disable()
+    try:
+        handle.release()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        del task
+        await asyncio.sleep(0)  # the loop lets go of the finished task's callbacks
+        assert (leaf(), root(), view()) == (None, None, None)
+    finally:
+        gc.enable()
     await hub.aclose()
 
 

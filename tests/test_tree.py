@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,29 @@ def test_replace_root_swaps_the_tree() -> None:
     assert [n.id for n in tree.walk()] == [9, 10]
     assert tree.state_counts() == {"failed": 1}
     assert 2 not in tree
+
+
+def test_what_the_tree_drops_is_freed_by_reference_counting() -> None:
+    """No parent/child reference cycles: a removed subtree, a replaced root, a tree replaced by
+    a snapshot and a dropped tree go at once, not at the cyclic collector's next full pass."""
+    gc.disable()
+    try:
+        tree = sample()
+        removed = weakref.ref(tree[4])
+        tree.apply(delta(0, [{"op": "removeNode", "id": 3}]))
+        assert removed() is None
+        replaced = weakref.ref(tree[2])
+        tree.apply(delta(1, [{"op": "replaceRoot", "node": node(9, [task(10, "z")])}]))
+        assert replaced() is None
+        before_snapshot = weakref.ref(tree[10])
+        tree.apply(snap(node(1, [task(2, "a")]), seq=5))
+        assert before_snapshot() is None
+        last = weakref.ref(tree[2])
+        assert tree.parent(2) is tree[1]
+        del tree
+        assert last() is None
+    finally:
+        gc.enable()
 
 
 def test_any_snapshot_replaces_even_with_lower_seq() -> None:

@@ -533,7 +533,7 @@ class GatewayHub:
             self._prune_reads(now)
         fut = asyncio.ensure_future(self._read_once(method, params))
         self._reads[key] = _Cached(now, fut)
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        fut.add_done_callback(functools.partial(self._forget_failed_read, key))
         return await asyncio.shield(fut)
 
     def _shared_read(self, key: str, now: float, max_age: float) -> asyncio.Future[Any] | None:
@@ -551,6 +551,14 @@ class GatewayHub:
         if not fut.done() or (now - cached.at <= max_age and not fut.cancelled() and fut.exception() is None):
             return fut
         return None
+
+    def _forget_failed_read(self, key: str, fut: asyncio.Future[Any]) -> None:
+        """Drop a failed read from the cache (its error, traceback and frames with it): the
+        callers waiting on it have it; the next caller reads again."""
+        if fut.cancelled() or fut.exception() is not None:
+            cached = self._reads.get(key)
+            if cached is not None and cached.future is fut:
+                del self._reads[key]
 
     async def _read_once(self, method: str, params: Mapping[str, Any]) -> Any:
         result = await self.client.rpc(method, params)

@@ -304,6 +304,7 @@ async def test_a_read_that_keeps_failing_does_not_keep_its_earlier_failures() ->
     gc.collect()
     alive = [ref for ref in failures if ref() is not None]
     assert len(alive) <= 1, f"{len(alive)} of 20 failures still alive"
+    assert hub._reads == {}  # errors are shared with the callers waiting, never cached
     await hub.aclose()
 
 

@@ -22,11 +22,12 @@ the cycles of that one session, frozen with the rest, are never freed):
 2. A larger first-generation threshold (:data:`YOUNG_THRESHOLD`, CPython's default is 700):
    building one session allocates tens of thousands of container objects, which at 700
    trigger hundreds of young collections per session and, through them, the full ones.
-   Not much larger: garbage waits for a young collection, and on a busy wall some of it is
-   cycles holding big message texts (a 7,500-node run's reset is a megabyte). Measured
-   (docs/performance.md, sections 6 and 7): at 20,000 a 100,000-delta soak with 20 screens
-   grew the process by 365 MB before levelling off; at 3,000 by 57 MB (700: 28 MB), while
-   100 screens on the heavy run lag as at 20,000 (p95 545 / 487 ms; 700: 799 ms).
+   Not much larger: cyclic garbage waits for a collection. Measured (docs/performance.md,
+   sections 6 and 7): at 20,000 a 100,000-delta soak with 20 screens grew the process by
+   365 MB before levelling off; at 3,000 by 57 MB (700: 28 MB), while 100 screens on the
+   heavy run lag as at 20,000 (p95 545 / 487 ms; 700: 799 ms). Most of that garbage was
+   whole runs the wall had left (their trees' parent links, a stopped feed held by its
+   cancelled task); those are freed by reference counting now (soak at 3,000: +18 to +25 MB).
 
 Nothing is disabled: cycles are still collected. Pauses are observable in
 ``smithers_dashboard_gc_pause_seconds`` (per generation).

@@ -211,6 +211,21 @@ def test_byte_cap_keeps_the_newest_output_and_counts_earlier_lines() -> None:
     assert attempt.total_bytes == 50 * 9 and attempt.total_chunks == 50 and attempt.truncated
 
 
+def test_an_attempt_that_never_prints_holds_no_output_containers() -> None:
+    """Every task of a run gets an attempt, and most never print: those keep no deque or set
+    (a 1,500-task run's worth was ~1 MB per run held by the hub); one that prints gets them."""
+    model = RunAgents(RUN)
+    model.apply("node.started", {"nodeId": "quiet", "state": "in-progress"}, seq=1, source="live")
+    model.apply("node.finished", {"nodeId": "quiet", "state": "finished"}, seq=2, source="live")
+    quiet = model.attempt("quiet", 0, 1)
+    assert quiet is not None and quiet.status == "finished"
+    assert quiet.chunks == () and quiet.text() == "" and not quiet.transcript_sequences
+    assert type(quiet.transcript_sequences) is frozenset
+    model.apply("task.output", {"nodeId": "loud", "iteration": 0, "attempt": 1, "output": "hi\n", "stream": "stdout"})
+    loud = model.attempt("loud", 0, 1)
+    assert loud is not None and loud.text() == "hi\n" and len(loud.chunks) == 1
+
+
 def test_one_chunk_over_the_cap_keeps_its_end_from_a_line_start() -> None:
     model = RunAgents(RUN, output_cap_bytes=64)
     text = "".join(f"{i:02d} é line\n" for i in range(20))

@@ -201,8 +201,12 @@ async def test_run_event_history_is_replayed_once_and_marked(gateway: GatewaySer
     run_id = await asyncio.to_thread(gateway.launch_run, "demo")
     await asyncio.to_thread(gateway.wait_for_run, run_id)
     async with GatewayClient(gateway.url, "op-token") as client:
-        w = Watch(DevToolsSubscription(client, run_id, stop_when_settled=True))
-        await asyncio.wait_for(w.task, 60)
+        subscription = DevToolsSubscription(client, run_id, stop_when_settled=True)
+        # The history's times are best effort (2 s by default, then receipt times): this test is
+        # about what they carry, so it waits for them, as a loaded CI machine's Gateway may need.
+        subscription.history_timeout = 60.0
+        w = Watch(subscription)
+        await asyncio.wait_for(w.task, 90)
     events = w.of(RunEvent)
     started = {e.frame.payload["nodeId"] for e in events if e.frame.event == "node.started"}
     assert started == {"fetch", "left", "right", "ship"}

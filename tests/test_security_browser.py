@@ -283,12 +283,22 @@ def _place(url: str) -> tuple[str, str, str, list[tuple[str, str]]]:
     return parts.scheme, parts.netloc, parts.path, query
 
 
-def click_payload_link_text(page: Page, near: Locator, where: str) -> None:
-    """Click where the payload's link text ("click", "md") is drawn: it must be inert text."""
+def click_payload_link_text(page: Page, near: Locator, where: str, *, opens_run: str | None = None) -> None:
+    """Click where the payload's link text ("click", "md") is drawn: it must be inert text.
+
+    ``opens_run``: the click is on a row whose own job is to open that run in place (the run
+    list): the page must then reach the dashboard's ``?runId=<run>`` and nothing else. Waiting
+    for that designed step keeps the check from racing it (the server answers the click over
+    the websocket, sometimes within the 200 ms, sometimes after).
+    """
     before = _place(page.url)
+    scheme, netloc, path, _ = before
+    expected = before if opens_run is None else (scheme, netloc, path, [("runId", opens_run)])
     near.click()
+    if opens_run is not None:
+        page.wait_for_url(lambda url: _place(url) == expected, timeout=20_000)
     page.wait_for_timeout(200)  # not synchronisation: a handler would have run on the click itself
-    assert _place(page.url) == before, f"{where}: clicking the payload text navigated to {page.url}"
+    assert _place(page.url) == expected, f"{where}: clicking the payload text navigated to {page.url}"
     assert_nothing_ran(page, f"{where} after a click")
 
 
@@ -386,7 +396,7 @@ def test_hostile_text_is_shown_as_text_in_every_view(
     see(page, hostile("status"), "run list status")
     see(page, hostile("workflow-2"), "run list workflow (second run)")
     assert_nothing_ran(page, "run list")
-    click_payload_link_text(page, see(page, hostile("workflow"), "run list"), "run list")
+    click_payload_link_text(page, see(page, hostile("workflow"), "run list"), "run list", opens_run=RUN)
 
     # --- the run page: header, failure banner, tree
     page.goto(f"{server.url()}?runId={RUN}", wait_until="domcontentloaded")  # the list sits below the overview

@@ -23,7 +23,16 @@ from bokeh.models import ColumnDataSource, GlyphRenderer, HoverTool, Plot
 from dashboard.format import shorten
 from dashboard.store import EventRecord, RunStore
 from dashboard.views import ScoresView, Timeline
-from dashboard.views.timeline import MAX_ROWS, ROW_HEIGHT, ROW_SLOTS, chart_height, is_blank_factor, row_slots
+from dashboard.views.timeline import (
+    LABEL_WIDTHS,
+    MAX_ROWS,
+    ROW_HEIGHT,
+    ROW_SLOTS,
+    chart_height,
+    is_blank_factor,
+    label_width,
+    row_slots,
+)
 from tests.gateway.server import free_port
 
 if TYPE_CHECKING:
@@ -95,7 +104,8 @@ def test_timeline_redraws_change_data_not_the_plot() -> None:
         # What changed: the bars' data, the row factors (when rows came), the height.
         assert ("ColumnDataSource", "data") in changes
         assert ("Column", "children") not in changes and not any(kind == "RootAddedEvent" for _, kind in changes)
-        assert {model for model, _ in changes} <= {"ColumnDataSource", "FactorRange", "figure", "HTML", "Span"}
+        assert {model for model, _ in changes} <= {"ColumnDataSource", "FactorRange", "figure", "HTML", "Span",
+                                                   "CustomJSTickFormatter"}
         rows = list(dict.fromkeys(view._source.data["row"]))
         factors = list(view._figure.y_range.factors)
         slots = row_slots(len(rows))
@@ -163,6 +173,43 @@ def test_timeline_grows_in_steps_so_the_page_is_laid_out_rarely() -> None:
     store.run = {"runId": "r", "status": "finished"}
     assert list(view._figure.y_range.factors) == ["last", "next"]
     assert view._figure.height == chart_height(2)
+
+
+def test_the_task_axis_keeps_its_width_while_the_run_streams() -> None:
+    """BokehJS lays the plot out again whenever its widest label's width changes: while a run
+    is live the labels are padded (monospace, in the browser) to a width that steps up through
+    LABEL_WIDTHS and never down, so ``a-9`` giving way to ``b-120`` changes nothing; an ended
+    run's axis fits its labels; another run starts narrow again."""
+    assert label_width([]) == LABEL_WIDTHS[0] and label_width(["x" * 9]) == 16 and label_width(["x" * 3], 24) == 24
+    store = RunStore()
+    view = Timeline(store=store)
+    doc, _, changes = rendered(view)
+    (axis,) = view._figure.yaxis
+    assert axis.major_label_text_font == "monospace"
+    widths = []
+    events: list[EventRecord] = []
+    names = ["a-9", "b-120", "c", "dddddddddd", "e", "f-1"]
+    for i, node in enumerate(names):
+        events.append(started(float(i), node))
+        if i:
+            events.append(finished(i + 0.5, names[i - 1]))
+        store.events = tuple(events)
+        width = axis.formatter.args["width"]
+        if not widths or widths[-1] != width:
+            widths.append(width)
+    assert widths == [8, 16], "one step for the 10-character label, none back down"
+    changes.clear()
+    events.append(started(7.0, "g"))
+    store.events = tuple(events)  # a redraw whose labels fit: the formatter stays
+    assert ("ColumnDataSource", "data") in changes and ("CustomJSTickFormatter", "args") not in changes
+    store.run = {"runId": "r", "status": "finished"}
+    store.events = tuple(events)
+    assert axis.formatter.args["width"] == len("dddddddddd"), "an ended run's axis fits its labels"
+    store.run = {"runId": "s", "status": "running"}
+    store.events = ()
+    store.events = (started(100.0, "next"),)
+    assert axis.formatter.args["width"] == LABEL_WIDTHS[0]
+    assert len(plots(doc)) == 1
 
 
 def test_long_node_ids_and_scorer_names_are_shortened_on_the_charts_only() -> None:

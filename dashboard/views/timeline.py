@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, TapTool
+from bokeh.models import ColumnDataSource, CustomJSTickFormatter, FactorRange, HoverTool, TapTool
 from bokeh.models.annotations.geometry import Span
 from bokeh.plotting import figure
 
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
 
     from ..store import EventRecord
 
-__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_factor", "padded_factors", "row_slots",
-           "timeline_chart", "timeline_data"]
+__all__ = ["Attempt", "InPlaceChart", "Timeline", "build_attempts", "is_blank_factor", "label_width", "padded_factors",
+           "row_slots", "timeline_chart", "timeline_data"]
 
 _OUTCOME_COLOURS = {
     "running": STATE_COLOURS[TaskState.IN_PROGRESS],
@@ -229,6 +229,29 @@ def row_slots(rows: int, current: int = 0) -> int:
     return max(fits, current)
 
 
+#: The y axis' labels are drawn in a monospace font, right-aligned and padded to the width
+#: :func:`label_width` gives. Why: BokehJS measures the axis on every repaint, and when the
+#: widest label's width changes (``a-9`` gives way to ``b-120``) it lays the whole plot out
+#: again (``compute_layout``): the page's longest main-thread tasks while a run streams
+#: (traced beside the Monitor: 100-210 ms animation frames, docs/performance.md). Padded, the
+#: axis keeps its width from one redraw to the next, as the figure keeps its height
+#: (:func:`row_slots`). The code is ours and constant; a label reaches the canvas as text.
+PAD_LABELS_JS = "return String(tick).padStart(width)"
+
+#: The label widths (characters) the axis steps through while its run is live (labels are
+#: at most 32 characters: :func:`dashboard.format.short_labels`).
+LABEL_WIDTHS = (8, 16, 24, 32)
+
+
+def label_width(rows: Iterable[str], current: int = 0) -> int:
+    """The characters the axis pads its labels to when it shows ``rows`` and was padding to
+    ``current``: the first step of :data:`LABEL_WIDTHS` that holds the longest, never fewer
+    than ``current`` (as :func:`row_slots`)."""
+    longest = max((len(row) for row in rows), default=0)
+    fits = next((width for width in LABEL_WIDTHS if width >= longest), longest)
+    return max(fits, current)
+
+
 def padded_factors(rows: list[str], slots: int) -> list[str]:
     """The y axis factors for ``rows`` (top row first) in a figure sized for ``slots`` rows:
     a categorical axis puts its first factor at the bottom, so the blank rows (distinct
@@ -319,6 +342,8 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
     fig.add_layout(Span(location=0, dimension="height", line_color="#5f6368", line_dash="dashed", line_width=1,
                         visible=False, name="now"))
     fig.yaxis.major_label_text_font_size = "11px"
+    fig.yaxis.major_label_text_font = "monospace"
+    fig.yaxis.formatter = CustomJSTickFormatter(args={"width": 0}, code=PAD_LABELS_JS)
     fig.yaxis.major_tick_line_color = None  # a row is its label and its grid line
     fig.outline_line_color = None
     return fig, source
@@ -342,6 +367,7 @@ class Timeline(StoreView):
         self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
         self._slots = 0  # rows the figure is sized for (row_slots); 0 while it shows nothing
+        self._label_width = 0  # characters the axis pads its labels to (label_width)
         self.store.param.watch(self._changed, ["events", "tree_version", "run"])
         self._update()
         pn.state.onload(self._show_chart)
@@ -384,12 +410,14 @@ class Timeline(StoreView):
         live = bool(attempts) and (self.store.run or {}).get("status") not in TERMINAL_RUN_STATUSES
         now_ms = _local_ms(now) if live else None
         if not attempts:
-            self._slots = 0
+            self._slots = self._label_width = 0
         elif (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES:  # no attempt starts: fit the rows
             self._slots = len(rows)
+            self._label_width = max(len(row) for row in rows)
         else:
             self._slots = row_slots(len(rows), self._slots)
-        slots = self._slots
+            self._label_width = label_width(rows, self._label_width)
+        slots, width = self._slots, self._label_width
         with pn.io.hold():
             self._chart.visible = bool(attempts)
             if not attempts:
@@ -405,14 +433,19 @@ class Timeline(StoreView):
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
-        self._plot.apply(lambda: self._draw(data, rows, slots, now_ms))
+        self._plot.apply(lambda: self._draw(data, rows, slots, width, now_ms))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
         # (the browser's part, a canvas repaint, is what bounds the rate).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
-    def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int, now_ms: float | None = None) -> None:
-        """Change the figure's models, never the figure: factors first (a bar whose row is
-        not a factor yet is not drawn), then the bars, then the height if the row slots changed."""
+    def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int, width: int,
+              now_ms: float | None = None) -> None:
+        """Change the figure's models, never the figure: the labels' width if its step changed,
+        factors (a bar whose row is not a factor yet is not drawn), then the bars, then the
+        height if the row slots changed."""
+        formatter = self._figure.yaxis[0].formatter
+        if formatter.args.get("width") != width:
+            formatter.args = {"width": width}
         factors = padded_factors(rows, slots)
         if list(self._figure.y_range.factors) != factors:
             self._figure.y_range.factors = factors

@@ -12,6 +12,7 @@ real Panel server, where a change made outside the session's document lock would
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,10 @@ from dashboard.views.timeline import (
 from tests.gateway.server import free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from bokeh.model import Model
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 XSS = "<script>alert('x')</script><img src=x onerror=alert(2)>"
 
@@ -271,6 +272,8 @@ def test_scores_update_data_not_the_plot() -> None:
 
 # ---------------------------------------------------------------------------- in Chromium
 
+FACTORS = """(figureId) => [...Bokeh.index.find_one_by_id(figureId).model.y_range.factors]"""
+
 PLOT_VIEWS = """(figureId) => {
   const views = [...Bokeh.index.query((v) => v.model != null && (v.model.type === "Figure" || v.model.type === "Plot"))];
   const mine = views.find((v) => v.model.id === figureId);
@@ -292,13 +295,10 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, page: Any) -> 
         page.wait_for_timeout(20)
 
 
-@pytest.mark.browser
-def test_served_timeline_keeps_one_plot_view(chromium: Browser) -> None:
-    """Through a real Panel server (changes land on the session's next tick, under its lock)
-    into Chromium: after several store updates the page still has one plot view, the very
-    same object (a stamp set on it survives), showing the new bars."""
-    store = RunStore()
-    store.events = (started(time.time() - 5, "a"),)
+@contextlib.contextmanager
+def served_timeline(chromium: Browser, store: RunStore) -> Iterator[tuple[Page, list[Timeline], list[str]]]:
+    """A Timeline of ``store`` served by a real Panel server and open in Chromium: the page,
+    the session's view (once built) and the page's errors."""
     views: list[Timeline] = []
 
     def make() -> Any:
@@ -323,6 +323,20 @@ def test_served_timeline_keeps_one_plot_view(chromium: Browser) -> None:
                     raise
                 page.wait_for_timeout(100)
         poll(lambda: views, 20, "the session's view", page)
+        yield page, views, errors
+    finally:
+        context.close()
+        server.stop()
+
+
+@pytest.mark.browser
+def test_served_timeline_keeps_one_plot_view(chromium: Browser) -> None:
+    """Through a real Panel server (changes land on the session's next tick, under its lock)
+    into Chromium: after several store updates the page still has one plot view, the very
+    same object (a stamp set on it survives), showing the new bars."""
+    store = RunStore()
+    store.events = (started(time.time() - 5, "a"),)
+    with served_timeline(chromium, store) as (page, views, errors):
         figure_id = views[0]._figure.id
         state = poll(lambda: (s := page.evaluate(PLOT_VIEWS, figure_id))["rows"] == 1 and s, 20, "the first bar", page)
         assert state["plots"] == 1
@@ -338,6 +352,51 @@ def test_served_timeline_keeps_one_plot_view(chromium: Browser) -> None:
             assert state == {"plots": 1, "stamp": "first", "rows": want, "factors": row_slots(want), "canvases": 1}
         assert views[0]._figure.id == figure_id and len(views) == 1
         assert errors == []
-    finally:
-        context.close()
-        server.stop()
+
+
+#: Counts the task axis' changes of width on the plot view of ``figureId`` (what makes BokehJS
+#: lay the whole plot out again), from the check BokehJS itself runs before each repaint.
+AXIS_WIDTH_HOOK = """(figureId) => {
+  const view = Bokeh.index.find_one_by_id(figureId);
+  const axis = view.renderer_views.get(view.model.left[0]);
+  if (!(axis.layout.bbox.width > 0)) return false;  // not laid out yet
+  window.__axisWidths = [];
+  const check = view._invalidate_layout_if_needed.bind(view);
+  view._invalidate_layout_if_needed = () => {
+    const {width} = axis.layout._content_size();
+    if (width !== axis.layout.bbox.width) window.__axisWidths.push([axis.layout.bbox.width, width]);
+    return check();
+  };
+  return true;
+}"""
+
+AXIS_LABELS = """(figureId) => {
+  const view = Bokeh.index.find_one_by_id(figureId);
+  const axis = view.model.left[0];
+  const factors = view.model.y_range.factors;
+  return axis.formatter.format_graphics(factors, {loc: 0}).map((label) => label.text);
+}"""
+
+
+@pytest.mark.browser
+def test_served_timeline_keeps_its_axis_width_as_labels_change(chromium: Browser) -> None:
+    """In Chromium: while the run is live, tasks of other name lengths (``a-9``, ``b-120``,
+    ``c``) come and go and the task axis keeps its width, so BokehJS never lays the plot out
+    again for them (it did on every such change: the longest tasks of a streaming page)."""
+    store = RunStore()
+    now = time.time()
+    events = [started(now - 5, "a-9")]
+    store.events = tuple(events)
+    with served_timeline(chromium, store) as (page, views, errors):
+        figure_id = views[0]._figure.id
+        poll(lambda: page.evaluate(PLOT_VIEWS, figure_id)["rows"] == 1, 20, "the first bar", page)
+        poll(lambda: page.evaluate(AXIS_WIDTH_HOOK, figure_id), 20, "the axis laid out", page)
+        for step, (done, node) in enumerate([("a-9", "b-120"), ("b-120", "c"), ("c", "dd-7")], start=1):
+            events += [finished(now - 5 + step, done), started(now - 5 + step, node)]
+            store.events = tuple(events)
+            poll(lambda n=node: n in page.evaluate(FACTORS, figure_id), 20, f"the row of {node}", page)
+        assert page.evaluate("window.__axisWidths") == [], "the axis changed width: the plot was laid out again"
+        labels = page.evaluate(AXIS_LABELS, figure_id)
+        assert [label.strip() for label in labels[-4:]] == ["dd-7", "c", "b-120", "a-9"]
+        assert {len(label) for label in labels[-4:]} == {8}, "padded to the width's first step"
+        assert errors == []

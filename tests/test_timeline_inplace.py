@@ -177,8 +177,8 @@ def test_timeline_grows_in_steps_so_the_page_is_laid_out_rarely() -> None:
 
 
 def test_the_task_axis_keeps_its_width_while_the_run_streams() -> None:
-    """BokehJS lays the plot out again whenever its widest label's width changes: while a run
-    is live the labels are padded (monospace, in the browser) to a width that steps up through
+    """BokehJS lays the plot out again whenever an axis changes size: while a run is live the
+    task labels are padded (monospace, in the browser) to a width that steps up through
     LABEL_WIDTHS and never down, so ``a-9`` giving way to ``b-120`` changes nothing; an ended
     run's axis fits its labels; another run starts narrow again."""
     assert label_width([]) == LABEL_WIDTHS[0] and label_width(["x" * 9]) == 16 and label_width(["x" * 3], 24) == 24
@@ -187,6 +187,12 @@ def test_the_task_axis_keeps_its_width_while_the_run_streams() -> None:
     doc, _, changes = rendered(view)
     (axis,) = view._figure.yaxis
     assert axis.major_label_text_font == "monospace"
+    # The time axis keeps its height too: one date line under its first tick at every scale
+    # (no second line under millisecond ticks, none missing from months on).
+    context = view._figure.xaxis[0].formatter.context
+    assert context.context is None
+    assert all(getattr(context, scale) for scale in ("microseconds", "milliseconds", "seconds", "minsec", "minutes",
+                                                     "hourmin", "hours", "days", "months", "years"))
     widths = []
     events: list[EventRecord] = []
     names = ["a-9", "b-120", "c", "dddddddddd", "e", "f-1"]

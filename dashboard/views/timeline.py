@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-from bokeh.models import ColumnDataSource, CustomJSTickFormatter, FactorRange, HoverTool, TapTool
+from bokeh.models import (
+    ColumnDataSource,
+    CustomJSTickFormatter,
+    DatetimeTickFormatter,
+    FactorRange,
+    HoverTool,
+    TapTool,
+)
 from bokeh.models.annotations.geometry import Span
 from bokeh.plotting import figure
 
@@ -243,6 +250,16 @@ PAD_LABELS_JS = "return String(tick).padStart(width)"
 LABEL_WIDTHS = (8, 16, 24, 32)
 
 
+def date_context() -> DatetimeTickFormatter:
+    """The date under the time axis' first tick: one line at every scale a run spans. BokehJS's
+    default adds a second line (the time of day) under millisecond ticks, so the axis lost a
+    line of height as a live run's span passed a second, and the plot was laid out again."""
+    date, date_time = "%b %d, %Y", "%b %d, %Y %T"
+    return DatetimeTickFormatter(microseconds=date_time, milliseconds=date_time, seconds=date, minsec=date,
+                                 minutes=date, hourmin=date, hours=date, days="%Y", months="%Y", years="%Y",
+                                 hide_repeats=True)
+
+
 def label_width(rows: Iterable[str], current: int = 0) -> int:
     """The characters the axis pads its labels to when it shows ``rows`` and was padding to
     ``current``: the first step of :data:`LABEL_WIDTHS` that holds the longest, never fewer
@@ -343,6 +360,7 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
                         visible=False, name="now"))
     fig.yaxis.major_label_text_font_size = "11px"
     fig.yaxis.major_label_text_font = "monospace"
+    fig.xaxis.formatter = DatetimeTickFormatter(context=date_context())
     fig.yaxis.formatter = CustomJSTickFormatter(args={"width": 0}, code=PAD_LABELS_JS)
     fig.yaxis.major_tick_line_color = None  # a row is its label and its grid line
     fig.outline_line_color = None

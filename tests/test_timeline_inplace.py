@@ -406,3 +406,44 @@ def test_served_timeline_keeps_its_axis_width_as_labels_change(chromium: Browser
         assert [label.strip() for label in labels[-4:]] == ["dd-7", "c", "b-120", "a-9"]
         assert {len(label) for label in labels[-4:]} == {8}, "padded to the width's first step"
         assert errors == []
+
+
+#: Records, for every patch the server sends the page, what each of its events changed.
+PATCH_HOOK = """() => {
+  const doc = Bokeh.documents[0];
+  window.__patches = [];
+  const apply = doc.apply_json_patch.bind(doc);
+  doc.apply_json_patch = (patch, ...rest) => {
+    window.__patches.push((patch.events || []).map((e) => e.attr || e.kind));
+    return apply(patch, ...rest);
+  };
+  return true;
+}"""
+
+
+@pytest.mark.browser
+def test_served_timeline_sends_rows_and_bars_as_one_change(chromium: Browser) -> None:
+    """In Chromium: with the chart full (MAX_ROWS), tasks that start push finished ones off it.
+    The new rows and the new bars reach BokehJS in one patch: sent apart, a repaint between
+    them drew the old bars on the new rows (no bounds: both axes lost their size and the plot
+    was laid out twice, ~20-60 ms each, traced beside a streaming tree)."""
+    store = RunStore()
+    now = time.time()
+    events = [started(now - 30 + i * 0.1, f"t-{i}") for i in range(MAX_ROWS)]
+    store.events = tuple(events)
+    with served_timeline(chromium, store) as (page, views, errors):
+        figure_id = views[0]._figure.id
+        poll(lambda: page.evaluate(PLOT_VIEWS, figure_id)["rows"] == MAX_ROWS, 20, "the first bars", page)
+        page.evaluate(PATCH_HOOK)
+        for step in range(5):
+            for i in range(2):
+                k = 2 * step + i
+                events += [finished(now - 10 + k * 0.1, f"t-{k}"), started(now - 10 + k * 0.1, f"u-{k}")]
+            store.events = tuple(events)
+            last = f"u-{2 * step + 1}"
+            poll(lambda n=last: n in page.evaluate(FACTORS, figure_id), 20, f"the row of {last}", page)
+        assert "t-0" not in page.evaluate(FACTORS, figure_id), "finished rows gave way"
+        with_rows = [attrs for attrs in page.evaluate("window.__patches") if "factors" in attrs]
+        assert len(with_rows) == 5
+        assert all("data" in attrs for attrs in with_rows), f"rows and bars sent apart: {with_rows}"
+        assert errors == []

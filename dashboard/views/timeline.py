@@ -296,8 +296,8 @@ class InPlaceChart:
     range factors, height) where Bokeh allows it: at once when the figure is on no server
     page (a test's ``Document``, a notebook cell, not rendered yet), else on the page's
     next tick, when the session holds its document lock (a server session refuses model
-    changes made outside it: Bokeh raises "_pending_writes should be non-None"). Changes
-    queued before that tick collapse into the latest: a burst costs one update.
+    changes made outside it: Bokeh raises "_pending_writes should be non-None"), all in one
+    patch. Changes queued before that tick collapse into the latest: a burst costs one update.
     """
 
     def __init__(self, fig: Any, **pane_params: Any) -> None:
@@ -322,7 +322,11 @@ class InPlaceChart:
         self._scheduled = None
         change, self._pending = self._pending, None
         if change is not None:
-            change()
+            # One patch for the whole change: sent as a message per model, the page could
+            # repaint between them (the new rows with the old bars: no bounds, both axes
+            # collapsed and the plot laid out twice).
+            with pn.io.hold(self.figure.document):
+                change()
 
     def _push(self, doc: Document | None) -> None:
         """In a notebook the changes travel through the cell's comm, which Panel pushes only

@@ -360,6 +360,10 @@ def _ms(value: Any) -> str:
     return "n/a" if value is None or value != value else f"{value:,.0f} ms"
 
 
+def _s(value: Any) -> str:
+    return "n/a" if value is None or value != value else f"{value:+.1f} s"
+
+
 def side_by_side(result: dict[str, Any]) -> str:
     ours, mon = result["ours"], result["monitor"]
     rows = [
@@ -386,6 +390,7 @@ def side_by_side(result: dict[str, Any]) -> str:
         ("(both) frame created -> a subscriber received it, p50 / p95",
          f"{_ms(result['gateway_emit']['p50_ms'])} / {_ms(result['gateway_emit']['p95_ms'])}", ""),
         ("longest task while streaming", _ms(ours["longest_task_ms"]), _ms(mon["longest_task_ms"])),
+        ("(its time from the run's end)", _s(ours.get("longest_task_from_end_s")), _s(mon.get("longest_task_from_end_s"))),
         ("long tasks while streaming", f"{ours['longtasks']}", f"{mon['longtasks']}"),
         ("longest task during page load", _ms(ours["load_longest_task_ms"]), _ms(mon["load_longest_task_ms"])),
     ]
@@ -532,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
                     mapped = first_times(seen, MONITOR_STATES if name == "monitor" else None)
                     tasks = long_tasks(page, float(ready_ms[name]))
                     m = marks[name]
+                    # When the longest one was, from the run's end (negative: while it ran).
+                    entries = [t for t in page.evaluate("window.__longtasks || []") if t["start"] >= ready_ms[name]]
+                    longest = max(entries, key=lambda t: t["ms"], default=None)
                     result[name] = {
                         **lag_figures(latencies(gw_first, mapped, ready[name])),
                         "steady": lag_figures(latencies(gw_first, mapped, steady_from)),
@@ -548,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
                                                 "dom_content_loaded": m["dom_content_loaded"],
                                                 "load_end": m["load_end"]},
                         "longest_task_ms": max(tasks or [0.0]), "longtasks": len(tasks),
+                        "longest_task_from_end_s": (m["origin"] + longest["start"]) / 1000 - finished
+                        if longest is not None else None,
+                        # Every long task while streaming: [s from the run's end, ms]; the window's start.
+                        "long_tasks_from_end": [[round((m["origin"] + t["start"]) / 1000 - finished, 2), round(t["ms"])]
+                                                for t in entries],
+                        "streaming_from_end_s": (m["origin"] + ready_ms[name]) / 1000 - finished,
                         "load_longest_task_ms": load_longest[name],
                     }
                 result["ours"]["page_counts"] = summary_counts(pages["ours"])

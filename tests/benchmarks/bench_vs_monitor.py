@@ -55,6 +55,7 @@ from tests.benchmarks.harness import (  # noqa: E402
     free_port,
     gateway_install,
     load_average,
+    long_task_entries,
     long_tasks,
     percentile,
     summary_counts,
@@ -535,10 +536,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name, page in pages.items():
                     seen = page.evaluate("window.__seen")
                     mapped = first_times(seen, MONITOR_STATES if name == "monitor" else None)
-                    tasks = long_tasks(page, float(ready_ms[name]))
+                    entries = long_task_entries(page, float(ready_ms[name]))
+                    tasks = [t["ms"] for t in entries]
                     m = marks[name]
                     # When the longest one was, from the run's end (negative: while it ran).
-                    entries = [t for t in page.evaluate("window.__longtasks || []") if t["start"] >= ready_ms[name]]
                     longest = max(entries, key=lambda t: t["ms"], default=None)
                     result[name] = {
                         **lag_figures(latencies(gw_first, mapped, ready[name])),

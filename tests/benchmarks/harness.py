@@ -261,9 +261,14 @@ def longest_task(page: Any, since_ms: float = 0.0) -> float:
     return max([t["ms"] for t in tasks if t["start"] >= since_ms] or [0.0])
 
 
+def long_task_entries(page: Any, since_ms: float = 0.0) -> list[dict[str, float]]:
+    """The page's long tasks from ``since_ms`` on (page clock): ``{"start": ms, "ms": duration}``."""
+    tasks: list[dict[str, float]] = page.evaluate("window.__longtasks || []")
+    return [t for t in tasks if t["start"] >= since_ms]
+
+
 def long_tasks(page: Any, since_ms: float = 0.0) -> list[float]:
-    tasks = page.evaluate("window.__longtasks || []")
-    return [t["ms"] for t in tasks if t["start"] >= since_ms]
+    return [t["ms"] for t in long_task_entries(page, since_ms)]
 
 
 def tree_stats(page: Any) -> dict[str, Any] | None:

@@ -103,11 +103,11 @@ async def _shared(futures: dict[Any, asyncio.Future[_T]], key: object, future: a
 class AgentFeed:
     """The agents of one run and the bookkeeping that feeds them once (see the module docstring)."""
 
-    def __init__(self, run_id: str | None, *, max_items: int = 4096) -> None:
+    def __init__(self, run_id: str | None, *, max_items: int = 4096, answers: ItemMemo[Any] | None = None) -> None:
         self.agents = RunAgents(run_id)
-        #: Items applied: ``id(item) -> (item, attempt changed)``; the item is kept so its id
-        #: is not reused while it is remembered.
-        self._applied: ItemMemo[AttemptKey | None] = ItemMemo(max_items)
+        #: Items applied, by identity, with the attempt each changed: a question of its own in
+        #: ``answers`` (the run's other answers about the same items) when given.
+        self._applied: ItemMemo[AttemptKey | None] = answers.another() if answers is not None else ItemMemo(max_items)
         self._max_items = max_items
         self._usage_reads: dict[str, asyncio.Future[frozenset[AttemptKey]]] = {}
         self._rewinds: dict[tuple[object, ...], asyncio.Future[bool]] = {}

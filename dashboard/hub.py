@@ -53,6 +53,7 @@ from typing import Any, ClassVar
 from inspector.client import GatewayClient
 from inspector.errors import ErrorCode, GatewayError, GatewayRpcError
 from inspector.history import TaskStateHistory
+from inspector.protocol import compact_event_frame
 from inspector.status import ConnectionState, ConnectionStatus
 from inspector.stream import (
     DevToolsSubscription,
@@ -457,7 +458,9 @@ class GatewayHub:
 
     def _broadcast(self, feed: _Feed, item: SubscriptionItem) -> None:
         if isinstance(item, RunEvent) and not isinstance(item, ReceivedRunEvent):
-            item = ReceivedRunEvent(item.frame, item.seq, item.replayed, item.at, item.at or time.time())
+            # Kept by the thousand (history, event logs): its repeated strings are shared.
+            item = ReceivedRunEvent(compact_event_frame(item.frame), item.seq, item.replayed, item.at,
+                                    item.at or time.time())
         started, previous = time.perf_counter(), feed.state
         feed.observe(item)
         for listener in list(feed.listeners.values()):

@@ -237,12 +237,12 @@ class SharedRunView:
         self._records: ItemMemo[EventRecord] = ItemMemo(max_records)
         #: The run's transitions, for telling a re-emitted one from news (:meth:`repeated`).
         self.transitions = TransitionLog()
-        self._repeats: ItemMemo[bool] = ItemMemo(max_records)
+        self._repeats: ItemMemo[bool] = self._records.another()
         self._last_rewind: TimeTravelled | None = None
         self._renders: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
         self._max_renders = max_renders
         #: The run's agents (``RunStore.agents`` of every session points at its model).
-        self.agents = AgentFeed(run_id)
+        self.agents = AgentFeed(run_id, answers=self._records)
         self._beats: dict[tuple[str, int], float] = {}
         self._beats_version = 0
         self._beats_copy: tuple[int, Mapping[tuple[str, int], float]] = (-1, MappingProxyType({}))

@@ -69,6 +69,7 @@ __all__ = [
     "UnknownFrame",
     "UpdateProps",
     "UpdateTask",
+    "compact_event_frame",
     "decode_devtools_event",
     "decode_devtools_payload",
     "decode_frame",
@@ -76,6 +77,7 @@ __all__ = [
     "is_terminal_run_status",
     "protocol_refusal",
     "read_hello",
+    "shared_value",
     "time_travel_jump",
 ]
 
@@ -517,6 +519,48 @@ def unwrap_run_event(frame: EventFrame) -> EventFrame:
     if name == frame.event:
         return frame
     return EventFrame(event=name, payload=payload, seq=frame.seq, state_version=frame.state_version)
+
+
+#: The longest string :func:`shared_value` shares (ids, states, names, keys; not text).
+SHARED_VALUE_CHARS: Final = 64
+#: The most strings :func:`shared_value` holds; past it, it starts afresh (what was shared stays shared).
+SHARED_STRINGS_LIMIT: Final = 32_768
+
+_shared_strings: dict[str, str] = {}
+
+
+def shared_value(value: Any) -> Any:
+    """``value``, or for a string of at most ``SHARED_VALUE_CHARS`` the one copy of it kept.
+
+    A table of our own, bounded, rather than :func:`sys.intern`: what is shared comes from
+    the Gateway (run and node ids, and a hostile Gateway's junk), and interned strings are
+    immortal on some Pythons (3.12). Cleared when full: a string already shared stays shared
+    where it is, new ones start a new table; at most ~3 MB is held for nothing.
+    """
+    if type(value) is not str or len(value) > SHARED_VALUE_CHARS:
+        return value
+    kept = _shared_strings.get(value)
+    if kept is None:
+        if len(_shared_strings) >= SHARED_STRINGS_LIMIT:
+            _shared_strings.clear()
+        kept = _shared_strings.setdefault(value, value)
+    return kept
+
+
+def compact_event_frame(frame: EventFrame) -> EventFrame:
+    """The same event, with its name, its payload's keys and its short string values shared.
+
+    Why: a process keeps thousands of a run's events (the hub's history for late joiners,
+    the event log), and every one decoded from its own JSON text carries its own copies of
+    ``"runId"``, ``"nodeId"``, ``"node.started"``, ``"in-progress"``, the run id, ...:
+    about half of a node event's memory (docs/performance.md, section 6). Shared
+    (:func:`shared_value`), they are one object each. Equal to ``frame`` in every field;
+    nested values are left as they are.
+    """
+    payload = frame.payload
+    if isinstance(payload, dict):
+        payload = {shared_value(k): shared_value(v) for k, v in payload.items()}
+    return EventFrame(event=shared_value(frame.event), payload=payload, seq=frame.seq, state_version=frame.state_version)
 
 
 def time_travel_jump(frame: EventFrame) -> TimeTravelJump | None:

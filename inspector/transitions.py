@@ -71,6 +71,7 @@ class TransitionLog:
         self._last: dict[_Key, _Value] = {}
         self._iteration: dict[str, int] = {}
         self._attempt: dict[tuple[str, int], int] = {}
+        self._values: dict[_Value, _Value] = {}
         self._run_completed: _Value | None = None
 
     def reset(self) -> None:
@@ -78,6 +79,7 @@ class TransitionLog:
         self._last.clear()
         self._iteration.clear()
         self._attempt.clear()
+        self._values.clear()
         self._run_completed = None
 
     def where(self, payload: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -116,6 +118,10 @@ class TransitionLog:
         value = (payload.get("state"), payload.get("approved"))
         if self._last.get(key) == value:
             return True
+        try:
+            value = self._values.setdefault(value, value)  # one tuple per distinct value, not per entry
+        except TypeError:  # an unhashable state or decision (a malformed event): kept as it is
+            pass
         self._last[key] = value
         if name.startswith(NODE_EVENT_PREFIX):
             self._run_completed = None  # the run moved: a later run.completed is news

@@ -217,6 +217,33 @@ async def test_late_joiner_gets_current_state_at_once() -> None:
     await hub.aclose()
 
 
+async def test_the_events_the_hub_keeps_share_their_repeated_strings() -> None:
+    """Each event is decoded from its own text; what the hub keeps (its history, what every
+    listener gets) holds one copy of each name, key and short value (section 6 of
+    docs/performance.md: ~1 MB per 2,000 events)."""
+    feeds = FakeFeeds()
+    hub = make_hub(feeds)
+    got: list[SubscriptionItem] = []
+    sub = hub.attach("r1", got.append)
+    await until(lambda: "r1" in feeds.queues)
+    output = {"text": "y" * 300}
+    for node in ("a", "b"):
+        text = json.dumps({"event": "node.started", "payload": {"runId": "r1", "nodeId": node, "state": "in-progress"}})
+        frame = json.loads(text)
+        feeds.push("r1", RunEvent(EventFrame(frame["event"], {**frame["payload"], "output": output})))
+    await until(lambda: len(hub._feeds["r1"].events) == 2)
+    first, second = hub._feeds["r1"].events
+    assert [e for e in got if isinstance(e, RunEvent)] == [first, second]
+    assert first.frame.payload == {"runId": "r1", "nodeId": "a", "state": "in-progress", "output": output}
+    assert first.frame.event is second.frame.event
+    assert first.frame.payload["state"] is second.frame.payload["state"]
+    assert first.frame.payload["runId"] is second.frame.payload["runId"]
+    assert {id(k) for k in first.frame.payload} == {id(k) for k in second.frame.payload}
+    assert first.frame.payload["output"] is output  # nested values are the event's own, untouched
+    sub.release()
+    await hub.aclose()
+
+
 async def test_last_release_stops_after_grace_and_a_quick_reattach_keeps_the_stream() -> None:
     feeds = FakeFeeds()
     hub = make_hub(feeds, grace=0.3)

@@ -77,3 +77,13 @@ def test_other_events_are_never_repeats() -> None:
     assert not log.is_repeat("task.heartbeat", beat)
     assert not log.is_repeat("node.started", {"state": "in-progress"})  # no node: nothing to compare
     assert not log.is_repeat("node.started", {"state": "in-progress"})
+
+
+def test_a_state_that_cannot_be_hashed_is_compared_as_it_is() -> None:
+    """A malformed event's state (a list) is neither refused nor taken for a new transition twice."""
+    log = TransitionLog()
+    assert not log.is_repeat("node.started", {"nodeId": "x", "state": ["odd"]})
+    assert log.is_repeat("node.started", {"nodeId": "x", "state": ["odd"]})
+    assert not log.is_repeat("node.started", {"nodeId": "x", "state": "in-progress"})
+    assert not log.is_repeat("node.started", {"nodeId": "y", "state": "in-progress"})
+    assert log.is_repeat("node.started", {"nodeId": "y", "state": "in-progress"})

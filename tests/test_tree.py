@@ -107,6 +107,24 @@ def test_what_the_tree_drops_is_freed_by_reference_counting() -> None:
         gc.enable()
 
 
+def test_what_the_tree_keeps_from_separate_frames_shares_its_keys_and_short_strings() -> None:
+    """Every delta is decoded from its own text; the tree keeps one copy of each key and short
+    value (a run's tree and events held ~1 MB of copies: docs/performance.md, section 6)."""
+    tree = sample()
+    long_text = "x" * 200
+    for seq, (node_id, name) in enumerate([(2, "a"), (4, "b")]):
+        text = json.dumps(delta(seq, [{"op": "updateTask", "id": node_id,
+                                        "task": {"nodeId": name, "state": "in-progress", "note": long_text}}]))
+        tree.apply(json.loads(text))
+    first, second = tree[2].fields["task"], tree[4].fields["task"]
+    assert first == {"nodeId": "a", "state": "in-progress", "note": long_text}
+    key_of = {id(k): k for k in first}
+    assert all(id(k) in key_of for k in second)  # the same key objects
+    assert first["state"] is second["state"]
+    assert first["note"] == second["note"] and first["note"] is not second["note"]  # text is not interned
+    assert tree.snapshot()["root"]["children"][0]["task"] == first
+
+
 def test_any_snapshot_replaces_even_with_lower_seq() -> None:
     tree = sample()
     for i in range(5):

@@ -125,6 +125,22 @@ def test_what_the_tree_keeps_from_separate_frames_shares_its_keys_and_short_stri
     assert tree.snapshot()["root"]["children"][0]["task"] == first
 
 
+def test_the_shared_strings_table_stays_bounded_whatever_the_gateway_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids and junk from a hostile Gateway cannot grow it: past its limit it starts afresh."""
+    from inspector import protocol
+
+    monkeypatch.setattr(protocol, "_shared_strings", {})
+    monkeypatch.setattr(protocol, "SHARED_STRINGS_LIMIT", 8)
+    for n in range(1000):
+        text = json.loads(json.dumps(f"junk-{n}"))
+        assert protocol.shared_value(text) == f"junk-{n}"
+        assert len(protocol._shared_strings) <= 8
+    first, again = json.loads('"in-progress"'), json.loads('"in-progress"')
+    assert protocol.shared_value(first) is protocol.shared_value(again) is first
+    long_text = json.loads(json.dumps("z" * 65))
+    assert protocol.shared_value(long_text) is long_text and long_text not in protocol._shared_strings
+
+
 def test_any_snapshot_replaces_even_with_lower_seq() -> None:
     tree = sample()
     for i in range(5):

@@ -552,7 +552,7 @@ def compact_event_frame(frame: EventFrame) -> EventFrame:
 
     Why: a process keeps thousands of a run's events (the hub's history for late joiners,
     the event log), and every one decoded from its own JSON text carries its own copies of
-    ``"runId"``, ``"nodeId"``, ``"node.started"``, ``"in-progress"``, the run id, ...:
+    ``"runId"``, ``"nodeId"``, ``"node.started"``, a state such as ``in-progress``, the run id, ...:
     about half of a node event's memory (docs/performance.md, section 6). Shared
     (:func:`shared_value`), they are one object each. Equal to ``frame`` in every field;
     nested values are left as they are.

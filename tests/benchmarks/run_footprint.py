@@ -34,8 +34,8 @@ from dashboard.store import RunStore  # noqa: E402
 from tests.benchmarks.synthetic_wide import wide_run  # noqa: E402
 from tests.replay_thread import ReplayThread  # noqa: E402
 
-#: Blocks allocated in these files are the replay gateway's, not the dashboard's.
-GATEWAY_SIDE = ("inspector/replay/", "tests/")
+#: Blocks allocated through this package are the replay gateway's, not the dashboard's.
+GATEWAY_SIDE = "inspector/replay/"
 OURS = (str(ROOT / "dashboard"), str(ROOT / "inspector"))
 
 

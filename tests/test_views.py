@@ -254,6 +254,11 @@ def test_timeline_and_event_log_render() -> None:
     assert len(log._table.value) == 3 and log._table.current_view.iloc[0]["event"] == "node.failed"  # newest on top
     tables = [m for m in models if type(m).__name__ == "DataTabulator"]
     assert_plaintext(tables, {"time", "event", "nodeId", "state", "message"})
+    # The rows reach the model the page draws (not only the widget's value), and later ones too.
+    assert [len(column) for column in tables[0].source.data.values()] == [3] * len(tables[0].source.data)
+    store.events = (*store.events, EventRecord(3.0, "run.failed"))
+    log._update()
+    assert len(tables[0].source.data["event"]) == 4 and "run.failed" in list(tables[0].source.data["event"])
 
 
 async def test_scrubber_fetches_a_frame_and_follows_rewinds() -> None:

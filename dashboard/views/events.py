@@ -165,7 +165,10 @@ class EventLog(StoreView):
         events = self.store.events
         self._seen = len(events)
         text, kind = self._search.value_input or "", self._kind.value
-        new = None if full else self._appended(events)
+        # Streamed only into a table the page shows: Tabulator.stream before the table has a
+        # model updates its value but not the data its model is then built from (a log first
+        # opened on a run with events showed "245 of 245 events" over an empty table).
+        new = None if full or not self._table._models else self._appended(events)
         with pn.io.hold():
             if new is not None and not text and kind == "all":
                 if new:

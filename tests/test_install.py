@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The checkout's generated bundle of the tree's browser module (dashboard/views/tree_bundle.py).
+TREE_BUNDLE = ROOT / "dashboard" / "views" / "tree.bundle.js"
 RELEASE_FILES = ("pyproject.toml", "README.md", "LICENSE", "inspector", "dashboard")
 
 
@@ -103,6 +105,7 @@ def test_the_packages_come_from_the_wheel_with_their_data(installed: Installed) 
     demo_runs = sorted(p.name for p in (site / "inspector" / "demo_data").glob("*.jsonl"))
     assert demo_runs == sorted(p.name for p in (ROOT / "inspector" / "demo_data").glob("*.jsonl")) and demo_runs
     assert (site / "dashboard" / "assets" / "tree.js").is_file()
+    assert (site / "dashboard" / "views" / "tree.bundle.js").read_bytes() == TREE_BUNDLE.read_bytes()
     (dist_info,) = site.glob("smithers_dashboard-*.dist-info")
     assert "MIT License" in (dist_info / "licenses" / "LICENSE").read_text()
     metadata = (dist_info / "METADATA").read_text()
@@ -128,6 +131,10 @@ def test_demo_and_panel_serve_of_the_packaged_app(installed: Installed) -> None:
         page = httpx.get(f"http://127.0.0.1:{port}/apps", timeout=30)
         assert page.status_code == 200 and "<title>Smithers dashboard</title>" in page.text
         assert demo.wait_status(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
+        # The tree's module as browsers get it: the installed bundle, on Panel's component route.
+        bundle = httpx.get(f"http://127.0.0.1:{port}/components/dashboard.views.tree/TreeComponent/_bundle_path/"
+                           "tree.bundle.js", timeout=30)
+        assert bundle.status_code == 200 and bundle.content == TREE_BUNDLE.read_bytes()
         match = poll(lambda: re.search(r"replay gateway on (http://\S+);", demo.log()), 30, "the demo's gateway URL")
         gateway_url = match.group(1)
 
@@ -147,6 +154,7 @@ def test_demo_and_panel_serve_of_the_packaged_app(installed: Installed) -> None:
         assert refused["gateway"] == gateway_url and refused["reason"] == "token_rejected", refused
         for server in (demo, panel):
             assert "Traceback" not in server.log(), server.log()
+            assert "tree.bundle.js" not in server.log(), "the installed bundle is current"
             assert str(ROOT) not in server.log(), "nothing is served from the checkout"
     finally:
         if panel is not None:

@@ -115,6 +115,8 @@ def visit_once(proxy: NginxProxy, page: Page, run_id: str, *, watch_live: bool) 
 
     wait_until(online, 60, "the run live through nginx", page=page)
     wait_until(total, 60, "the run's tasks through nginx", page=page)
+    # The tree's module is a file on Panel's component route: fetched through nginx too.
+    page.locator(".st-row[data-state=finished], .st-row[data-state=in-progress]").first.wait_for(timeout=60_000)
     if watch_live:  # the counts move while the page is open: the run streams over the websocket
         before = summary.first.get_attribute("data-finished")
         wait_until(lambda: summary.first.get_attribute("data-finished") != before, 60,

@@ -199,9 +199,19 @@ def workload_events(tmp: Path, nodes: int, deltas: int) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- tests
 
 
+#: How the page got the tree's module: the model's ``bundle`` ("url": a compiled file) and ``esm``.
+TREE_MODULE_SOURCE = """(() => {
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.class_name === "TreeComponent") return [m.bundle, m.esm]
+})()"""
+
+
 def test_rows_render_with_ids_states_and_safe_text(make_app: Callable[..., App]) -> None:
     app = make_app(rich_store())
     app.row(90).wait_for(timeout=20_000)
+    # Drawn by the generated bundle, fetched from Panel's component route, not compiled here.
+    assert app.page.evaluate(TREE_MODULE_SOURCE) == ["url", "./components/dashboard.views.tree/TreeComponent/_bundle_path/tree.bundle.js"]
     assert app.row(2).get_attribute("data-state") == "finished"
     assert app.row(1).get_attribute("data-state") == ""
     assert app.row(103).inner_text().count("attempt 2/3") == 1

@@ -247,7 +247,8 @@ PENDING_SWITCH: set[str] = set()
 def _sources() -> Iterator[tuple[str, str]]:
     for package in ("inspector", "dashboard", "apps"):
         for path in sorted((ROOT / package).rglob("*")):
-            if path.suffix in (".py", ".js") and path.is_file():
+            # A bundle is generated, its vocabulary included (tests/test_tree_bundle.py).
+            if path.suffix in (".py", ".js") and path.is_file() and not path.name.endswith(".bundle.js"):
                 yield path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8")
 
 

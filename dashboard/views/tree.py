@@ -4,7 +4,8 @@
 Two classes:
 
 - :class:`TreeComponent`, a :class:`panel.custom.JSComponent` whose browser half is
-  ``dashboard/assets/tree*.js`` (:data:`TREE_MODULES`). Python never sends the tree per change: it sends the
+  ``dashboard/assets/tree*.js`` (:data:`TREE_MODULES`), served as one generated bundle
+  (:mod:`dashboard.views.tree_bundle`). Python never sends the tree per change: it sends the
   operations of :mod:`dashboard.treerows` (a reset, then small patches), numbered, one
   message per store tick. Collapse, search, keyboard and virtual scrolling all happen in
   the browser, so none of them costs a server round trip.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import panel as pn
@@ -36,11 +36,11 @@ from dashboard.treerows import (
     heartbeats_delta,
     task_heartbeats_json,
     task_tokens,
-    tree_vocabulary_js,
 )
 from inspector.vocabulary import TaskState
 
 from .base import StoreView
+from .tree_bundle import ASSETS, TREE_MODULES, current_bundle, tree_module_js, tree_module_text
 from .widgets import Throttle
 
 if TYPE_CHECKING:
@@ -56,28 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TREE_MODULES", "NodeTree", "TreeComponent", "tree_module_js"]
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-#: The parts of the tree's browser module, each with one job, in the order they are joined:
-#: the row record and icons, task heartbeats and the tooltip, the row model and its messages,
-#: the virtual-scroll view, clicks and keys, and the entry point (``render``).
-TREE_MODULES = ("tree_row.js", "tree_beats.js", "tree_data.js", "tree_view.js", "tree_input.js", "tree.js")
-
-
-def tree_module_js() -> str:
-    """The tree's browser module: the :data:`TREE_MODULES` joined into one ES module.
-
-    Joined here, not imported from each other in the browser: Panel's ``JSComponent`` compiles
-    ``_esm`` text and loads it from a ``blob:`` URL (``ReactiveESMModel.recompile`` in Panel's
-    ``models/reactive_esm.ts``), against which a relative ``import "./tree_data.js"`` cannot
-    resolve. An import map could point bare names at files served under Panel's component
-    route, but its URLs would depend on the prefix the app is served under (a proxy's
-    sub-path), and Node (tests/test_tree_view.py runs the module there) would need its own
-    mapping; a build step is what the project does without. The parts share one scope, so
-    each names, in its header, what it uses from the parts before it.
-    """
-    return "".join(f"// ---- {name}\n{(ASSETS / name).read_text(encoding='utf-8').strip()}\n\n" for name in TREE_MODULES)
-
 _NO_ECHO = object()
 
 #: States every run can show, listed in the filter even before a task reaches them.
@@ -88,7 +66,7 @@ COMMON_STATES = tuple(str(state) for state in (
 
 
 class TreeComponent(JSComponent):
-    """The virtualised tree itself (browser half: :func:`tree_module_js`).
+    """The virtualised tree itself (browser half: :mod:`dashboard.views.tree_bundle`).
 
     Feed it with :meth:`push` after every batch of tree changes; it answers the
     browser's ``ready`` handshake with a reset, so a reload, a re-render or a second
@@ -127,7 +105,10 @@ class TreeComponent(JSComponent):
     #: (its every change rebuilds the component's stylesheets, per session, per change);
     #: ``initial`` is set once, at model creation (:meth:`_get_properties`).
     _manual_params: ClassVar[list[str]] = ["selected", "tokens", "initial"]
-    _esm: ClassVar[Any] = tree_vocabulary_js() + tree_module_js()
+    _esm: ClassVar[Any] = tree_module_text()
+    #: The same text as a file the browser fetches once and need not compile: see
+    #: :mod:`dashboard.views.tree_bundle` (``None`` when the file is stale: ``_esm`` is sent).
+    _bundle: ClassVar[Any] = current_bundle(_esm)
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "tree.css").read_text(encoding="utf-8")]
 
     def __init__(self, tree: Callable[[], DevToolsTree | None] | None = None,

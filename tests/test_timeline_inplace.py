@@ -302,14 +302,18 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, page: Any) -> 
 
 
 @contextlib.contextmanager
-def served_timeline(chromium: Browser, store: RunStore) -> Iterator[tuple[Page, list[Timeline], list[str]]]:
+def served_timeline(chromium: Browser, store: RunStore, built: Callable[[Timeline], None] | None = None,
+                    ) -> Iterator[tuple[Page, list[Timeline], list[str]]]:
     """A Timeline of ``store`` served by a real Panel server and open in Chromium: the page,
-    the session's view (once built) and the page's errors."""
+    the session's view (once built) and the page's errors. ``built`` is called in the
+    session, with the view, right after it is built."""
     views: list[Timeline] = []
 
     def make() -> Any:
         view = Timeline(store=store)
         views.append(view)
+        if built is not None:
+            built(view)
         return view
 
     port = free_port()
@@ -446,4 +450,30 @@ def test_served_timeline_sends_rows_and_bars_as_one_change(chromium: Browser) ->
         with_rows = [attrs for attrs in page.evaluate("window.__patches") if "factors" in attrs]
         assert len(with_rows) == 5
         assert all("data" in attrs for attrs in with_rows), f"rows and bars sent apart: {with_rows}"
+        assert errors == []
+
+
+@pytest.mark.browser
+def test_served_timeline_joins_the_page_drawn(chromium: Browser) -> None:
+    """The chart joins the page (once it has loaded) as it is, in the patch that adds it.
+    Tasks that started after the view was built (a run page's store catching up) used to be
+    drawn after the join: three page layouts in a row (the join, the chart turning visible,
+    its rows and height), the longest tasks of a run page's first second beside the Monitor."""
+    store = RunStore()
+    now = time.time()
+    changed: list[Any] = []
+
+    def built(view: Timeline) -> None:
+        store.events = tuple(started(now - 5 + i * 0.1, f"t-{i}") for i in range(12))
+        pn.state.curdoc.on_change(changed.append)  # what the session sends the page from now on
+
+    with served_timeline(chromium, store, built) as (page, views, errors):
+        figure = views[0]._figure
+        poll(lambda: page.evaluate(PLOT_VIEWS, figure.id)["rows"] == 12, 20, "the bars", page)
+        chart = {model.id for model in figure.references()}
+        joined = [e for e in changed if getattr(e, "attr", None) == "children"
+                  and chart <= {m.id for m in e.model.references()}]
+        later = [(type(e.model).__name__, e.attr) for e in changed if getattr(e, "model", None) is not None
+                 and e.model.id in chart and e.setter is None]  # sent by the server, not synced back
+        assert len(joined) == 1 and later == [], f"the chart changed after it joined: {later}"
         assert errors == []

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import panel as pn
 import pytest
 from playwright import sync_api
@@ -230,66 +229,6 @@ def test_rows_render_with_ids_states_and_safe_text(make_app: Callable[..., App])
     app.page.locator("input[placeholder^='Search']").fill("worker")
     app.wait(lambda: app.row(2).count() == 0, what="a round trip")
     assert app.dialogs == []
-
-
-def test_rows_that_arrive_before_the_page_connects_travel_in_its_document(browser: Browser) -> None:
-    """The first page of a process on a run is built before the hub has the run's tree; the
-    tree comes while the browser still loads the page. Its rows then go into the document the
-    browser pulls: drawn as the tree renders, with no reset after the browser's ``ready``
-    (they used to wait for that round trip). The session is built by a plain GET, the tree
-    arrives, and only then does Chromium open that session's page."""
-    store = StubStore()
-    views: list[NodeTree] = []
-
-    def make() -> Any:
-        views.append(NodeTree(store=store))
-        return pn.Column(views[-1], height=520, width=820, margin=0)
-
-    port = free_port()
-    server = pn.serve(make, port=port, threaded=True, show=False, start=True)
-    context = browser.new_context(viewport={"width": 860, "height": 560})
-    try:
-        # One session for both requests: Bokeh reuses a session whose id a request names.
-        url = f"http://127.0.0.1:{port}/?bokeh-session-id=rows-before-the-page-connects"
-        poll_get(url)  # builds the session: no tree yet, the model's rows are empty
-        component = views[0].tree
-        resent: list[int] = []
-        resend = component.resend
-        component.resend = lambda *a, **k: (resent.append(1), resend(*a, **k))  # type: ignore[method-assign]
-        store.apply(snap(rich_root()))  # the hub's first snapshot, before any browser connected
-
-        def initial() -> str:
-            return "".join(getattr(model.data, "initial", "") for model, _ in list(component._models.values()))
-
-        deadline = time.monotonic() + 10
-        while not initial():
-            assert time.monotonic() < deadline, "the rows never reached the unsent document"
-            time.sleep(0.01)  # the session's next tick fills it
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url, wait_until="load")  # the same session: its document, pulled now
-        page.locator('.st-row[data-node-id="90"]').wait_for(timeout=20_000)
-        seq = int(page.evaluate(FIND_DATA + "return (find(document) || {seq: -1}).seq })()"))
-        assert seq == component.feed.seq > 0 and resent == [], "the rows came from the document, not a reset"
-        assert page.locator('.st-row[data-node-id="2"]').get_attribute("data-state") == "finished"
-        assert errors == []
-    finally:
-        context.close()
-        server.stop()
-
-
-def poll_get(url: str) -> None:
-    """GET ``url`` once the server thread listens (it needs a moment after ``pn.serve``)."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url, timeout=10).raise_for_status()
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_patch_changes_one_row(make_app: Callable[..., App]) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import panel as pn
@@ -133,8 +132,6 @@ class TreeComponent(JSComponent):
         #: message would reach a model with no view listening, and is not sent.
         self._rendered = False
         self._rendered_behind = False
-        #: Models whose :attr:`initial` a scheduled :meth:`_fill_initial` will fill.
-        self._filling: set[str] = set()
 
     # -------------------------------------------------------------- Python -> browser
 
@@ -151,7 +148,6 @@ class TreeComponent(JSComponent):
             self._hints = hints
             if not self._models or not self._rendered:
                 self._rendered_behind = True  # the browser's ``ready`` gets a reset
-                self._fill_unsent_initial()
                 return
             if shared is None:
                 message = self.feed.update(tree, changes, hints=hints)
@@ -185,43 +181,6 @@ class TreeComponent(JSComponent):
             tree = self._tree_source()
             props["data"].initial = self._reset_text(tree) if tree is not None and len(tree) else ""
         return props
-
-    def _fill_unsent_initial(self) -> None:
-        """Put the rows in :attr:`initial` of a model whose page has not connected yet.
-
-        The first page of a process on a run is built before the hub has the run's tree (its
-        subscription waits for the Gateway's first DevTools snapshot); the tree usually comes
-        while the browser is still loading the page's scripts. Set then, the rows travel in the
-        document the browser pulls, drawn as the tree renders, instead of after its ``ready``
-        round trip (docs/performance.md, section 3, round 8). Only while the model's
-        ``initial`` is empty (the tree's first rows: later changes wait for ``ready`` as on
-        any page), and only on the document's tick, under its lock, with no connection yet:
-        once a browser has pulled the document the change would be a megabyte patch.
-        """
-        for ref, (model, _parent) in list(self._models.items()):
-            doc = model.document
-            context = doc.session_context if doc is not None else None
-            session = context.session if context is not None else None
-            if (session is None or session.connection_count or ref in self._filling
-                    or getattr(model.data, "initial", "x")):
-                continue
-            self._filling.add(ref)
-            doc.add_next_tick_callback(partial(self._fill_initial, ref, session))
-
-    def _fill_initial(self, ref: str, session: Any) -> None:
-        with self._lock:
-            self._filling.discard(ref)
-            view = pn.state._views.get(ref)
-            tree = self._tree_source()
-            if (view is None or ref not in self._models or self._rendered or session.connection_count
-                    or tree is None or not len(tree)):
-                return
-            _viewable, root, doc, comm = view
-            model = self._models[ref][0]
-            # Panel's own model update (not a bare assignment, which Panel would read back
-            # as a change from the browser); no connection is subscribed, so nothing is sent.
-            self._update_model({}, {"initial": self._reset_text(tree)}, root, model, doc, comm)
-            self._rendered_behind = False
 
     def on_ready(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time the browser reports this component rendered."""

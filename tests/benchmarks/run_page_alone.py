@@ -6,7 +6,9 @@ and the run, all on the same cores; this takes the page alone. A replay gateway 
 synthetic ``wide`` run (``--wide`` sequences, looping) into one dashboard server; a first page
 follows the run (so the process holds its tree, as for any page after the first), then
 ``--loads`` pages of ``?runId=`` each open in a fresh browser context (nothing cached), and
-for each the benchmark prints:
+for each the benchmark prints what follows. With ``--first-page`` the gateway plays one run per
+load and each page opens a run the process does not follow yet: the first page of a process
+on a run, which waits for the hub's subscription.
 
 - **first view**: navigation start to the first task row with a state in the tree (the same
   hook as ``bench_vs_monitor.py``), and the page's ``load`` event;
@@ -14,7 +16,7 @@ for each the benchmark prints:
 - the page's **long tasks** (``longtask`` entries, >= 50 ms) up to ``--settle`` seconds after
   the chart showed: those before the first view (loading and building the page) and after it.
 
-    .venv/bin/python tests/benchmarks/run_page_alone.py [--wide 300] [--loads 8] [--json F]
+    .venv/bin/python tests/benchmarks/run_page_alone.py [--wide 300] [--loads 8] [--first-page] [--json F]
 
 Before/after: run it from a ``git worktree`` of the older commit with this venv's Python.
 """
@@ -67,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wide", type=int, default=300)
     parser.add_argument("--loads", type=int, default=8)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of long tasks kept after the chart showed")
+    parser.add_argument("--first-page", action="store_true", help="each load opens a run the process does not follow yet")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    replay = ReplayThread([wide_run(args.wide, rate=4.0, concurrency=16, run_id="alone")], speed=1.0, loop=True)
+    runs = [f"alone-{i}" for i in range(args.loads)] if args.first_page else []
+    replay = ReplayThread([wide_run(args.wide, rate=4.0, concurrency=16, run_id=run_id) for run_id in ["alone", *runs]],
+                          speed=1.0, loop=True)
     loads: list[dict[str, Any]] = []
     try:
         with PanelServer(replay.gateway.url) as panel, chromium() as browser:
@@ -79,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             follower.goto(url)
             wait_until(lambda: follower.evaluate("window.__first") is not None, 30, "the following page's rows")
             print(f"load average {load_average()}")
-            for _ in range(args.loads):
-                loads.append(one_load(browser, url, args.settle))
+            for i in range(args.loads):
+                loads.append(one_load(browser, f"{panel.url}?runId={runs[i]}" if runs else url, args.settle))
                 print(json.dumps(loads[-1]))
     finally:
         replay.stop()
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chart drawn: {min(charts)}-{max(charts)} ms, median {statistics.median(charts):.0f} ms")
     print(f"longest task after the first view: {min(after)}-{max(after)} ms")
     if args.json:
-        args.json.write_text(json.dumps({"wide": args.wide, "loads": loads}, indent=1))
+        args.json.write_text(json.dumps({"wide": args.wide, "first_page": args.first_page, "loads": loads}, indent=1))
     return 0
 
 

@@ -34,6 +34,8 @@ from dashboard.views.timeline import (
     label_width,
     row_slots,
 )
+from inspector import DevToolsTree
+from tests import wire
 from tests.gateway.server import free_port
 
 if TYPE_CHECKING:
@@ -174,6 +176,34 @@ def test_timeline_grows_in_steps_so_the_page_is_laid_out_rarely() -> None:
     store.run = {"runId": "r", "status": "finished"}
     assert list(view._figure.y_range.factors) == ["last", "next"]
     assert view._figure.height == chart_height(2)
+
+
+def test_a_big_runs_figure_takes_its_live_height_at_once() -> None:
+    """The tree lists a run's tasks before they start: a live run with more tasks than the
+    chart shows is drawn at its full live height from its first bar, and keeps it as its tasks
+    start (growing by ROW_SLOTS as they started was a layout of the whole page each time, the
+    longest task of a run page's first seconds beside the Monitor). A small run is sized for
+    its tasks; an ended run still fits its rows."""
+    big = RunStore()
+    big.tree = DevToolsTree()
+    big.tree.apply(wire.snap(wire.node(1, [wire.task(10 + i, f"task-{i}") for i in range(40)], type="workflow")))
+    view = Timeline(store=big)
+    rendered(view)
+    heights = set()
+    for started_tasks in range(1, 40, 3):
+        big.events = tuple(started(float(i), f"task-{i}") for i in range(started_tasks))
+        heights.add(view._figure.height)
+    assert heights == {chart_height(MAX_ROWS)}
+
+    small = RunStore()
+    small.tree = DevToolsTree()
+    small.tree.apply(wire.snap(wire.node(1, [wire.task(10 + i, f"task-{i}") for i in range(12)], type="workflow")))
+    small_view = Timeline(store=small)
+    rendered(small_view)
+    small.events = (started(0.0, "task-0"),)
+    assert small_view._figure.height == chart_height(row_slots(12))
+    small.run = {"runId": "r", "status": "finished"}
+    assert small_view._figure.height == chart_height(1)
 
 
 def test_the_task_axis_keeps_its_width_while_the_run_streams() -> None:

@@ -223,8 +223,9 @@ def chart_height(rows: int) -> int:
 #: The row counts the figure is sized for while its run is live. A new height makes BokehJS lay
 #: out the whole page again (``invalidate_layout`` bubbles to the root: 100-340 ms of main
 #: thread on a full page here, traced), so while the run executes the figure grows in these
-#: steps, never row by row, and does not shrink; the rows it does not use yet are blank. Once
-#: the run has ended it fits its rows exactly.
+#: steps, never row by row, and does not shrink; the rows it does not use yet are blank. A run
+#: whose tree already lists more tasks than have started is sized for them from its first draw
+#: (:class:`Timeline`). Once the run has ended it fits its rows exactly.
 ROW_SLOTS = (10, 25, MAX_ROWS)
 
 
@@ -429,7 +430,8 @@ class Timeline(StoreView):
     def _update(self) -> None:
         self._stale = False
         started = time.perf_counter()
-        attempts = build_attempts(self.store.events, self._states())
+        states = self._states()
+        attempts = build_attempts(self.store.events, states)
         tasks = len({a.row for a in attempts})
         attempts = recent_attempts(attempts)
         now = time.time()
@@ -442,7 +444,11 @@ class Timeline(StoreView):
             self._slots = len(rows)
             self._label_width = max(len(row) for row in rows)
         else:
-            self._slots = row_slots(len(rows), self._slots)
+            # Sized for the rows to come too: the tree lists the run's tasks before they start,
+            # so a big run's figure takes its live height at once instead of stepping up as its
+            # tasks start (each step a layout of the whole page, the longest task of a run
+            # page's first seconds beside the Monitor: docs/performance.md, section 3, round 8).
+            self._slots = row_slots(max(len(rows), min(len(states), MAX_ROWS)), self._slots)
             self._label_width = label_width(rows, self._label_width)
         slots, width = self._slots, self._label_width
         with pn.io.hold():

@@ -167,7 +167,7 @@ def test_timeline_grows_in_steps_so_the_page_is_laid_out_rarely() -> None:
     assert heights == [chart_height(slots) for slots in ROW_SLOTS]
     changes.clear()
     store.events = ()  # another run: nothing to show; the next one starts small again
-    assert view._chart.visible is False
+    assert view._figure.visible is False
     store.events = (started(100.0, "next"),)
     assert view._figure.height == chart_height(ROW_SLOTS[0])
     assert list(view._figure.y_range.factors)[-1] == "next"
@@ -500,6 +500,8 @@ def test_served_timeline_joins_the_page_drawn(chromium: Browser) -> None:
     with served_timeline(chromium, store, built) as (page, views, errors):
         figure = views[0]._figure
         poll(lambda: page.evaluate(PLOT_VIEWS, figure.id)["rows"] == 12, 20, "the bars", page)
+        # Shown: built with nothing to draw, the chart was hidden before it ever had a model.
+        assert page.evaluate("(id) => Bokeh.index.find_one_by_id(id).model.visible", figure.id) is True
         chart = {model.id for model in figure.references()}
         joined = [e for e in changed if getattr(e, "attr", None) == "children"
                   and chart <= {m.id for m in e.model.references()}]

@@ -452,7 +452,6 @@ class Timeline(StoreView):
             self._label_width = label_width(rows, self._label_width)
         slots, width = self._slots, self._label_width
         with pn.io.hold():
-            self._chart.visible = bool(attempts)
             if not attempts:
                 self._note.object = (
                     "No task attempts seen yet: the timeline fills in as tasks start while the dashboard watches."
@@ -466,16 +465,20 @@ class Timeline(StoreView):
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
-        self._plot.apply(lambda: self._draw(data, rows, slots, width, now_ms))
+        self._plot.apply(lambda: self._draw(data, rows, slots, width, now_ms, shown=bool(attempts)))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
         # (the browser's part, a canvas repaint, is what bounds the rate).
         self._throttle.interval = max(MIN_INTERVAL, min(30.0, 20 * (time.perf_counter() - started)))
 
     def _draw(self, data: dict[str, list[Any]], rows: list[str], slots: int, width: int,
-              now_ms: float | None = None) -> None:
+              now_ms: float | None = None, shown: bool = True) -> None:
         """Change the figure's models, never the figure: the labels' width if its step changed,
         factors (a bar whose row is not a factor yet is not drawn), then the bars, then the
-        height if the row slots changed."""
+        height if the row slots changed, and whether it is shown at all (nothing to draw: hidden).
+
+        Shown or hidden by the figure's own ``visible``, not the pane's: it then travels with
+        the rows in one patch, and a Bokeh pane hidden before it had a model could not be shown
+        again (Panel 1.9 read the hidden figure's ``visible`` back into the pane)."""
         formatter = self._figure.yaxis[0].formatter
         if formatter.args.get("width") != width:
             formatter.args = {"width": width}
@@ -492,6 +495,8 @@ class Timeline(StoreView):
         height = chart_height(slots)
         if self._figure.height != height:
             self._figure.height = height
+        if self._figure.visible != shown:
+            self._figure.visible = shown
 
     def _on_tap(self, attr: str, old: Any, new: list[int]) -> None:
         """A tapped bar selects its task everywhere on the page."""

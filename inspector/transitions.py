@@ -34,7 +34,7 @@ from .vocabulary import APPROVAL_EVENT_PREFIX, NODE_EVENT_PREFIX, RunEventName
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["TransitionLog"]
+__all__ = ["SHARED_TRANSITION_VALUES", "TransitionLog"]
 
 #: What is compared between two events of the same name on the same node and attempt.
 _Value: TypeAlias = tuple[Any, ...]
@@ -47,6 +47,10 @@ _RUN_MOVING = frozenset({RunEventName.RUN_STARTED, RunEventName.RUN_RESUMED})
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: The most distinct (state, decision) values a log shares; past it, new ones are kept per entry.
+SHARED_TRANSITION_VALUES = 256
 
 
 class TransitionLog:
@@ -118,8 +122,9 @@ class TransitionLog:
         value = (payload.get("state"), payload.get("approved"))
         if self._last.get(key) == value:
             return True
-        try:
-            value = self._values.setdefault(value, value)  # one tuple per distinct value, not per entry
+        try:  # one tuple per distinct value, not per entry; a bounded table (a Gateway's junk states)
+            value = (self._values.setdefault(value, value) if len(self._values) < SHARED_TRANSITION_VALUES
+                     else self._values.get(value, value))
         except TypeError:  # an unhashable state or decision (a malformed event): kept as it is
             pass
         self._last[key] = value

@@ -87,3 +87,15 @@ def test_a_state_that_cannot_be_hashed_is_compared_as_it_is() -> None:
     assert not log.is_repeat("node.started", {"nodeId": "x", "state": "in-progress"})
     assert not log.is_repeat("node.started", {"nodeId": "y", "state": "in-progress"})
     assert log.is_repeat("node.started", {"nodeId": "y", "state": "in-progress"})
+
+
+def test_the_shared_values_stay_bounded_whatever_the_states() -> None:
+    """A Gateway sending a new state on every event fills the log's table of shared values only
+    up to its bound, and every transition is still compared as it is."""
+    from inspector.transitions import SHARED_TRANSITION_VALUES
+
+    log = TransitionLog()
+    for i in range(3 * SHARED_TRANSITION_VALUES):
+        assert not log.is_repeat("node.started", {"nodeId": "x", "state": f"junk-{i}"})
+        assert log.is_repeat("node.started", {"nodeId": "x", "state": f"junk-{i}"})
+    assert len(log._values) == SHARED_TRANSITION_VALUES

@@ -396,14 +396,13 @@ class Timeline(StoreView):
         pn.state.onload(self._show_chart)
 
     def _show_chart(self) -> None:
-        if self._chart not in self._layout.objects:
-            # Drawn before it joins (on no page yet, the change applies at once): the join
-            # then carries the chart as it is, in one patch. Drawn after, the page laid itself
-            # out three times in a row: for the join, for the chart turning visible, for its
-            # rows and height (the first second of a run page; docs/performance.md, section 3).
-            self.refresh()
-            self._layout.append(self._chart)
+        # Drawn before it joins (on no page yet, the change applies at once): the join then
+        # carries the chart as it is, in one patch. Drawn after, the page laid itself out three
+        # times in a row: for the join, for the chart turning visible, for its rows and height
+        # (the first second of a run page; docs/performance.md, section 3).
         self.refresh()
+        if self._chart not in self._layout.objects:
+            self._layout.append(self._chart)
 
     def _changed(self, *_: Any) -> None:
         # Not on screen (a hidden dynamic tab has no models): remember, redraw when shown.

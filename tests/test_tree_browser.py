@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import panel as pn
 import pytest
 from playwright import sync_api
@@ -231,6 +232,116 @@ def test_rows_render_with_ids_states_and_safe_text(make_app: Callable[..., App])
     assert app.dialogs == []
 
 
+class BuiltSession:
+    """A served NodeTree whose session is built by a plain GET before Chromium opens it.
+
+    Between the two, the test changes the store: what a page's document holds and what
+    reaches it while its browser still loads the page's scripts. Bokeh reuses a session whose
+    id a request names, so the page opens the very document the GET built.
+    """
+
+    def __init__(self, browser: Browser, store: StubStore) -> None:
+        self.views: list[NodeTree] = []
+
+        def make() -> Any:
+            self.views.append(NodeTree(store=store))
+            return pn.Column(self.views[-1], height=520, width=820, margin=0)
+
+        port = free_port()
+        self.server = pn.serve(make, port=port, threaded=True, show=False, start=True)
+        self.context = browser.new_context(viewport={"width": 860, "height": 560})
+        self.url = f"http://127.0.0.1:{port}/?bokeh-session-id=built-before-the-page"
+        poll_get(self.url)
+        self.component = self.views[0].tree
+        self.resent: list[int] = []
+        resend = self.component.resend
+        self.component.resend = lambda *a, **k: (self.resent.append(1), resend(*a, **k))  # type: ignore[method-assign]
+        self.errors: list[str] = []
+
+    def initial(self) -> str:
+        return "".join(getattr(model.data, "initial", "") for model, _ in list(self.component._models.values()))
+
+    def open(self) -> Page:
+        page = self.context.new_page()
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.goto(self.url, wait_until="load")  # the same session: its document, pulled now
+        return page
+
+    def client(self, page: Page, what: str) -> Any:
+        return page.evaluate(FIND_DATA + f"const d = find(document); return d && {what} }})()")
+
+    def wait_in_step(self, page: Page) -> None:
+        """Until the browser stopped asking for rows: it was told it is current (or got a reset)."""
+        page.wait_for_function(FIND_DATA + "const d = find(document); return d && d.seq > 0 && !d.syncing })()",
+                               timeout=20_000)
+
+    def close(self) -> None:
+        self.context.close()
+        self.server.stop()
+
+
+def poll_get(url: str) -> None:
+    """GET ``url`` once the server thread listens (it needs a moment after ``pn.serve``)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url, timeout=10).raise_for_status()
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_rows_that_arrive_before_the_page_connects_travel_in_its_document(browser: Browser) -> None:
+    """The first page of a process on a run is built before the hub has the run's tree; the
+    tree comes while the browser still loads the page. Its rows then go into the document the
+    browser pulls: drawn as the tree renders, with no reset after the browser's ``ready``
+    (they used to wait for that round trip)."""
+    store = StubStore()
+    built = BuiltSession(browser, store)  # no tree yet: the model's rows are empty
+    try:
+        assert built.initial() == ""
+        store.apply(snap(rich_root()))  # the hub's first snapshot, before any browser connected
+        deadline = time.monotonic() + 10
+        while not built.initial():
+            assert time.monotonic() < deadline, "the rows never reached the unsent document"
+            time.sleep(0.01)  # the session's next tick fills it
+        page = built.open()
+        page.locator('.st-row[data-node-id="90"]').wait_for(timeout=20_000)
+        built.wait_in_step(page)
+        assert built.client(page, "d.seq") == built.component.feed.seq > 0
+        assert built.resent == [] and built.client(page, "d.stats.resyncs") == 1, "the rows came from the document, once"
+        assert page.locator('.st-row[data-node-id="2"]').get_attribute("data-state") == "finished"
+        assert built.errors == []
+    finally:
+        built.close()
+
+
+def test_a_live_runs_ticks_before_the_page_rendered_come_as_patches_after_its_rows(browser: Browser) -> None:
+    """A page opened on a run the process follows: its document holds the rows; the run moves
+    on while the browser loads the page. The ticks since come as patches after its ``ready``,
+    then ``current``: every row drawn once (a reset used to redraw them all, and a page that
+    missed nothing got a reset anyway two seconds later, when it asked again)."""
+    store = rich_store()
+    built = BuiltSession(browser, store)
+    try:
+        assert built.initial()
+        store.apply(delta(0, {"op": "updateTask", "id": 104, "task": {"nodeId": "worker-4", "kind": "compute", "state": "in-progress", "attempt": 1}}))
+        store.apply(delta(1, {"op": "addNode", "parentId": 10, "index": 0, "node": task(200, "late-worker", "pending")}),
+                    delta(2, {"op": "removeNode", "id": 90}))
+        page = built.open()
+        page.locator('.st-row[data-node-id="200"]').wait_for(timeout=20_000)
+        built.wait_in_step(page)
+        assert page.locator('.st-row[data-node-id="104"]').get_attribute("data-state") == "in-progress"
+        assert page.locator('.st-row[data-node-id="90"]').count() == 0
+        assert built.client(page, "d.seq") == built.component.feed.seq
+        assert built.resent == [] and built.client(page, "d.stats.resyncs") == 1, "no reset: the held patches"
+        assert built.errors == []
+    finally:
+        built.close()
+
+
 def test_patch_changes_one_row(make_app: Callable[..., App]) -> None:
     store = rich_store()
     app = make_app(store)
@@ -300,6 +411,21 @@ def test_collapse_survives_patches_and_resets_of_the_same_run(make_app: Callable
     assert app.row(100).count() == 0
     store.apply(snap(rich_root(), seq=0, run="run-2"))  # another run: fresh view state
     app.row(100).wait_for(timeout=5000)
+
+
+def test_a_reset_redraws_a_row_it_changed_that_no_patch_had_touched(make_app: Callable[..., App]) -> None:
+    """A reset of the same run (a rebaseline, the answer to a resync after a gap, the reset
+    after a page's first rows) numbers its rows afresh. A drawn row that no patch had touched
+    and whose state the reset changed kept showing the old state: its drawn signature (id,
+    version 0) matched the new row's (the end-to-end run page caught it: finished tasks shown
+    pending after a reset that said finished)."""
+    store = rich_store()
+    app = make_app(store)
+    app.page.wait_for_selector('.st-row[data-node-id="90"][data-state="pending"]', timeout=20_000)
+    root = rich_root()
+    root["children"][-1]["task"]["state"] = "finished"  # task 90, "ship"
+    store.apply(snap(root, seq=3))  # a rebaseline snapshot of the same run: a reset
+    app.page.wait_for_selector('.st-row[data-node-id="90"][data-state="finished"]', timeout=5000)
 
 
 def test_ten_thousand_nodes_render_a_window_quickly(make_app: Callable[..., App], tmp_path: Path) -> None:

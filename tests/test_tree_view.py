@@ -99,11 +99,11 @@ def test_ready_gets_a_reset_with_every_row(rendered: Rendered) -> None:
     assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
 
 
-def test_ready_from_a_current_browser_sends_nothing(rendered: Rendered) -> None:
+def test_ready_from_a_current_browser_gets_only_current(rendered: Rendered) -> None:
     rendered.ready()
     rendered.sync()
     rendered.ready(seq=rendered.view.tree.feed.seq)
-    assert rendered.sync() == []
+    assert rendered.sent == [{"type": "current", "seq": rendered.view.tree.feed.seq}]  # it stops asking
 
 
 def initial_of(rendered: Rendered) -> str:
@@ -118,16 +118,49 @@ def test_the_first_document_carries_the_rows_and_a_browser_that_drew_them_needs_
     assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
     assert rendered.sent == []  # nothing is sent before the browser has a view to take it
     rendered.ready(seq=initial["seq"])
-    assert rendered.sync() == []
+    assert rendered.sent == [{"type": "current", "seq": initial["seq"]}]
     assert initial_of(rendered) == ""  # read once: not kept per session
 
 
-def test_a_tick_before_the_browser_rendered_is_caught_up_at_ready(rendered: Rendered) -> None:
+def fail_b(seq: int) -> dict[str, Any]:
+    return delta(seq, {"op": "updateTask", "id": 5, "task": {"nodeId": "b", "kind": "compute", "state": "failed"}})
+
+
+def test_ticks_before_the_browser_rendered_are_held_and_sent_after_its_ready(rendered: Rendered) -> None:
+    """The document's rows, then the patches since: drawn once, no reset (a second full draw)."""
     initial = decode(initial_of(rendered))
     rendered.mirror.apply(initial)
-    rendered.store.apply(delta(0, {"op": "updateTask", "id": 5, "task": {"nodeId": "b", "kind": "compute", "state": "failed"}}))
+    rendered.store.apply(fail_b(0))
+    rendered.store.apply(delta(1, {"op": "addNode", "parentId": 3, "index": 0, "node": task(6, "c")}))
     assert rendered.sent == []  # no view listens yet: not sent
     rendered.ready(seq=initial["seq"])
+    *patches, current = rendered.sent
+    messages = rendered.sync()
+    assert [m["type"] for m in messages] == ["patch", "patch"]
+    assert [m["seq"] for m in messages] == [initial["seq"] + 1, initial["seq"] + 2]
+    assert current == {"type": "current", "seq": initial["seq"] + 2}
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+
+
+def test_held_ticks_larger_than_the_rows_give_one_reset(rendered: Rendered) -> None:
+    initial_text = initial_of(rendered)
+    initial = decode(initial_text)
+    rendered.mirror.apply(initial)
+    ticks = 60
+    assert len(initial_text) < ticks * 20  # every patch is longer than 20 bytes: they outgrow the rows
+    for seq in range(ticks):
+        state = "failed" if seq % 2 == 0 else "in-progress"
+        rendered.store.apply(delta(seq, {"op": "updateTask", "id": 5, "task": {"nodeId": "b", "kind": "compute", "state": state}}))
+    rendered.ready(seq=initial["seq"])
+    (message,) = rendered.sync()
+    assert message["type"] == "reset" and message["seq"] == rendered.view.tree.feed.seq
+    assert rendered.mirror.ordered() == rows_for(rendered.store.tree)
+    assert len(rendered.view.tree._held) == 0
+
+
+def test_a_browser_without_the_documents_rows_gets_a_reset_not_the_held_ticks(rendered: Rendered) -> None:
+    rendered.store.apply(fail_b(0))
+    rendered.ready(seq=0)  # it did not draw the document's rows (a re-render, a lost model)
     (message,) = rendered.sync()
     assert message["type"] == "reset"
     assert rendered.mirror.ordered() == rows_for(rendered.store.tree)

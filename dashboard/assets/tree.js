@@ -17,6 +17,8 @@
 //   {type:"select", id} / {type:"expand-all"} / {type:"collapse-all"}
 //   {type:"tokens", tokens:"{nodeId: [tokens, agent]}"}     tokens per task (JSON text)
 //   {type:"beats", now, beats:"{nodeId: {iteration: ms}}"}  last heartbeat per task
+//   {type:"current", seq}                                   the answer to "ready" when no
+//                                                           reset is owed (rows held as of seq)
 // and the parts keep the rows in a Map plus child lists, handle collapse, search and
 // keyboard locally, and render only the rows in view (virtual scrolling, fixed row
 // height). The model's "initial" property may carry the first reset (the rows when the
@@ -100,7 +102,7 @@ export function render({model, el: host}) {
   host.__smithersTree = data
   if (data.seq === 0 && model.initial) {
     // The rows as the page's document was built: drawn now; "ready" says which reset this
-    // is, and a newer one comes if the run moved on meanwhile.
+    // is, and the patches since come after it (or a reset, if they outgrew the rows).
     const first = JSON.parse(model.initial)
     data.receive(first, model)
     data.resync(model, first.seq)

@@ -15,6 +15,9 @@ const SLICE_MS = 12
 class TreeData {
   constructor() {
     this.rows = new Map()      // id -> row (plus v: version, f/r: failed/running below)
+    // Resets applied: a reset's rows start again at v 0, so a drawn row's signature
+    // carries this too (a row no patch had touched, changed by the reset, is redrawn).
+    this.gen = 0
     this.kids = new Map()      // id -> [child ids] in order
     this.root = null
     this.seq = 0
@@ -120,6 +123,10 @@ class TreeData {
         return null
       }
       this.notify(this.patch(msg))
+    } else if (msg.type === "current") {
+      // The answer to "ready" when no reset is owed: this client holds every row as of
+      // msg.seq (the document's rows and the patches sent since). Stop asking.
+      if (msg.seq === this.seq && this.syncing) { this.synced() }
     } else if (msg.type === "select") {
       const id = msg.id ?? null  // null: nothing selected any more
       if (id !== null) { this.reveal(id) }
@@ -213,6 +220,7 @@ class TreeData {
     this.root = root
     if (follow !== null) { this.followId = follow }
     this.dirty = true
+    this.gen++
     this.stats.resets++
     this.synced()
     return {structure: true, reset: true, newRun}

@@ -271,7 +271,7 @@ class TreeView {
     const open = hasKids && (data.filtering || !data.collapsed.has(id))
     const flags = (hasKids ? 1 : 0) | (open ? 2 : 0) | (data.selected === id ? 4 : 0) |
       (data.cursor === id ? 8 : 0) | (!open && row.f > 0 ? 16 : 0) | (!open && row.r > 0 ? 32 : 0)
-    const sig = `${id}:${row.v}:${flags}:${data.tokV}`
+    const sig = `${id}:${data.gen}.${row.v}:${flags}:${data.tokV}`
     if (rowEl.sig === sig) {
       this.paintBeat(rowEl, row)
       return

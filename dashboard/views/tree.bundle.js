@@ -183,6 +183,9 @@ const SLICE_MS = 12
 class TreeData {
   constructor() {
     this.rows = new Map()      // id -> row (plus v: version, f/r: failed/running below)
+    // Resets applied: a reset's rows start again at v 0, so a drawn row's signature
+    // carries this too (a row no patch had touched, changed by the reset, is redrawn).
+    this.gen = 0
     this.kids = new Map()      // id -> [child ids] in order
     this.root = null
     this.seq = 0
@@ -288,6 +291,10 @@ class TreeData {
         return null
       }
       this.notify(this.patch(msg))
+    } else if (msg.type === "current") {
+      // The answer to "ready" when no reset is owed: this client holds every row as of
+      // msg.seq (the document's rows and the patches sent since). Stop asking.
+      if (msg.seq === this.seq && this.syncing) { this.synced() }
     } else if (msg.type === "select") {
       const id = msg.id ?? null  // null: nothing selected any more
       if (id !== null) { this.reveal(id) }
@@ -381,6 +388,7 @@ class TreeData {
     this.root = root
     if (follow !== null) { this.followId = follow }
     this.dirty = true
+    this.gen++
     this.stats.resets++
     this.synced()
     return {structure: true, reset: true, newRun}
@@ -798,7 +806,7 @@ class TreeView {
     const open = hasKids && (data.filtering || !data.collapsed.has(id))
     const flags = (hasKids ? 1 : 0) | (open ? 2 : 0) | (data.selected === id ? 4 : 0) |
       (data.cursor === id ? 8 : 0) | (!open && row.f > 0 ? 16 : 0) | (!open && row.r > 0 ? 32 : 0)
-    const sig = `${id}:${row.v}:${flags}:${data.tokV}`
+    const sig = `${id}:${data.gen}.${row.v}:${flags}:${data.tokV}`
     if (rowEl.sig === sig) {
       this.paintBeat(rowEl, row)
       return
@@ -1002,6 +1010,8 @@ Object.assign(TreeView.prototype, TreeInput)
 //   {type:"select", id} / {type:"expand-all"} / {type:"collapse-all"}
 //   {type:"tokens", tokens:"{nodeId: [tokens, agent]}"}     tokens per task (JSON text)
 //   {type:"beats", now, beats:"{nodeId: {iteration: ms}}"}  last heartbeat per task
+//   {type:"current", seq}                                   the answer to "ready" when no
+//                                                           reset is owed (rows held as of seq)
 // and the parts keep the rows in a Map plus child lists, handle collapse, search and
 // keyboard locally, and render only the rows in view (virtual scrolling, fixed row
 // height). The model's "initial" property may carry the first reset (the rows when the
@@ -1085,7 +1095,7 @@ export function render({model, el: host}) {
   host.__smithersTree = data
   if (data.seq === 0 && model.initial) {
     // The rows as the page's document was built: drawn now; "ready" says which reset this
-    // is, and a newer one comes if the run moved on meanwhile.
+    // is, and the patches since come after it (or a reset, if they outgrew the rows).
     const first = JSON.parse(model.initial)
     data.receive(first, model)
     data.resync(model, first.seq)

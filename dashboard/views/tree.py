@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import panel as pn
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from inspector.tree import DevToolsTree, TreeChange
 
     from ..shared import SharedRunView
+    from ..treerows import Message
 
     #: How :meth:`TreeComponent.send_heartbeats` works out a ``beats`` message (text, merge), or ``None``.
     BeatsDelta: TypeAlias = Callable[[Mapping[tuple[str, int], float], Mapping[tuple[str, int], float]],
@@ -69,8 +71,9 @@ class TreeComponent(JSComponent):
     """The virtualised tree itself (browser half: :mod:`dashboard.views.tree_bundle`).
 
     Feed it with :meth:`push` after every batch of tree changes; it answers the
-    browser's ``ready`` handshake with a reset, so a reload, a re-render or a second
-    view of the same component catches up without help.
+    browser's ``ready`` handshake with what that browser lacks (the patches since the rows
+    its document carried, else a reset), then ``current``, so a reload, a re-render or a
+    second view of the same component catches up without help.
     """
 
     follow = param.Boolean(default=True, doc="""
@@ -132,6 +135,15 @@ class TreeComponent(JSComponent):
         #: message would reach a model with no view listening, and is not sent.
         self._rendered = False
         self._rendered_behind = False
+        #: ``seq`` of the rows the model's :attr:`initial` carries (``None``: it carries none).
+        self._initial_seq: int | None = None
+        #: The patches since those rows, encoded, for the browser's ``ready`` (see :meth:`_hold`).
+        self._held: list[str] = []
+        self._held_bytes = 0
+        #: Held patches larger than the rows themselves: a reset is cheaper (the initial's size).
+        self._held_limit = 0
+        #: Models whose :attr:`initial` a scheduled :meth:`_fill_initial` will fill.
+        self._filling: set[str] = set()
 
     # -------------------------------------------------------------- Python -> browser
 
@@ -141,20 +153,60 @@ class TreeComponent(JSComponent):
         with the task states ``hints`` (``RunStore.state_hints``) on their rows.
 
         With the run's ``shared`` view the patch is computed once per tick for every session on
-        the run, and this component only numbers it. Skipped while nothing is rendered: the
-        browser's ``ready`` will get a reset.
+        the run, and this component only numbers it. Before the browser has said ``ready`` the
+        message is held for it (:meth:`_hold`); with no model, the browser's ``ready`` will get
+        a reset.
         """
         with self._lock:
             self._hints = hints
-            if not self._models or not self._rendered:
+            if not self._models:
                 self._rendered_behind = True  # the browser's ``ready`` gets a reset
                 return
-            if shared is None:
-                message = self.feed.update(tree, changes, hints=hints)
-            else:
-                message = self.feed.update(tree, changes, shared.tree_patch, shared.tree_reset, hints)
+            if not self._rendered:
+                self._hold(tree, changes, shared, hints)
+                return
+            message = self._update(tree, changes, shared, hints)
             if message is not None:
                 self._send_msg(self.feed.encode(message))
+
+    def _update(self, tree: DevToolsTree, changes: tuple[TreeChange, ...] | list[TreeChange],
+                shared: SharedRunView | None, hints: Mapping[int, str]) -> Message | None:
+        if shared is None:
+            return self.feed.update(tree, changes, hints=hints)
+        return self.feed.update(tree, changes, shared.tree_patch, shared.tree_reset, hints)
+
+    def _hold(self, tree: DevToolsTree, changes: tuple[TreeChange, ...] | list[TreeChange],
+              shared: SharedRunView | None, hints: Mapping[int, str]) -> None:
+        """A tick between the document's rows (:attr:`initial`) and the browser's ``ready``.
+
+        A page takes about a second from its document's build to its tree's ``ready`` (the
+        scripts load, the document is pulled and rendered); a live run moves on meanwhile.
+        The patches since the document's rows are kept and sent after ``ready``: the page
+        draws its rows once, then applies them. It used to get a reset instead, a second
+        full draw of every row in the page's first second (docs/performance.md, section 3,
+        round 9). Held patches that outgrow the rows themselves are dropped for one reset.
+        With no rows in the document (built before the hub had the tree), the rows are put
+        in it if no browser has pulled it yet (:meth:`_fill_unsent_initial`).
+        """
+        if self._initial_seq is None or self._rendered_behind:
+            self._rendered_behind = True  # the browser's ``ready`` gets a reset
+            self._fill_unsent_initial()
+            return
+        message = self._update(tree, changes, shared, hints)
+        if message is None:
+            return
+        text = self.feed.encode(message)
+        self._held_bytes += len(text)
+        if message["type"] == "reset" or self._held_bytes > self._held_limit:
+            self._held, self._held_bytes, self._rendered_behind = [], 0, True
+            return
+        self._held.append(text)
+
+    def _hold_from(self, initial: str) -> str:
+        """Hold the ticks after the rows ``initial`` (just numbered by :attr:`feed`; empty: none)."""
+        self._initial_seq = self.feed.seq if initial else None
+        self._held, self._held_bytes, self._held_limit = [], 0, len(initial)
+        return initial
 
     def resend(self, hints: Mapping[int, str] | None = None) -> None:
         """Send every row again (a reset; built once for every session of the run that
@@ -179,8 +231,66 @@ class TreeComponent(JSComponent):
         with self._lock:
             self._rendered = self._rendered_behind = False
             tree = self._tree_source()
-            props["data"].initial = self._reset_text(tree) if tree is not None and len(tree) else ""
+            props["data"].initial = self._hold_from(self._reset_text(tree) if tree is not None and len(tree) else "")
         return props
+
+    def _fill_unsent_initial(self) -> None:
+        """Put the rows in :attr:`initial` of a model whose page has not connected yet.
+
+        The first page of a process on a run is built before the hub has the run's tree (its
+        subscription waits for the Gateway's first DevTools snapshot); the tree usually comes
+        while the browser is still loading the page's scripts. Set then, the rows travel in the
+        document the browser pulls, drawn as the tree renders, instead of after its ``ready``
+        round trip. Only while the model's ``initial`` is empty, and only on the document's
+        tick, under its lock, with no connection yet: once a browser has pulled the document
+        the change would be a patch as large as a reset.
+        """
+        for ref, (model, _parent) in list(self._models.items()):
+            doc = model.document
+            context = doc.session_context if doc is not None else None
+            session = getattr(context, "session", None)
+            if (session is None or session.connection_count or ref in self._filling
+                    or getattr(model.data, "initial", "x")):
+                continue
+            self._filling.add(ref)
+            doc.add_next_tick_callback(partial(self._fill_initial, ref, session))
+
+    def _fill_initial(self, ref: str, session: Any) -> None:
+        with self._lock:
+            self._filling.discard(ref)
+            view = pn.state._views.get(ref)
+            tree = self._tree_source()
+            if (view is None or ref not in self._models or self._rendered or session.connection_count
+                    or tree is None or not len(tree)):
+                return
+            _viewable, root, doc, comm = view
+            model = self._models[ref][0]
+            # Panel's own model update (not a bare assignment, which Panel would read back
+            # as a change from the browser); no connection is subscribed, so nothing is sent.
+            self._update_model({}, {"initial": self._hold_from(self._reset_text(tree))}, root, model, doc, comm)
+            self._rendered_behind = False
+
+    def _catch_up(self, seq: Any) -> None:
+        """Answer a ``ready`` from a browser holding the rows numbered ``seq`` (0: none).
+
+        Current (``seq`` is the last message's), or holding the document's rows with the
+        patches held since (:meth:`_hold`) now sent: then ``current`` tells it so, and it
+        stops asking. Anything else gets a reset.
+        """
+        with self._lock:
+            self._rendered = True
+            held, self._held, self._held_bytes = self._held, [], 0
+            initial, self._initial_seq = self._initial_seq, None
+            fresh = isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 and not self._rendered_behind
+            self._rendered_behind = False
+            if fresh and seq == self.feed.seq:
+                held = []
+            elif not (fresh and held and seq == initial):
+                self.resend()
+                return
+            for text in held:
+                self._send_msg(text)
+            self._send_msg({"type": "current", "seq": self.feed.seq})
 
     def on_ready(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time the browser reports this component rendered."""
@@ -226,19 +336,13 @@ class TreeComponent(JSComponent):
     # -------------------------------------------------------------- browser -> Python
 
     def _handle_msg(self, data: Any) -> None:
-        """``ready``: the browser (re)rendered, send a reset unless it is current.
+        """``ready``: the browser (re)rendered; send what it lacks (:meth:`_catch_up`).
         ``select``: the user picked a row."""
         if not isinstance(data, dict):
             return
         kind = data.get("type")
         if kind == "ready":
-            seq = data.get("seq")
-            with self._lock:
-                self._rendered = True
-                current = isinstance(seq, int) and seq > 0 and seq == self.feed.seq and not self._rendered_behind
-                self._rendered_behind = False
-            if not current:
-                self.resend()
+            self._catch_up(data.get("seq"))
             self._forget_initial()
             if self.tokens != "{}":
                 self._send_tokens()

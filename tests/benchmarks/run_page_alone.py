@@ -14,7 +14,9 @@ on a run, which waits for the hub's subscription.
   hook as ``bench_vs_monitor.py``), and the page's ``load`` event;
 - **chart**: when the Timeline's plot was first seen drawn (a canvas in the page);
 - the page's **long tasks** (``longtask`` entries, >= 50 ms) up to ``--settle`` seconds after
-  the chart showed: those before the first view (loading and building the page) and after it.
+  the chart showed: those before the first view (loading and building the page) and after it;
+- the tree's **resets** by then: how many times the page drew every row (1 is the least: the
+  first rows; a second is a full redraw in the page's first seconds).
 
     .venv/bin/python tests/benchmarks/run_page_alone.py [--wide 300] [--loads 8] [--first-page] [--json F]
 
@@ -43,6 +45,12 @@ CHART_DRAWN = """(() => { const find = (root) => { for (const el of root.querySe
   if (el.tagName === 'CANVAS' && el.width > 0) return true; if (el.shadowRoot && find(el.shadowRoot)) return true }
   return false }; return find(document) })()"""
 
+#: The tree's client counters (``tree_data.js``), found as ``OURS_RECORDER`` finds it.
+TREE_STATS = """(() => { const find = (root) => { for (const el of root.querySelectorAll('*')) {
+  if (el.__smithersTree) return el.__smithersTree
+  if (el.shadowRoot) { const hit = find(el.shadowRoot); if (hit) return hit } } return null }
+  const d = find(document); return d ? {resets: d.stats.resets, patches: d.stats.patches} : null })()"""
+
 
 def one_load(browser: Any, url: str, settle: float) -> dict[str, Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -55,9 +63,11 @@ def one_load(browser: Any, url: str, settle: float) -> dict[str, Any]:
         chart = page.evaluate("performance.now()")
         page.wait_for_timeout(settle * 1000)  # long tasks after the chart showed: a window, not a sync
         marks = page.evaluate(PAGE_MARKS)
+        stats = page.evaluate(TREE_STATS) or {}
         first = marks["first"] - marks["origin"]
         tasks = [(round(t["start"]), round(t["ms"])) for t in page.evaluate("window.__longtasks")]
         return {"first_view_ms": round(first), "load_ms": round(marks["load_end"]), "chart_ms": round(chart),
+                "tree_resets": stats.get("resets"),
                 "long_tasks_before_first_view": [t for t in tasks if t[0] < first],
                 "long_tasks_after_first_view": [t for t in tasks if t[0] >= first]}
     finally:
@@ -96,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first view: {min(firsts)}-{max(firsts)} ms, median {statistics.median(firsts):.0f} ms")
     print(f"chart drawn: {min(charts)}-{max(charts)} ms, median {statistics.median(charts):.0f} ms")
     print(f"longest task after the first view: {min(after)}-{max(after)} ms")
+    resets = [load["tree_resets"] for load in loads]
+    print(f"tree resets (full draws) per load: {min(resets)}-{max(resets)}")
     if args.json:
         args.json.write_text(json.dumps({"wide": args.wide, "first_page": args.first_page, "loads": loads}, indent=1))
     return 0

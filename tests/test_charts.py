@@ -161,7 +161,9 @@ def test_served_charts_hover_is_text_and_tap_selects(chromium: Browser) -> None:
         poll(lambda: len(views) == 2, 20, "the session's views", page)
         timeline, scores = views
         for view in views:
-            poll(lambda v=view: page.evaluate("(id) => Bokeh.index.find_one_by_id(id) != null", v._figure.id),
+            # (the Timeline builds its figure once the page has loaded)
+            poll(lambda v=view: hasattr(v, "_figure")
+                 and page.evaluate("(id) => Bokeh.index.find_one_by_id(id) != null", v._figure.id),
                  20, "the plot view", page)
         text = _hover_then_tap(page, timeline._figure.id)
         assert XSS in text

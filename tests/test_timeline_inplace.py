@@ -335,7 +335,7 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, page: Any) -> 
 def served_timeline(chromium: Browser, store: RunStore, built: Callable[[Timeline], None] | None = None,
                     ) -> Iterator[tuple[Page, list[Timeline], list[str]]]:
     """A Timeline of ``store`` served by a real Panel server and open in Chromium: the page,
-    the session's view (once built) and the page's errors. ``built`` is called in the
+    the session's view (once it has built its chart) and the page's errors. ``built`` is called in the
     session, with the view, right after it is built."""
     views: list[Timeline] = []
 
@@ -362,7 +362,8 @@ def served_timeline(chromium: Browser, store: RunStore, built: Callable[[Timelin
                 if time.monotonic() > deadline:
                     raise
                 page.wait_for_timeout(100)
-        poll(lambda: views, 20, "the session's view", page)
+        # Once the page has loaded, the view builds its chart.
+        poll(lambda: views and hasattr(views[0], "_figure"), 20, "the session's view and its chart", page)
         yield page, views, errors
     finally:
         context.close()

@@ -214,6 +214,9 @@ def test_node_detail_renders_output_as_plaintext_table() -> None:
         node_scores=[{"scorerName": "len", "score": 0.5, "reason": XSS, "iteration": 0, "attempt": 1}],
     )
     assert view._tabs.dynamic  # a page builds a detail tab's models when the tab is opened ...
+    assert view._out_table is None and view._scores is None, "... and its tables when one is first opened"
+    view.tab = "scores"
+    assert view._tabs.active == 3
     view._tabs.dynamic = False  # ... here every tab's models at once
     models = render(view)
     text = html_texts(models)
@@ -222,7 +225,7 @@ def test_node_detail_renders_output_as_plaintext_table() -> None:
     tables = [m for m in models if type(m).__name__ == "DataTabulator"]
     assert len(tables) == 2, "the output and scores tables render"
     assert_plaintext(tables, {"field", "type", "value", "scorer", "reason", "source"})
-    assert view._out_table.value.loc[0, "value"] == XSS
+    assert view._out_table is not None and view._out_table.value.loc[0, "value"] == XSS
     # A pending or failed output is said in words.
     store.node_output = {"status": "failed", "row": None, "error": {"message": "boom", "attempt": 2}}
     assert "Failed (attempt 2): boom" in view._out_msg.object

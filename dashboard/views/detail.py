@@ -160,6 +160,8 @@ def node_scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 #: The tabs of :class:`NodeDetail`, in order, by the name ``?tab=`` gives them.
 DETAIL_TABS = ("task", "output", "diff", "scores", "agent")
+#: The tabs whose tables :meth:`NodeDetail._build_tables` builds when one is first opened.
+_TABLE_TABS = ("output", "scores")
 
 
 class NodeDetail(StoreView):
@@ -177,32 +179,21 @@ class NodeDetail(StoreView):
         self._beat = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width", margin=(0, 10))
         self._props = TextPane("", sizing_mode="stretch_width", styles={"font-size": "0.85em"})
         self._out_msg = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
-        self._out_table = pn.widgets.Tabulator(
-            output_frame(None),
-            show_index=False,
-            disabled=True,
-            formatters=plaintext("field", "type", "value"),
-            layout="fit_data_stretch",
-            sizing_mode="stretch_width",
-            max_height=420,
-        )
         self._diff = pn.pane.HTML("", stylesheets=css, sizing_mode="stretch_width")
         self.agent = AgentView(store=self.store)
-        self._scores = pn.widgets.Tabulator(
-            node_scores_frame([]),
-            show_index=False,
-            disabled=True,
-            formatters=plaintext("scorer", "reason", "source"),
-            layout="fit_data_stretch",
-            sizing_mode="stretch_width",
-            max_height=300,
-        )
+        #: The Output and Scores tables, built when either tab is first opened
+        #: (:meth:`_build_tables`): two Tabulators were a sixth of a run page's session build,
+        #: for tabs most pages never open.
+        self._out_table: pn.widgets.Tabulator | None = None
+        self._scores: pn.widgets.Tabulator | None = None
+        self._output_tab = pn.Column(self._out_msg, sizing_mode="stretch_width")
+        self._scores_tab = pn.Column(sizing_mode="stretch_width")
         self._tabs = pn.Tabs(
             ("Task", pn.Column(self._task, self._beat, pn.pane.HTML("<b>Props</b>"), self._props,
                                sizing_mode="stretch_width")),
-            ("Output", pn.Column(self._out_msg, self._out_table, sizing_mode="stretch_width")),
+            ("Output", self._output_tab),
             ("Diff", self._diff),
-            ("Scores", self._scores),
+            ("Scores", self._scores_tab),
             ("Agent", self.agent),
             # Only the open tab is in the page: the other four (two tables, the agent view)
             # were over half of a run page's first document, for a pane that shows nothing
@@ -212,7 +203,7 @@ class NodeDetail(StoreView):
             active=DETAIL_TABS.index(self.tab),
         )
         self._tabs.param.watch(lambda e: setattr(self, "tab", DETAIL_TABS[e.new]), "active")
-        self.param.watch(lambda e: setattr(self._tabs, "active", DETAIL_TABS.index(e.new)), "tab")
+        self.param.watch(self._on_tab, "tab")
         self._layout = pn.Column(self._title, self._tabs, sizing_mode="stretch_width")
         self.store.param.watch(
             self._update,
@@ -222,6 +213,38 @@ class NodeDetail(StoreView):
         self.store.param.watch(self._on_heartbeat, ["task_heartbeats", "selected_node"])
         self._last_task: Any = None
         self._update()
+        if self.tab in _TABLE_TABS:
+            self._build_tables()
+
+    def _on_tab(self, event: param.parameterized.Event) -> None:
+        if event.new in _TABLE_TABS:
+            self._build_tables()
+        self._tabs.active = DETAIL_TABS.index(event.new)
+
+    def _build_tables(self) -> None:
+        if self._out_table is not None:
+            return
+        self._out_table = pn.widgets.Tabulator(
+            output_frame(self.store.node_output),
+            show_index=False,
+            disabled=True,
+            formatters=plaintext("field", "type", "value"),
+            layout="fit_data_stretch",
+            sizing_mode="stretch_width",
+            max_height=420,
+        )
+        self._scores = pn.widgets.Tabulator(
+            node_scores_frame(self.store.node_scores),
+            show_index=False,
+            disabled=True,
+            formatters=plaintext("scorer", "reason", "source"),
+            layout="fit_data_stretch",
+            sizing_mode="stretch_width",
+            max_height=300,
+        )
+        with pn.io.hold():
+            self._output_tab.append(self._out_table)
+            self._scores_tab.append(self._scores)
 
     def _on_heartbeat(self, *events: Any) -> None:
         text = heartbeat_html(self.store.selected(), self.store.task_heartbeats)
@@ -244,9 +267,10 @@ class NodeDetail(StoreView):
             self._props.object = json.dumps(dict(node.props), indent=2, ensure_ascii=False, default=str) if node else ""
             cls, text = output_message(s.node_output, s.node_error, s.node_loading, is_task)
             self._out_msg.object = f'<div class="sd-message {cls}">{html.escape(text)}</div>' if node else ""
-            self._out_table.value = output_frame(s.node_output)
             self._diff.object = diff_html(s.node_diff, s.node_diff_error) if is_task else ""
-            self._scores.value = node_scores_frame(s.node_scores)
+            if self._out_table is not None and self._scores is not None:
+                self._out_table.value = output_frame(s.node_output)
+                self._scores.value = node_scores_frame(s.node_scores)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout

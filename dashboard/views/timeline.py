@@ -375,17 +375,22 @@ def timeline_chart() -> tuple[Any, ColumnDataSource]:
 class Timeline(StoreView):
     """Gantt of the run's task attempts (see the module docstring)."""
 
+    #: The chart, built by :meth:`_show_chart` (``None`` until then).
+    _plot: InPlaceChart | None
+    _figure: Any
+    _source: ColumnDataSource
+    _now: Span
+    _chart: pn.pane.Bokeh
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._note = pn.pane.Str("", margin=(5, 10))
-        self._figure, self._source = timeline_chart()
-        self._now = self._figure.select_one({"name": "now"})
-        self._source.selected.on_change("indices", self._on_tap)
-        self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
-        self._chart = self._plot.pane
-        # The chart joins the page once the page has loaded (at once outside a served session):
-        # its plot is the largest part of a run page's first document after the tree, and the
-        # tree's first rows should not wait for BokehJS to build it.
+        # The chart is built and joins the page once the page has loaded (at once outside a
+        # served session): its plot is the largest part of a run page's first document after
+        # the tree, and the tree's first rows should not wait for BokehJS to build it. Built
+        # then, not here: the figure was ~15% of a run page's session build (its first
+        # bytes), work the server now does while the browser loads the page's scripts.
+        self._plot = None
         self._layout = pn.Column(self._note, sizing_mode="stretch_width")
         self._throttle = Throttle(self._update, MIN_INTERVAL)
         self._stale = False
@@ -395,11 +400,22 @@ class Timeline(StoreView):
         self._update()
         pn.state.onload(self._show_chart)
 
+    def _build_chart(self) -> InPlaceChart:
+        self._figure, self._source = timeline_chart()
+        self._now = self._figure.select_one({"name": "now"})
+        self._source.selected.on_change("indices", self._on_tap)
+        self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
+        self._chart = self._plot.pane
+        self._stale = True  # drawn by the refresh that follows
+        return self._plot
+
     def _show_chart(self) -> None:
         # Drawn before it joins (on no page yet, the change applies at once): the join then
         # carries the chart as it is, in one patch. Drawn after, the page laid itself out three
         # times in a row: for the join, for the chart turning visible, for its rows and height
         # (the first second of a run page; docs/performance.md, section 3).
+        if self._plot is None:
+            self._build_chart()
         self.refresh()
         if self._chart not in self._layout.objects:
             self._layout.append(self._chart)
@@ -409,7 +425,7 @@ class Timeline(StoreView):
         # A redraw is cheap (new data for one figure), but computing the attempts walks
         # the event log and the tree: skipped while nobody looks, and spaced so they take
         # at most ~5% of the loop (see _update).
-        if not self._chart._models:
+        if self._plot is None or not self._chart._models:
             self._stale = True
             return
         self._throttle()
@@ -464,6 +480,9 @@ class Timeline(StoreView):
                 if shown < tasks:
                     note += f" (the {shown} running, failed or latest of {tasks} tasks)"
                 self._note.object = note
+        if self._plot is None:
+            self._stale = True  # drawn when the chart is built
+            return
         self._plot.apply(lambda: self._draw(data, rows, slots, width, now_ms, shown=bool(attempts)))
         # At most ~5% of the server's loop: 20x the cost of this redraw, between 2 and 30 s
         # (the browser's part, a canvas repaint, is what bounds the rate).

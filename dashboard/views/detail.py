@@ -158,6 +158,12 @@ def node_scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def _text_table(frame: pd.DataFrame, text_columns: tuple[str, ...], max_height: int) -> pn.widgets.Tabulator:
+    """A read-only table whose ``text_columns`` (Gateway text) are shown as plain text."""
+    return pn.widgets.Tabulator(frame, show_index=False, disabled=True, formatters=plaintext(*text_columns),
+                                layout="fit_data_stretch", sizing_mode="stretch_width", max_height=max_height)
+
+
 #: The tabs of :class:`NodeDetail`, in order, by the name ``?tab=`` gives them.
 DETAIL_TABS = ("task", "output", "diff", "scores", "agent")
 #: The tabs whose tables :meth:`NodeDetail._build_tables` builds when one is first opened.
@@ -224,24 +230,8 @@ class NodeDetail(StoreView):
     def _build_tables(self) -> None:
         if self._out_table is not None:
             return
-        self._out_table = pn.widgets.Tabulator(
-            output_frame(self.store.node_output),
-            show_index=False,
-            disabled=True,
-            formatters=plaintext("field", "type", "value"),
-            layout="fit_data_stretch",
-            sizing_mode="stretch_width",
-            max_height=420,
-        )
-        self._scores = pn.widgets.Tabulator(
-            node_scores_frame(self.store.node_scores),
-            show_index=False,
-            disabled=True,
-            formatters=plaintext("scorer", "reason", "source"),
-            layout="fit_data_stretch",
-            sizing_mode="stretch_width",
-            max_height=300,
-        )
+        self._out_table = _text_table(output_frame(self.store.node_output), ("field", "type", "value"), 420)
+        self._scores = _text_table(node_scores_frame(self.store.node_scores), ("scorer", "reason", "source"), 300)
         with pn.io.hold():
             self._output_tab.append(self._out_table)
             self._scores_tab.append(self._scores)

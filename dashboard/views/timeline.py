@@ -400,14 +400,13 @@ class Timeline(StoreView):
         self._update()
         pn.state.onload(self._show_chart)
 
-    def _build_chart(self) -> InPlaceChart:
+    def _build_chart(self) -> None:
         self._figure, self._source = timeline_chart()
         self._now = self._figure.select_one({"name": "now"})
         self._source.selected.on_change("indices", self._on_tap)
         self._plot = InPlaceChart(self._figure, sizing_mode="stretch_width", min_height=160)
         self._chart = self._plot.pane
         self._stale = True  # drawn by the refresh that follows
-        return self._plot
 
     def _show_chart(self) -> None:
         # Drawn before it joins (on no page yet, the change applies at once): the join then

@@ -79,6 +79,20 @@ def test_now_line_shows_while_live_only() -> None:
     assert view._now.visible is False
 
 
+async def test_the_now_line_goes_when_the_run_ends_not_when_the_throttle_allows() -> None:
+    store = RunStore()
+    view = Timeline(store=store)
+    rendered(view)
+    store.events = (EventRecord(time.time() - 3, "node.started", node_id="a"),)  # the throttle's leading edge
+    assert view._now.visible is True
+    view._throttle.interval = 30.0
+    store.events = (*store.events, EventRecord(time.time(), "node.started", node_id="b"))
+    assert view._throttle._handle is not None, "a redraw waits out the interval"
+    store.run = {"runId": "r", "status": "finished"}
+    assert view._now.visible is False
+    assert view._throttle._handle is None
+
+
 def test_tap_on_a_bar_or_a_point_selects_the_node() -> None:
     store = store_with(task_node(10, "plan", "finished"), task_node(11, "refine", "in-progress", iteration=2))
     timeline = Timeline(store=store)

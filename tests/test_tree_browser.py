@@ -474,9 +474,13 @@ def test_follow_scrolls_to_the_running_node_until_the_user_scrolls(make_app: Cal
     store.apply(snap(node(1, children, type="workflow")))
     app = make_app(store, height=400)
     app.row(1000).wait_for(timeout=20_000)
+    footer = app.page.locator(".st-footer")
+    # Nothing runs: the footer does not claim to follow anything.
+    app.wait(lambda: footer.inner_text().endswith(" nodes · nothing running to follow"), what="the footer")
     store.apply(delta(0, {"op": "updateTask", "id": 1250, "task": {"nodeId": "step-250", "kind": "compute", "state": "in-progress"}}))
     app.row(1250).wait_for(timeout=10_000)
     assert app.row(1250).is_visible()
+    app.wait(lambda: "1 running · following the running node" in footer.inner_text(), what="the footer")
     # The user scrolls away: following stops, the toggle shows it.
     app.page.locator(".st-scroll").hover()
     app.page.mouse.wheel(0, -3000)

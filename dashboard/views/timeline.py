@@ -427,7 +427,15 @@ class Timeline(StoreView):
         if self._plot is None or not self._chart._models:
             self._stale = True
             return
+        if self._now.visible and self._ended():
+            # The run ended: its "now" line and its running bars must go at once, not when
+            # the throttle's interval (up to 30 s on a big run) is out.
+            self._throttle.flush()
+            return
         self._throttle()
+
+    def _ended(self) -> bool:
+        return (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES
 
     def refresh(self) -> None:
         """Redraw now if something changed while the chart was not shown (tab switched to it)."""
@@ -450,11 +458,11 @@ class Timeline(StoreView):
         attempts = recent_attempts(attempts)
         now = time.time()
         data, rows = timeline_data(attempts, now)
-        live = bool(attempts) and (self.store.run or {}).get("status") not in TERMINAL_RUN_STATUSES
+        live = bool(attempts) and not self._ended()
         now_ms = _local_ms(now) if live else None
         if not attempts:
             self._slots = self._label_width = 0
-        elif (self.store.run or {}).get("status") in TERMINAL_RUN_STATUSES:  # no attempt starts: fit the rows
+        elif self._ended():  # no attempt starts: fit the rows
             self._slots = len(rows)
             self._label_width = max(len(row) for row in rows)
         else:

@@ -895,7 +895,9 @@ class TreeView {
       : `${fmt(total)} nodes`
     if (running) { shown += ` · ${fmt(running)} running` }
     if (failed) { shown += ` · ${fmt(failed)} failed` }
-    const follow = this.model.follow ? "following the running node" : "not following"
+    // Following with nothing running (a finished run, a queued one) must not claim to follow.
+    const follow = !this.model.follow ? "not following"
+      : running ? "following the running node" : "nothing running to follow"
     const text = `${shown} · ${follow}`
     if (this.chrome !== text) {
       this.chrome = text

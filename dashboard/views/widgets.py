@@ -106,6 +106,11 @@ class Throttle:
         self._last = time.monotonic()
         self.fn()
 
+    def flush(self) -> None:
+        """Call ``fn`` now, dropping a pending call: for a change that must not wait out the interval."""
+        self.cancel()
+        self._fire()
+
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

@@ -348,6 +348,12 @@ def latencies(gateway: dict[tuple[str, str], float], page: dict[tuple[str, str],
     return out
 
 
+def earliest_signal(frames: dict[tuple[str, str], float], events: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    """When a subscriber first heard of each (nodeId, state) pair, by frame or by ``node.*`` event:
+    the earliest any client of the Gateway could show it (the dashboard takes both paths)."""
+    return {key: min(t, events.get(key, t)) for key, t in frames.items()}
+
+
 def lag_figures(lat: list[float]) -> dict[str, Any]:
     return {"pairs": len(lat), "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
             "max_ms": max(lat) if lat else None, "negative": sum(1 for x in lat if x < 0)}
@@ -380,6 +386,12 @@ def side_by_side(result: dict[str, Any]) -> str:
         *((f"(both) frame created -> its {state} node event received, p50 / p95",
            f"{_ms(result['gateway_node_event'][state]['p50_ms'])} / {_ms(result['gateway_node_event'][state]['p95_ms'])}", "")
           for state in ("in-progress", "finished")),
+        *((f"(both) floor, {state}: frame created -> its earliest signal received (frame or event), p50 / p95",
+           f"{_ms(result['gateway_floor'][state]['p50_ms'])} / {_ms(result['gateway_floor'][state]['p95_ms'])}", "")
+          for state in ("all", "in-progress", "finished")),
+        ("steady state over the floor: p50 / p95 (negative)",
+         f"{_ms(ours['over_floor']['p50_ms'])} / {_ms(ours['over_floor']['p95_ms'])} ({ours['over_floor']['negative']})",
+         f"{_ms(mon['over_floor']['p50_ms'])} / {_ms(mon['over_floor']['p95_ms'])} ({mon['over_floor']['negative']})"),
         ("steady state: max", _ms(ours["steady"]["max_ms"]), _ms(mon["steady"]["max_ms"])),
         ("steady state: pairs", f"{ours['steady']['pairs']}", f"{mon['steady']['pairs']}"),
         ("all pairs: p50 / p95", f"{_ms(ours['p50_ms'])} / {_ms(ours['p95_ms'])}",
@@ -412,7 +424,8 @@ def goals_table(result: dict[str, Any]) -> str:
     p95, mon_p95 = ours["steady"]["p95_ms"], mon["steady"]["p95_ms"]
     ratio = mon_p95 / p95 if p95 and mon_p95 else nan
     goals = [
-        ("steady-state p95 <= 100 ms", _ms(p95), p95 <= 100),
+        ("steady-state p95 <= 100 ms", f"{_ms(p95)} (the Gateway's floor alone: "
+         f"{_ms(result['gateway_floor']['all']['p95_ms'])})", p95 <= 100),
         ("steady-state p95 >= 10x better than the Monitor", f"{ratio:.1f}x", ratio >= 10),
         ("longest task while streaming <= 100 ms", _ms(ours["longest_task_ms"]), ours["longest_task_ms"] <= 100),
         ("first view <= 1.0 s", _ms(ours["first_view_ms"]), ours["first_view_ms"] <= 1000),
@@ -528,6 +541,15 @@ def main(argv: list[str] | None = None) -> int:
                     state: lag_figures([t - gw_first[key] for key, t in recorder.events.items()
                                         if key[1] == state and key in gw_first])
                     for state in NODE_EVENT_STATES.values()}
+                # The floor: frame created -> the earliest signal of it on a subscriber's socket,
+                # over the steady state's pairs. No page can beat it; "over the floor" below is
+                # what a page adds to it (negative: the page showed it before the recorder,
+                # which shares a process with Playwright, heard of it).
+                heard = earliest_signal(recorder_first, recorder.events)
+                result["gateway_floor"] = {
+                    state: lag_figures(latencies(gw_first, heard, steady_from, states))
+                    for state, states in (("all", ("in-progress", "finished")), ("in-progress", ("in-progress",)),
+                                          ("finished", ("finished",)))}
                 result["steady_from_s"] = steady_from / 1000 - launched
                 # How far the server stretched its batches (dashboard/shared.py RunTicker), sampled once a second.
                 result["batch_stretch"] = {"max": max(stretches, default=1.0),
@@ -547,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
                         "steady_by_state": {state: lag_figures(latencies(gw_first, mapped, steady_from, (state,)))
                                             for state in ("in-progress", "finished")},
                         "recorder_stamped": lag_figures(latencies(recorder_first, mapped, ready[name])),
+                        "over_floor": lag_figures([mapped[key] - heard[key] for key, t in gw_first.items()
+                                                   if key[1] in ("in-progress", "finished") and t >= steady_from
+                                                   and key in mapped and key in heard]),
                         "first_view_ms": m["first"] - m["origin"],
                         # The earliest moment any page could show progress: the Gateway's first
                         # frame with a running task, after this page's navigation started.

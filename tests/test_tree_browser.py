@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import panel as pn
 import pytest
 from playwright import sync_api
 
 from inspector import DevToolsTree
+from tests.deploy_support import poll, wait_status
 from tests.test_tree_view import StubStore, delta, node, snap, task
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class BuiltSession:
         self.server = pn.serve(make, port=port, threaded=True, show=False, start=True)
         self.context = browser.new_context(viewport={"width": 860, "height": 560})
         self.url = f"http://127.0.0.1:{port}/?bokeh-session-id=built-before-the-page"
-        poll_get(self.url)
+        wait_status(self.url, 200, timeout=20)  # the server thread listens a moment after pn.serve
         self.component = self.views[0].tree
         self.resent: list[int] = []
         resend = self.component.resend
@@ -280,19 +280,6 @@ class BuiltSession:
         self.server.stop()
 
 
-def poll_get(url: str) -> None:
-    """GET ``url`` once the server thread listens (it needs a moment after ``pn.serve``)."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url, timeout=10).raise_for_status()
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_rows_that_arrive_before_the_page_connects_travel_in_its_document(browser: Browser) -> None:
     """The first page of a process on a run is built before the hub has the run's tree; the
     tree comes while the browser still loads the page. Its rows then go into the document the
@@ -303,10 +290,7 @@ def test_rows_that_arrive_before_the_page_connects_travel_in_its_document(browse
     try:
         assert built.initial() == ""
         store.apply(snap(rich_root()))  # the hub's first snapshot, before any browser connected
-        deadline = time.monotonic() + 10
-        while not built.initial():
-            assert time.monotonic() < deadline, "the rows never reached the unsent document"
-            time.sleep(0.01)  # the session's next tick fills it
+        poll(built.initial, 10, "the rows in the unsent document (the session's next tick fills it)", interval=0.01)
         page = built.open()
         page.locator('.st-row[data-node-id="90"]').wait_for(timeout=20_000)
         built.wait_in_step(page)
